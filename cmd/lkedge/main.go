@@ -1,0 +1,177 @@
+// Command lkedge receives LiveKit webhooks, runs the OpenVidu Meet recording
+// and room logic on them, and hands them to notification plugins.
+//
+//	lkedge serve [--config FILE]          run the service
+//	lkedge send  [--config FILE] [--url URL] FILE
+//	                                      sign a webhook body with the configured key and POST it
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lkedge/lkedge/host/config"
+	"github.com/lkedge/lkedge/host/ingest"
+	"github.com/lkedge/lkedge/host/service"
+	"github.com/lkedge/lkedge/host/webhook"
+)
+
+const usage = `usage:
+  lkedge serve [--config FILE]                 run the service
+  lkedge send [--config FILE] [--url URL] FILE sign FILE as LiveKit would and POST it
+
+Settings come from FILE (default ./lkedge.yaml if present) and the environment;
+see README.md for the list.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "send":
+		err = send(os.Args[2:], os.Stdout)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "lkedge: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lkedge:", err)
+		os.Exit(1)
+	}
+}
+
+// loadConfig parses the common --config flag plus the command's own flags.
+func loadConfig(name string, args []string, more func(*flag.FlagSet)) (*config.Config, *flag.FlagSet, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	path := fs.String("config", "", "YAML settings file (default ./lkedge.yaml if present)")
+	if more != nil {
+		more(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	file, required := *path, true
+	if file == "" {
+		file, required = "lkedge.yaml", false
+	}
+	cfg, err := config.Load(file, required, os.LookupEnv)
+	return cfg, fs, err
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	format := cfg.LogFormat
+	if format == "auto" {
+		format = "json"
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+func serve(args []string) error {
+	cfg, fs, err := loadConfig("serve", args, nil)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+	svc, err := service.New(cfg, service.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	attrs := []any{
+		"webhook_url", "http://" + publicAddr(svc.Addr().String()) + ingest.Path,
+		"api_key", cfg.APIKey, "livekit_url", cfg.LiveKitURL, "store", cfg.StoreDir, "data_dir", cfg.DataDir,
+	}
+	if cfg.APIKey == "devkey" && cfg.APISecret == "secret" {
+		attrs = append(attrs, "api_secret", cfg.APISecret, "note", "development keys: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET for production")
+	}
+	log.Info("lkedge is up: point LiveKit's webhook at webhook_url", attrs...)
+	return svc.Run(ctx, 10*time.Second)
+}
+
+// publicAddr turns a listen address into one a client on this machine can
+// reach ("[::]:6080" → "127.0.0.1:6080").
+func publicAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func send(args []string, out io.Writer) error {
+	var url string
+	cfg, fs, err := loadConfig("send", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&url, "url", "", "webhook endpoint (default: this configuration's LKEDGE_LISTEN on 127.0.0.1)")
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("send needs exactly one FILE (a LiveKit webhook body)")
+	}
+	body, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("read webhook body: %w", err)
+	}
+	if url == "" {
+		url = "http://" + publicAddr(cfg.Listen) + ingest.Path
+	}
+	token, err := webhook.Sign(body, cfg.APIKey, cfg.APISecret, time.Now())
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("--url %q: %w", url, err)
+	}
+	req.Header.Set("Content-Type", "application/webhook+json")
+	req.Header.Set("Authorization", token)
+	client := &http.Client{Timeout: 30 * time.Second}
+	res, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post webhook: %w", err)
+	}
+	defer res.Body.Close()
+	reply, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+	fmt.Fprintf(out, "%s %s\n", res.Status, bytes.TrimSpace(reply))
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("lkedge answered %s", res.Status)
+	}
+	return nil
+}

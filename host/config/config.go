@@ -1,0 +1,250 @@
+// Package config loads lkedge's settings: a YAML file whose keys are the
+// environment variable names, overridden by the environment itself, so an
+// operator migrating from OpenVidu Meet keeps the names they already use.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the validated configuration of one lkedge process.
+type Config struct {
+	// LiveKitURL is the LiveKit server API base (http or https; ws and wss
+	// are accepted and mapped like OpenVidu Meet does).
+	LiveKitURL string
+	// APIKey and APISecret sign LiveKit server API calls and `lkedge send`.
+	APIKey    string
+	APISecret string
+	// Keys holds every key → secret accepted on incoming webhooks (the API key
+	// plus LIVEKIT_KEYS), so keys can be rotated without dropping events.
+	Keys map[string]string
+
+	MeetNameID  string
+	S3Bucket    string
+	S3Subbucket string
+
+	Listen       string
+	StoreDir     string // root of the file store (LKEDGE_STORE=file://DIR)
+	DataDir      string
+	PluginsFile  string
+	MaxBodyBytes int
+	ClockLeeway  time.Duration
+	LogLevel     string
+	LogFormat    string
+}
+
+// setting describes one configuration key: its default and how it is applied.
+type setting struct {
+	def   string
+	apply func(c *Config, v string) error
+}
+
+// settings is the single list of keys accepted in the file and the environment.
+var settings = map[string]setting{
+	"LIVEKIT_URL":        {"http://127.0.0.1:7880", func(c *Config, v string) error { u, err := liveKitURL(v); c.LiveKitURL = u; return err }},
+	"LIVEKIT_API_KEY":    {"devkey", func(c *Config, v string) error { c.APIKey = v; return nonEmpty(v) }},
+	"LIVEKIT_API_SECRET": {"secret", func(c *Config, v string) error { c.APISecret = v; return nonEmpty(v) }},
+	"LIVEKIT_KEYS":       {"", func(c *Config, v string) (err error) { c.Keys, err = ParseKeys(v); return err }},
+	"MEET_NAME_ID":       {"openviduMeet", func(c *Config, v string) error { c.MeetNameID = v; return nonEmpty(v) }},
+	"MEET_S3_BUCKET":     {"openvidu", func(c *Config, v string) error { c.S3Bucket = v; return bucketName(v) }},
+	"MEET_S3_SUBBUCKET":  {"openvidu-meet", func(c *Config, v string) error { c.S3Subbucket = v; return subbucket(v) }},
+	"LKEDGE_LISTEN":      {":6080", func(c *Config, v string) error { c.Listen = v; return listenAddr(v) }},
+	"LKEDGE_STORE":       {"file://./data", func(c *Config, v string) (err error) { c.StoreDir, err = storeDir(v); return err }},
+	"LKEDGE_DATA_DIR":    {"./data", func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
+	"LKEDGE_PLUGINS":     {"./plugins.yaml", func(c *Config, v string) error { c.PluginsFile = v; return nil }},
+	"LKEDGE_MAX_BODY_BYTES": {"1048576", func(c *Config, v string) (err error) {
+		c.MaxBodyBytes, err = strconv.Atoi(v)
+		if err == nil && (c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20) {
+			err = errors.New("must be between 1024 and 67108864 bytes")
+		}
+		return err
+	}},
+	"LKEDGE_CLOCK_LEEWAY": {"0s", func(c *Config, v string) (err error) {
+		c.ClockLeeway, err = time.ParseDuration(v)
+		if err == nil && (c.ClockLeeway < 0 || c.ClockLeeway > 5*time.Minute) {
+			err = errors.New("must be between 0s and 5m")
+		}
+		return err
+	}},
+	"LKEDGE_LOG_LEVEL":  {"info", func(c *Config, v string) error { c.LogLevel = v; return oneOf(v, "debug", "info", "warn", "error") }},
+	"LKEDGE_LOG_FORMAT": {"auto", func(c *Config, v string) error { c.LogFormat = v; return oneOf(v, "auto", "json", "text") }},
+}
+
+// Keys lists every accepted key name in order, for documentation and errors.
+func Keys() []string {
+	names := make([]string, 0, len(settings))
+	for k := range settings {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Load reads the YAML file at path (a missing file is an error only when
+// required is true, i.e. when the operator named it), then applies the
+// environment through lookup (os.LookupEnv in production).
+func Load(path string, required bool, lookup func(string) (string, bool)) (*Config, error) {
+	file := map[string]string{}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			if file, err = parseFile(data); err != nil {
+				return nil, fmt.Errorf("config file %s: %w", path, err)
+			}
+		case errors.Is(err, os.ErrNotExist) && !required:
+		default:
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+	}
+	return build(file, lookup)
+}
+
+func parseFile(data []byte) (map[string]string, error) {
+	var raw map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(raw))
+	for k, n := range raw {
+		if _, ok := settings[k]; !ok {
+			return nil, fmt.Errorf("line %d: unknown key %s (known keys: %s)", n.Line, k, strings.Join(Keys(), ", "))
+		}
+		if n.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("line %d: %s must be a single value", n.Line, k)
+		}
+		out[k] = n.Value
+	}
+	return out, nil
+}
+
+func build(file map[string]string, lookup func(string) (string, bool)) (*Config, error) {
+	c := &Config{}
+	for _, name := range Keys() {
+		s := settings[name]
+		v, src := s.def, "default"
+		if fv, ok := file[name]; ok {
+			v, src = fv, "config file"
+		}
+		if ev, ok := lookup(name); ok {
+			v, src = ev, "environment"
+		}
+		if err := s.apply(c, strings.TrimSpace(v)); err != nil {
+			return nil, fmt.Errorf("invalid %s (from %s): %w", name, src, err)
+		}
+	}
+	if c.Keys == nil {
+		c.Keys = map[string]string{}
+	}
+	if s, ok := c.Keys[c.APIKey]; ok && s != c.APISecret {
+		return nil, fmt.Errorf("invalid LIVEKIT_KEYS: key %q has a different secret than LIVEKIT_API_SECRET", c.APIKey)
+	}
+	c.Keys[c.APIKey] = c.APISecret
+	return c, nil
+}
+
+// ParseKeys reads LiveKit's key list format: "key1: secret1, key2: secret2".
+func ParseKeys(v string) (map[string]string, error) {
+	keys := map[string]string{}
+	if v == "" {
+		return keys, nil
+	}
+	for i, pair := range strings.Split(v, ",") {
+		k, s, ok := strings.Cut(pair, ":")
+		k, s = strings.TrimSpace(k), strings.TrimSpace(s)
+		if !ok || k == "" || s == "" {
+			return nil, fmt.Errorf("entry %d is not \"key: secret\"", i+1)
+		}
+		if _, dup := keys[k]; dup {
+			return nil, fmt.Errorf("key %q is listed twice", k)
+		}
+		keys[k] = s
+	}
+	return keys, nil
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+func oneOf(v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("must be one of %s", strings.Join(allowed, ", "))
+}
+
+// liveKitURL maps ws:// and wss:// to http:// and https:// as OpenVidu Meet
+// does for its private LiveKit URL, and rejects anything else.
+func liveKitURL(v string) (string, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "http", "https":
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	default:
+		return "", fmt.Errorf("scheme must be http, https, ws or wss, got %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return "", errors.New("has no host")
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+func bucketName(v string) error {
+	if !bucketRE.MatchString(v) || strings.Contains(v, "..") {
+		return errors.New("is not a valid S3 bucket name (3-63 lower-case letters, digits, '.', '-')")
+	}
+	return nil
+}
+
+func subbucket(v string) error {
+	if v == "" || strings.HasPrefix(v, "/") || strings.HasSuffix(v, "/") || strings.Contains(v, "//") {
+		return errors.New("must be a non-empty key prefix without leading or trailing '/'")
+	}
+	return nil
+}
+
+func listenAddr(v string) error {
+	if _, port, err := net.SplitHostPort(v); err != nil {
+		return err
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+func storeDir(v string) (string, error) {
+	dir, ok := strings.CutPrefix(v, "file://")
+	switch {
+	case v == "s3":
+		return "", errors.New("the s3 store is not available in this build yet; use file://DIR")
+	case !ok || dir == "":
+		return "", errors.New(`must be "file://DIR"`)
+	}
+	return filepath.Clean(dir), nil
+}

@@ -1,0 +1,124 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load("", false, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		LiveKitURL: "http://127.0.0.1:7880", APIKey: "devkey", APISecret: "secret",
+		MeetNameID: "openviduMeet", S3Bucket: "openvidu", S3Subbucket: "openvidu-meet",
+		Listen: ":6080", StoreDir: "data", DataDir: "./data", PluginsFile: "./plugins.yaml",
+		MaxBodyBytes: 1 << 20, ClockLeeway: 0, LogLevel: "info", LogFormat: "auto",
+	}
+	got := *c
+	got.Keys = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
+	}
+	if len(c.Keys) != 1 || c.Keys["devkey"] != "secret" {
+		t.Errorf("keys = %v, want only devkey", c.Keys)
+	}
+}
+
+func TestFileThenEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lkedge.yaml")
+	yaml := "LIVEKIT_URL: wss://lk.example.com/\nLKEDGE_LISTEN: 127.0.0.1:7000\nLKEDGE_MAX_BODY_BYTES: 4096\nMEET_NAME_ID: fromfile\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, true, env(map[string]string{"MEET_NAME_ID": "fromenv", "LIVEKIT_KEYS": "k2: s2, k3:s3"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LiveKitURL != "https://lk.example.com" || c.Listen != "127.0.0.1:7000" || c.MaxBodyBytes != 4096 {
+		t.Errorf("file values not applied: %+v", c)
+	}
+	if c.MeetNameID != "fromenv" {
+		t.Errorf("environment must override the file: MeetNameID = %q", c.MeetNameID)
+	}
+	if len(c.Keys) != 3 || c.Keys["k2"] != "s2" || c.Keys["k3"] != "s3" || c.Keys["devkey"] != "secret" {
+		t.Errorf("keys = %v", c.Keys)
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "none.yaml"), false, env(nil)); err != nil {
+		t.Errorf("an absent default file is fine: %v", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "none.yaml"), true, env(nil)); err == nil {
+		t.Error("a named file that does not exist must be an error")
+	}
+}
+
+func TestInvalidNamesTheKey(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		env  map[string]string
+		want string // the message must name this
+	}{
+		{"bad url scheme", "", map[string]string{"LIVEKIT_URL": "ftp://x"}, "LIVEKIT_URL"},
+		{"url without host", "", map[string]string{"LIVEKIT_URL": "http://"}, "LIVEKIT_URL"},
+		{"empty key", "", map[string]string{"LIVEKIT_API_KEY": ""}, "LIVEKIT_API_KEY"},
+		{"bad keys list", "", map[string]string{"LIVEKIT_KEYS": "k1 s1"}, "LIVEKIT_KEYS"},
+		{"duplicate key in list", "", map[string]string{"LIVEKIT_KEYS": "a: 1, a: 2"}, "LIVEKIT_KEYS"},
+		{"api key with other secret in list", "", map[string]string{"LIVEKIT_KEYS": "devkey: other"}, "LIVEKIT_KEYS"},
+		{"bucket", "", map[string]string{"MEET_S3_BUCKET": "Not_A_Bucket"}, "MEET_S3_BUCKET"},
+		{"subbucket slash", "", map[string]string{"MEET_S3_SUBBUCKET": "/x"}, "MEET_S3_SUBBUCKET"},
+		{"listen", "", map[string]string{"LKEDGE_LISTEN": "6080"}, "LKEDGE_LISTEN"},
+		{"listen port", "", map[string]string{"LKEDGE_LISTEN": ":99999"}, "LKEDGE_LISTEN"},
+		{"store s3 not yet", "", map[string]string{"LKEDGE_STORE": "s3"}, "LKEDGE_STORE"},
+		{"store scheme", "", map[string]string{"LKEDGE_STORE": "/var/data"}, "LKEDGE_STORE"},
+		{"body limit", "", map[string]string{"LKEDGE_MAX_BODY_BYTES": "10"}, "LKEDGE_MAX_BODY_BYTES"},
+		{"body limit nan", "", map[string]string{"LKEDGE_MAX_BODY_BYTES": "lots"}, "LKEDGE_MAX_BODY_BYTES"},
+		{"leeway", "", map[string]string{"LKEDGE_CLOCK_LEEWAY": "-1s"}, "LKEDGE_CLOCK_LEEWAY"},
+		{"log level", "", map[string]string{"LKEDGE_LOG_LEVEL": "loud"}, "LKEDGE_LOG_LEVEL"},
+		{"unknown file key", "LIVEKIT_SECRET: x\n", nil, "LIVEKIT_SECRET"},
+		{"nested file value", "LIVEKIT_KEYS:\n  a: b\n", nil, "LIVEKIT_KEYS"},
+		{"file value from file is named", "MEET_S3_BUCKET: A\n", nil, "config file"},
+		{"not yaml", "::: [", nil, "config file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.file != "" {
+				path = filepath.Join(t.TempDir(), "lkedge.yaml")
+				if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := Load(path, true, env(tt.env))
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not name %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLeewayAndFormats(t *testing.T) {
+	c, err := Load("", false, env(map[string]string{"LKEDGE_CLOCK_LEEWAY": "30s", "LKEDGE_LOG_FORMAT": "json", "LIVEKIT_URL": "ws://lk:7880"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClockLeeway != 30*time.Second || c.LogFormat != "json" || c.LiveKitURL != "http://lk:7880" {
+		t.Errorf("got %+v", c)
+	}
+}

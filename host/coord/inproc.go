@@ -1,0 +1,181 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// subscriberBuffer is how many undelivered events a subscriber may fall
+// behind before further events to it are dropped. Publish never waits for a
+// subscriber, so one stuck reader cannot stall the whole process.
+const subscriberBuffer = 64
+
+// InProcess is the single-machine Coordinator: locks live in a map and events
+// fan out to channels in memory. It coordinates the goroutines of one
+// process only; several replicas need the Consul backend.
+//
+// Events are delivered at most once: a subscriber whose buffer is full misses
+// the event (counted by Dropped) rather than blocking Publish.
+type InProcess struct {
+	now func() time.Time
+
+	mu    sync.Mutex
+	locks map[string]LockInfo
+	subs  map[string]map[*subscriber]struct{} // event type -> subscribers
+
+	dropped atomic.Uint64
+}
+
+type subscriber struct {
+	ch chan Event
+}
+
+var _ Coordinator = (*InProcess)(nil)
+
+// NewInProcess returns an empty in-process coordinator. now is the clock used
+// for lock expiry, injectable so tests can expire locks without sleeping; nil
+// means time.Now.
+func NewInProcess(now func() time.Time) *InProcess {
+	if now == nil {
+		now = time.Now
+	}
+	return &InProcess{
+		now:   now,
+		locks: make(map[string]LockInfo),
+		subs:  make(map[string]map[*subscriber]struct{}),
+	}
+}
+
+// Acquire takes the named lock for ttl unless someone holds it unexpired. An
+// expired lock is free, so a holder that died cannot block others forever.
+func (c *InProcess) Acquire(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if name == "" {
+		return false, errors.New("coord: acquire: empty lock name")
+	}
+	if ttl <= 0 {
+		return false, fmt.Errorf("coord: acquire %q: ttl %v must be positive", name, ttl)
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l, ok := c.locks[name]; ok && now.Before(l.ExpiresAt) {
+		return false, nil
+	}
+	c.locks[name] = LockInfo{Name: name, AcquiredAt: now, ExpiresAt: now.Add(ttl)}
+	return true, nil
+}
+
+// Release frees the named lock. It reports true only if the lock was held
+// and unexpired: releasing an expired lock reports false, as the lock had
+// already lapsed.
+func (c *InProcess) Release(ctx context.Context, name string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.locks[name]
+	if !ok {
+		return false, nil
+	}
+	delete(c.locks, name)
+	return now.Before(l.ExpiresAt), nil
+}
+
+// Locks lists the unexpired locks whose names start with prefix, sorted by
+// name. Expired locks found on the way are forgotten.
+func (c *InProcess) Locks(ctx context.Context, prefix string) ([]LockInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := c.now()
+	c.mu.Lock()
+	var out []LockInfo
+	for name, l := range c.locks {
+		if !now.Before(l.ExpiresAt) {
+			delete(c.locks, name)
+			continue
+		}
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, l)
+		}
+	}
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b LockInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Publish hands ev to every current subscriber of ev.Type without waiting:
+// a subscriber with a full buffer misses it. The payload is copied once, so
+// the caller may reuse its buffer; subscribers share the copy and must treat
+// it as read-only.
+func (c *InProcess) Publish(ctx context.Context, ev Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ev.Type == "" {
+		return errors.New("coord: publish: empty event type")
+	}
+	ev.Payload = slices.Clone(ev.Payload)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Sending under mu is what keeps this safe against the close in
+	// Subscribe's cleanup, which also runs under mu.
+	for s := range c.subs[ev.Type] {
+		select {
+		case s.ch <- ev:
+		default:
+			c.dropped.Add(1)
+		}
+	}
+	return nil
+}
+
+// Subscribe returns a channel of the events of eventType published from now
+// on. The channel is closed, and the subscription forgotten, once ctx ends.
+func (c *InProcess) Subscribe(ctx context.Context, eventType string) (<-chan Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if eventType == "" {
+		return nil, errors.New("coord: subscribe: empty event type")
+	}
+	s := &subscriber{ch: make(chan Event, subscriberBuffer)}
+	c.mu.Lock()
+	set := c.subs[eventType]
+	if set == nil {
+		set = make(map[*subscriber]struct{})
+		c.subs[eventType] = set
+	}
+	set[s] = struct{}{}
+	c.mu.Unlock()
+
+	// AfterFunc starts no goroutine until ctx ends, and runs the cleanup
+	// right away if ctx ended in the meantime.
+	context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(set, s)
+		if len(c.subs[eventType]) == 0 {
+			delete(c.subs, eventType) // keep the map from growing with dead types
+		}
+		close(s.ch)
+	})
+	return s.ch, nil
+}
+
+// Dropped reports how many event deliveries were skipped because the
+// subscriber's buffer was full, so a caller can tell lossy delivery happened.
+func (c *InProcess) Dropped() uint64 {
+	return c.dropped.Load()
+}

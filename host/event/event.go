@@ -1,0 +1,198 @@
+// Package event is lkedge's normalized event: one LiveKit webhook (or one
+// event lkedge derives, such as roomFinished) plus what lkedge learned while
+// handling it. Its JSON form, documented in docs/events.md, is what plugins
+// receive; it is versioned so plugins can rely on it.
+package event
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/livekit/protocol/utils/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// Version is the version of the JSON event model. It changes only when a
+// field changes meaning or disappears; new fields do not change it.
+const Version = 1
+
+// Source tells who produced an event.
+type Source string
+
+// Event sources.
+const (
+	SourceLiveKit Source = "livekit"
+	SourceLKEdge  Source = "lkedge"
+)
+
+// Types of the events lkedge itself emits.
+const (
+	// TypeRoomFinished follows a Meet room's room_finished once lkedge has
+	// released its recording lock and, if it was marked, deleted it.
+	TypeRoomFinished = "roomFinished"
+)
+
+// Event is one normalized event.
+type Event struct {
+	// ID is unique per event: LiveKit's event id, or for derived events the
+	// id of the LiveKit event it came from plus its type.
+	ID         string
+	Type       string
+	Source     Source
+	ReceivedAt time.Time
+	// LiveKit is the verified webhook the event is or comes from.
+	LiveKit *livekit.WebhookEvent
+	// Meet is what the OpenVidu Meet logic derived; nil until it ran.
+	Meet *Meet
+}
+
+// Meet is lkedge's view of an event in OpenVidu Meet terms.
+type Meet struct {
+	// Owned tells whether the room belongs to OpenVidu Meet (§4).
+	Owned bool `json:"owned"`
+	// RoomID is the Meet room id (the LiveKit room name).
+	RoomID string `json:"roomId,omitempty"`
+	// Recording is the recording view of a recording egress (§6.2), exactly
+	// as stored in the recording metadata.
+	Recording json.RawMessage `json:"recording,omitempty"`
+	// Deleted is set on roomFinished when lkedge deleted the room because it
+	// was marked for deletion.
+	Deleted bool `json:"deleted,omitempty"`
+	// Stale is set when the event is older than the recording state already
+	// stored (it arrived late): the metadata was not rewritten and no data
+	// message was sent; plugins should usually not notify about it.
+	Stale bool `json:"stale,omitempty"`
+}
+
+var unmarshalOpts = protojson.UnmarshalOptions{DiscardUnknown: true, AllowPartial: true}
+
+// FromWebhook decodes a verified LiveKit webhook body (protojson, unknown
+// fields ignored as LiveKit's own receiver does). A body without an event id
+// gets one derived from its content, so duplicates are still recognized.
+func FromWebhook(body []byte, receivedAt time.Time) (*Event, error) {
+	var wh livekit.WebhookEvent
+	if err := unmarshalOpts.Unmarshal(body, &wh); err != nil {
+		return nil, fmt.Errorf("decode webhook: %w", err)
+	}
+	if wh.Id == "" {
+		sum := sha256.Sum256(body)
+		wh.Id = "sha256:" + hex.EncodeToString(sum[:16])
+	}
+	return &Event{ID: wh.Id, Type: wh.Event, Source: SourceLiveKit, ReceivedAt: receivedAt, LiveKit: &wh}, nil
+}
+
+// RoomName is the LiveKit room the event concerns, or "".
+func (e *Event) RoomName() string {
+	wh := e.LiveKit
+	switch {
+	case wh == nil:
+		return ""
+	case wh.Room != nil:
+		return wh.Room.Name
+	case wh.EgressInfo != nil:
+		return wh.EgressInfo.RoomName
+	case wh.IngressInfo != nil:
+		return wh.IngressInfo.RoomName
+	}
+	return ""
+}
+
+// OrderKey groups events that must be handled one at a time in arrival
+// order: those of one room (egress events included, since room_finished and
+// egress_ended interact), else of one resource the way LiveKit's own sender
+// queues them.
+func (e *Event) OrderKey() string {
+	if r := e.RoomName(); r != "" {
+		return "room:" + r
+	}
+	wh := e.LiveKit
+	switch {
+	case wh == nil:
+	case wh.EgressInfo != nil:
+		return "egress:" + wh.EgressInfo.EgressId
+	case wh.IngressInfo != nil:
+		return "ingress:" + wh.IngressInfo.IngressId
+	case wh.Participant != nil:
+		return "participant:" + wh.Participant.Identity
+	case wh.Track != nil:
+		return "track:" + wh.Track.Sid
+	}
+	return "event:" + e.ID
+}
+
+// Derive makes an lkedge event of the given type that follows from e.
+func (e *Event) Derive(typ string, meet *Meet) *Event {
+	return &Event{ID: e.ID + ":" + typ, Type: typ, Source: SourceLKEdge, ReceivedAt: e.ReceivedAt, LiveKit: e.LiveKit, Meet: meet}
+}
+
+var marshalOpts = protojson.MarshalOptions{}
+
+// MarshalJSON writes the documented event model (docs/events.md). LiveKit's
+// objects appear in LiveKit's own protojson form, minus secrets: the TURN
+// password LiveKit puts in every room object never reaches a plugin.
+func (e *Event) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"version":`)
+	fmt.Fprint(&b, Version)
+	writeField(&b, "id", e.ID)
+	writeField(&b, "type", e.Type)
+	writeField(&b, "source", string(e.Source))
+	fmt.Fprintf(&b, `,"receivedAt":%d`, e.ReceivedAt.UnixMilli())
+	if wh := e.LiveKit; wh != nil {
+		fmt.Fprintf(&b, `,"createdAt":%d`, wh.CreatedAt)
+		if wh.Room != nil {
+			room := proto.Clone(wh.Room).(*livekit.Room)
+			room.TurnPassword = ""
+			if err := writeProto(&b, "room", room); err != nil {
+				return nil, err
+			}
+		}
+		for _, f := range []struct {
+			name string
+			msg  proto.Message
+			set  bool
+		}{
+			{"participant", wh.Participant, wh.Participant != nil},
+			{"track", wh.Track, wh.Track != nil},
+			{"egressInfo", wh.EgressInfo, wh.EgressInfo != nil},
+			{"ingressInfo", wh.IngressInfo, wh.IngressInfo != nil},
+		} {
+			if f.set {
+				if err := writeProto(&b, f.name, f.msg); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if e.Meet != nil {
+		m, err := json.Marshal(e.Meet)
+		if err != nil {
+			return nil, fmt.Errorf("encode meet view: %w", err)
+		}
+		b.WriteString(`,"meet":`)
+		b.Write(m)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+func writeField(b *bytes.Buffer, name, value string) {
+	v, _ := json.Marshal(value) // a string always encodes
+	fmt.Fprintf(b, `,%q:%s`, name, v)
+}
+
+func writeProto(b *bytes.Buffer, name string, m proto.Message) error {
+	data, err := marshalOpts.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	fmt.Fprintf(b, `,%q:`, name)
+	// protojson output is not byte-stable by design; compact it so the
+	// event is at least free of its random whitespace.
+	return json.Compact(b, data)
+}

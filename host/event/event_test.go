@@ -1,0 +1,115 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestGolden pins the documented event model (docs/events.md): each
+// testdata/events/<name>.webhook.json decodes and encodes to <name>.event.json.
+func TestGolden(t *testing.T) {
+	inputs, err := filepath.Glob(filepath.Join("..", "..", "testdata", "events", "*.webhook.json"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no inputs: %v", err)
+	}
+	received := time.UnixMilli(1745318193000)
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".webhook.json")
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := FromWebhook(body, received)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev.Meet = &Meet{Owned: true, RoomID: ev.RoomName()}
+			if name == "egress_updated" {
+				ev.Meet.Recording = json.RawMessage(`{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"ACTIVE","filename":"room-123--a1b2c3d4e5.mp4","startDate":1745318182123.4568}`)
+			}
+			events := []*Event{ev}
+			if ev.Type == "room_finished" {
+				events = append(events, ev.Derive(TypeRoomFinished, &Meet{Owned: true, RoomID: ev.RoomName(), Deleted: true}))
+			}
+			var got bytes.Buffer
+			for _, e := range events {
+				b, err := json.Marshal(e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := json.Indent(&got, b, "", "  "); err != nil {
+					t.Fatal(err)
+				}
+				got.WriteByte('\n')
+			}
+			if bytes.Contains(got.Bytes(), []byte("turnPassword")) {
+				t.Error("the TURN password must never reach plugins")
+			}
+			golden := strings.TrimSuffix(in, ".webhook.json") + ".event.json"
+			if *update {
+				if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./host/event -update)", err)
+			}
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("event JSON differs from %s:\n%s", golden, got.Bytes())
+			}
+		})
+	}
+}
+
+func TestFromWebhook(t *testing.T) {
+	tests := []struct {
+		name, body     string
+		wantErr        bool
+		wantID, wantOK string // expected ID ("" = derived from the content) and order key
+	}{
+		{"room event", `{"event":"room_started","id":"EV_1","room":{"name":"r1"}}`, false, "EV_1", "room:r1"},
+		{"egress orders by room", `{"event":"egress_ended","id":"EV_2","egressInfo":{"egressId":"EG_1","roomName":"r1"}}`, false, "EV_2", "room:r1"},
+		{"egress without room", `{"event":"egress_ended","id":"EV_3","egressInfo":{"egressId":"EG_1"}}`, false, "EV_3", "egress:EG_1"},
+		{"ingress", `{"event":"ingress_started","id":"EV_4","ingressInfo":{"ingressId":"IN_1"}}`, false, "EV_4", "ingress:IN_1"},
+		{"nothing but an id", `{"event":"x","id":"EV_5"}`, false, "EV_5", "event:EV_5"},
+		{"no id gets a content id", `{"event":"room_started","room":{"name":"r1"}}`, false, "", "room:r1"},
+		{"unknown fields ignored", `{"event":"room_started","id":"EV_6","future":1,"room":{"name":"r","future":[1]}}`, false, "EV_6", "room:r"},
+		{"not JSON", `{"event":`, true, "", ""},
+		{"wrong type", `{"event":1}`, true, "", ""},
+		{"null", `null`, true, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, err := FromWebhook([]byte(tt.body), time.Now())
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("want an error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantID == "" {
+				if !strings.HasPrefix(ev.ID, "sha256:") || len(ev.ID) != len("sha256:")+32 {
+					t.Errorf("ID = %q", ev.ID)
+				}
+			} else if ev.ID != tt.wantID {
+				t.Errorf("ID = %q, want %q", ev.ID, tt.wantID)
+			}
+			if got := ev.OrderKey(); got != tt.wantOK {
+				t.Errorf("OrderKey = %q, want %q", got, tt.wantOK)
+			}
+		})
+	}
+}

@@ -1,0 +1,141 @@
+// Package ingest is lkedge's HTTP front: it refuses what is not a genuine
+// LiveKit webhook, records what is, answers as soon as the record is
+// durable, and hands the event to the pipeline. Answering never waits for
+// S3, LiveKit or outbound deliveries.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/journal"
+	"github.com/lkedge/lkedge/host/metrics"
+	"github.com/lkedge/lkedge/host/webhook"
+)
+
+// Path is where LiveKit posts its webhooks, as in OpenVidu Meet.
+const Path = "/livekit/webhook"
+
+// mediaType is what LiveKit sends; parameters such as charset are allowed.
+const mediaType = "application/webhook+json"
+
+// Journal records accepted events durably.
+type Journal interface {
+	Append(ctx context.Context, id string, receivedAt time.Time, body []byte) (journal.Record, bool, error)
+}
+
+// Pipeline takes recorded events for processing.
+type Pipeline interface {
+	Submit(ev *event.Event, seq uint64, force bool) error
+	Full() bool
+}
+
+// Handler serves the webhook endpoint.
+type Handler struct {
+	Verifier *webhook.Verifier
+	Journal  Journal
+	Pipeline Pipeline
+	MaxBody  int
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Reasons for refusals that are not about the token.
+const (
+	reasonMethod     = "method_not_allowed"
+	reasonMediaType  = "unsupported_media_type"
+	reasonTooLarge   = "body_too_large"
+	reasonMalformed  = "malformed_json"
+	reasonOverloaded = "overloaded"
+	reasonJournal    = "journal_error"
+)
+
+// ServeWebhook handles POST /livekit/webhook.
+func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		h.refuse(ctx, fasthttp.StatusMethodNotAllowed, reasonMethod, nil)
+		return
+	}
+	ct, _, _ := bytes.Cut(ctx.Request.Header.ContentType(), []byte(";"))
+	if !bytes.EqualFold(bytes.TrimSpace(ct), []byte(mediaType)) {
+		h.refuse(ctx, fasthttp.StatusUnsupportedMediaType, reasonMediaType, nil)
+		return
+	}
+	body := ctx.Request.Body()
+	if len(body) > h.MaxBody {
+		h.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge, nil)
+		return
+	}
+	if _, err := h.Verifier.Verify(string(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)), body); err != nil {
+		var we *webhook.Error
+		reason := "unauthorized"
+		if errors.As(err, &we) {
+			reason = string(we.Reason)
+		}
+		h.refuse(ctx, fasthttp.StatusUnauthorized, reason, err)
+		return
+	}
+	now := h.Now()
+	ev, err := event.FromWebhook(body, now)
+	if err != nil {
+		h.refuse(ctx, fasthttp.StatusBadRequest, reasonMalformed, err)
+		return
+	}
+	log := h.Log.With("event_id", ev.ID, "event", ev.Type)
+	if h.Pipeline.Full() {
+		// LiveKit's sender retries 5xx; the event is not lost, only late.
+		ctx.Response.Header.Set("Retry-After", "1")
+		h.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonOverloaded, nil)
+		return
+	}
+	rec, dup, err := h.Journal.Append(ctx, ev.ID, now, body)
+	if err != nil {
+		log.Error("recording the event failed", "err", err)
+		ctx.Response.Header.Set("Retry-After", "1")
+		h.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonJournal, err)
+		return
+	}
+	if dup {
+		metrics.WebhooksDuplicate.Inc()
+		log.Info("duplicate delivery ignored")
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		return
+	}
+	metrics.WebhooksReceived.WithLabelValues(ev.Type).Inc()
+	// Recorded means accepted: even if the backlog filled up meanwhile, the
+	// event is queued rather than refused after the fact.
+	if err := h.Pipeline.Submit(ev, rec.Seq, true); err != nil {
+		log.Warn("event recorded but not queued; it is processed after the next start", "err", err)
+	}
+	log.Debug("webhook accepted", "seq", rec.Seq)
+	ctx.SetStatusCode(fasthttp.StatusOK)
+}
+
+func (h *Handler) refuse(ctx *fasthttp.RequestCtx, status int, reason string, err error) {
+	metrics.WebhooksRejected.WithLabelValues(reason).Inc()
+	attrs := []any{"status", status, "reason", reason, "remote", ctx.RemoteAddr().String()}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	h.Log.Warn("webhook refused", attrs...)
+	ctx.SetStatusCode(status)
+	ctx.SetBodyString(reason + "\n")
+}
+
+// ServerError answers errors fasthttp raises before a handler runs, above
+// all bodies over the size limit, so they are counted and logged like the
+// rest.
+func (h *Handler) ServerError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		h.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge, err)
+		return
+	}
+	h.refuse(ctx, fasthttp.StatusBadRequest, "bad_request", err)
+}

@@ -1,0 +1,164 @@
+package journal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// On-disk layout.
+//
+//	pending      key: seq (8-byte big-endian)   value: record
+//	failed       key: seq (8-byte big-endian)   value: failed record
+//	seen         key: event id                  value: seen-at unix ms (8) | seq (8)
+//	seen_by_time key: seen-at unix ms (8) | id  value: empty
+//
+//	record        = version(1)=1 | receivedAt unix ms int64 (8, BE) | uvarint len(id) | id | body
+//	failed record = version(1)=1 | failedAt unix ms int64 (8, BE) | uvarint len(reason) | reason | record
+//
+// The seq stored in a seen value lets pruning check in O(1) whether the id's
+// record is still pending.
+
+const (
+	recordVersion = 1
+	failedVersion = 1
+	headerLen     = 1 + 8 // version + unix ms
+	seenLen       = 8 + 8
+)
+
+var be = binary.BigEndian
+
+func seqKey(seq uint64) []byte { return be.AppendUint64(make([]byte, 0, 8), seq) }
+
+func decodeSeqKey(k []byte) (uint64, bool) {
+	if len(k) != 8 {
+		return 0, false
+	}
+	return be.Uint64(k), true
+}
+
+// timeKey is the seen_by_time key. Times before 1970 are clamped to 0 so the
+// big-endian encoding keeps sorting by time.
+func timeKey(ms int64, id string) []byte {
+	k := make([]byte, 0, 8+len(id))
+	k = be.AppendUint64(k, uint64(max(ms, 0)))
+	return append(k, id...)
+}
+
+func encodeSeen(ms int64, seq uint64) []byte {
+	v := make([]byte, 0, seenLen)
+	v = be.AppendUint64(v, uint64(max(ms, 0)))
+	return be.AppendUint64(v, seq)
+}
+
+func decodeSeen(v []byte) (ms int64, seq uint64, ok bool) {
+	if len(v) != seenLen {
+		return 0, 0, false
+	}
+	return int64(be.Uint64(v[:8])), be.Uint64(v[8:]), true
+}
+
+// encodeRecord returns the encoded record and the offset of the body in it.
+func encodeRecord(receivedMs int64, id string, body []byte) ([]byte, int) {
+	v := make([]byte, 0, headerLen+binary.MaxVarintLen64+len(id)+len(body))
+	v = append(v, recordVersion)
+	v = be.AppendUint64(v, uint64(receivedMs))
+	v = binary.AppendUvarint(v, uint64(len(id)))
+	v = append(v, id...)
+	off := len(v)
+	return append(v, body...), off
+}
+
+// decodeRecord decodes a record value. It never trusts lengths read from v
+// and copies everything out, since v may point into bbolt's mmap.
+func decodeRecord(seq uint64, v []byte) (Record, error) {
+	ms, rest, err := decodeHeader(v, recordVersion)
+	if err != nil {
+		return Record{}, err
+	}
+	id, body, err := splitLenPrefixed(rest, "event id")
+	if err != nil {
+		return Record{}, err
+	}
+	if len(id) == 0 {
+		return Record{}, errors.New("corrupt value: empty event id")
+	}
+	return Record{
+		Seq:        seq,
+		ID:         string(id),
+		ReceivedAt: time.UnixMilli(ms).UTC(),
+		Body:       clone(body),
+	}, nil
+}
+
+func encodeFailed(failedMs int64, reason string, record []byte) []byte {
+	v := make([]byte, 0, headerLen+binary.MaxVarintLen64+len(reason)+len(record))
+	v = append(v, failedVersion)
+	v = be.AppendUint64(v, uint64(failedMs))
+	v = binary.AppendUvarint(v, uint64(len(reason)))
+	v = append(v, reason...)
+	return append(v, record...)
+}
+
+func decodeFailed(seq uint64, v []byte) (FailedRecord, error) {
+	ms, rest, err := decodeHeader(v, failedVersion)
+	if err != nil {
+		return FailedRecord{}, err
+	}
+	reason, record, err := splitLenPrefixed(rest, "reason")
+	if err != nil {
+		return FailedRecord{}, err
+	}
+	rec, err := decodeRecord(seq, record)
+	if err != nil {
+		return FailedRecord{}, fmt.Errorf("embedded record: %w", err)
+	}
+	return FailedRecord{
+		Record:   rec,
+		Reason:   string(reason),
+		FailedAt: time.UnixMilli(ms).UTC(),
+	}, nil
+}
+
+func decodeHeader(v []byte, version byte) (ms int64, rest []byte, err error) {
+	if len(v) < headerLen {
+		return 0, nil, fmt.Errorf("corrupt value: %d bytes, shorter than the %d-byte header", len(v), headerLen)
+	}
+	if v[0] != version {
+		return 0, nil, fmt.Errorf("corrupt value: unsupported encoding version %d", v[0])
+	}
+	return int64(be.Uint64(v[1:headerLen])), v[headerLen:], nil
+}
+
+// splitLenPrefixed splits a uvarint-length-prefixed field off the front of b.
+func splitLenPrefixed(b []byte, what string) (field, rest []byte, err error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 {
+		return nil, nil, fmt.Errorf("corrupt value: bad %s length", what)
+	}
+	b = b[k:]
+	if n > uint64(len(b)) {
+		return nil, nil, fmt.Errorf("corrupt value: %s length %d exceeds the %d remaining bytes", what, n, len(b))
+	}
+	return b[:n], b[n:], nil
+}
+
+func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
+
+// truncate cuts s to at most n bytes without leaving a partial UTF-8
+// sequence at the end.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for i := 0; i < utf8.UTFMax-1 && len(s) > 0; i++ {
+		if r, size := utf8.DecodeLastRuneInString(s); r != utf8.RuneError || size != 1 {
+			break
+		}
+		s = s[:len(s)-1]
+	}
+	return s
+}

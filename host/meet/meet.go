@@ -1,0 +1,455 @@
+// Package meet is the OpenVidu Meet recording and room logic, run natively
+// on every LiveKit event: ownership (§4), recording metadata (§5.1, §6),
+// data messages to the room (§9.2, §10.1), the recording lock (§10.2), the
+// recording_active system event (§11.3) and room deletion after the meeting
+// (§5.4). Section numbers refer to docs/openvidu-meet.md's source, the
+// behavioural specification of the reference.
+package meet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+
+	"github.com/lkedge/lkedge/host/coord"
+	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/metrics"
+	"github.com/lkedge/lkedge/host/store"
+)
+
+// LiveKit is the part of the LiveKit server API the Meet logic calls.
+type LiveKit interface {
+	// GetRoom returns the room called name, or nil if LiveKit has none.
+	GetRoom(ctx context.Context, name string) (*livekit.Room, error)
+	// ActiveEgress lists room's egresses in EGRESS_ACTIVE, of any kind.
+	ActiveEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error)
+	// SendData sends a reliable data message (to everyone when sids is empty).
+	SendData(ctx context.Context, room, topic string, data []byte, sids []string) error
+	// DeleteRoom closes the room; a room that does not exist is not an error.
+	DeleteRoom(ctx context.Context, room string) error
+}
+
+// Options configures the Meet logic with the reference's settings.
+type Options struct {
+	NameID    string // MEET_NAME_ID: the createdBy value of Meet rooms
+	Subbucket string // MEET_S3_SUBBUCKET: prefix of every object key
+	// OwnershipTimeout bounds the LiveKit lookup of an egress event's room,
+	// so a slow LiveKit cannot stall the decision (default 1 s).
+	OwnershipTimeout time.Duration
+	// DeleteAttempts is how often room deletion is tried before the event is
+	// handed back for a later retry (default 5, 200 ms doubling).
+	DeleteAttempts int
+	DeleteBackoff  time.Duration
+}
+
+// Handler runs the Meet logic.
+type Handler struct {
+	store store.Store
+	coord coord.Coordinator
+	lk    LiveKit
+	opts  Options
+}
+
+// New returns a Handler over the given store, coordinator and LiveKit API.
+func New(s store.Store, c coord.Coordinator, lk LiveKit, opts Options) *Handler {
+	if opts.OwnershipTimeout <= 0 {
+		opts.OwnershipTimeout = time.Second
+	}
+	if opts.DeleteAttempts <= 0 {
+		opts.DeleteAttempts = 5
+	}
+	if opts.DeleteBackoff <= 0 {
+		opts.DeleteBackoff = 200 * time.Millisecond
+	}
+	return &Handler{store: s, coord: c, lk: lk, opts: opts}
+}
+
+// RecordingLockName is the coordination lock held while a room records
+// (the reference's ov_meet_lock:recording_active_<roomId>, §10.2).
+func RecordingLockName(roomID string) string { return "recording_active_" + roomID }
+
+// EventRecordingActive is the system event that completes a pending
+// start-recording request (§11.3); its payload is the RecordingInfo JSON.
+const EventRecordingActive = "recording_active"
+
+// key makes a key absolute the way S3Service.getFullKey does (§7.1).
+func (h *Handler) key(name string) string {
+	if strings.HasPrefix(name, h.opts.Subbucket) {
+		return name
+	}
+	return h.opts.Subbucket + "/" + name
+}
+
+// Handle runs the Meet logic for ev, attaches the Meet view to it and
+// returns the events lkedge derives from it (roomFinished). An error means
+// the event must be tried again later: only storage failures are retried,
+// because everything Handle writes is idempotent and side effects on
+// LiveKit happen after the writes; LiveKit failures are logged and counted.
+func (h *Handler) Handle(ctx context.Context, ev *event.Event, log *slog.Logger) ([]*event.Event, error) {
+	owned, err := h.owned(ctx, ev, log)
+	if err != nil {
+		return nil, err
+	}
+	ev.Meet = &event.Meet{Owned: owned, RoomID: ev.RoomName()}
+	if !owned {
+		log.Debug("event skipped: not related to OpenVidu Meet")
+		return nil, nil
+	}
+	wh := ev.LiveKit
+	switch wh.Event {
+	case "egress_started", "egress_updated", "egress_ended":
+		return nil, h.recordingEgress(ctx, ev, log)
+	case "participant_joined":
+		h.participantJoined(ctx, wh.Room, wh.Participant, log)
+		return nil, nil
+	case "room_finished":
+		return h.roomFinished(ctx, ev, log)
+	}
+	return nil, nil
+}
+
+// owned decides whether ev concerns an OpenVidu Meet room (§4), with
+// QUIRK 1 fixed: an egress event still belongs to Meet when its LiveKit room
+// is gone (or LiveKit cannot answer) but the Meet room record exists.
+func (h *Handler) owned(ctx context.Context, ev *event.Event, log *slog.Logger) (bool, error) {
+	wh := ev.LiveKit
+	if wh.Room != nil {
+		return h.createdByMeet(wh.Room.Metadata, log), nil
+	}
+	var name string
+	switch {
+	case wh.EgressInfo != nil:
+		name = wh.EgressInfo.RoomName
+	case wh.IngressInfo != nil:
+		name = wh.IngressInfo.RoomName
+	}
+	if name == "" {
+		return false, nil
+	}
+	_, storeErr := h.store.Get(ctx, h.key("rooms/"+name+"/"+name+".json"))
+	if storeErr == nil {
+		return true, nil
+	}
+	if !errors.Is(storeErr, store.ErrNotFound) {
+		metrics.StoreErrors.WithLabelValues("get").Inc()
+		log.Warn("ownership: reading the Meet room record failed; asking LiveKit", "room", name, "err", storeErr)
+	}
+	lctx, cancel := context.WithTimeout(ctx, h.opts.OwnershipTimeout)
+	defer cancel()
+	room, err := h.lk.GetRoom(lctx, name)
+	switch {
+	case err != nil:
+		metrics.LiveKitErrors.WithLabelValues("ListRooms").Inc()
+		log.Warn("ownership: LiveKit room lookup failed", "room", name, "err", err)
+	case room != nil && h.createdByMeet(room.Metadata, log):
+		return true, nil
+	}
+	if !errors.Is(storeErr, store.ErrNotFound) {
+		// Neither source could confirm: the record may exist, so try later
+		// rather than drop a Meet recording's event.
+		return false, fmt.Errorf("ownership of room %s: %w", name, storeErr)
+	}
+	return false, nil
+}
+
+func (h *Handler) createdByMeet(metadata string, log *slog.Logger) bool {
+	if metadata == "" {
+		return false
+	}
+	var m struct {
+		CreatedBy any `json:"createdBy"`
+	}
+	if err := json.Unmarshal([]byte(metadata), &m); err != nil {
+		// QUIRK 2 kept in effect: invalid metadata means "not Meet", logged.
+		log.Debug("room metadata is not JSON; not a Meet room", "err", err)
+		return false
+	}
+	s, ok := m.CreatedBy.(string)
+	return ok && s == h.opts.NameID
+}
+
+// recordingEgress handles egress_started/updated/ended (§5.1). Storage
+// writes come first so that a retry after a storage failure never repeats
+// a data message.
+func (h *Handler) recordingEgress(ctx context.Context, ev *event.Event, log *slog.Logger) error {
+	eg := ev.LiveKit.EgressInfo
+	if !IsRecordingEgress(eg) {
+		log.Debug("egress is not a recording; ignored", "egress", eg.GetEgressId())
+		return nil
+	}
+	info, err := ToRecordingInfo(eg)
+	if err != nil {
+		log.Warn("recording egress skipped", "err", err)
+		return nil
+	}
+	body, err := marshalJS(info)
+	if err != nil {
+		return fmt.Errorf("encode recording %s: %w", info.RecordingID, err)
+	}
+	ev.Meet.Recording = body
+	mdKey, err := MetadataKey(info.RecordingID)
+	if err != nil {
+		log.Warn("recording egress skipped", "err", err)
+		return nil
+	}
+	current, err := h.saveRecording(ctx, h.key(mdKey), info.Status, eg.UpdatedAt, body)
+	if err != nil {
+		return err
+	}
+	if !current {
+		ev.Meet.Stale = true
+		log.Info("recording metadata kept: the event is older than the stored state", "recording", info.RecordingID, "status", info.Status)
+		return nil
+	}
+	if ev.Type == "egress_started" {
+		if err := h.saveRoomMetadata(ctx, info.RoomID, log); err != nil {
+			return err
+		}
+	}
+	if topic, payload, err := info.Signal(); err != nil {
+		log.Error("recording signal", "err", err)
+	} else if err := h.lk.SendData(ctx, info.RoomID, topic, payload, nil); err != nil {
+		metrics.LiveKitErrors.WithLabelValues("SendData").Inc()
+		log.Warn("sending the recording signal failed", "topic", topic, "err", err)
+	}
+	switch {
+	case ev.Type == "egress_updated" && info.Status == StatusActive:
+		if err := h.coord.Publish(ctx, coord.Event{Type: EventRecordingActive, Payload: body}); err != nil {
+			log.Warn("publishing recording_active failed", "err", err)
+		}
+	case ev.Type == "egress_ended":
+		h.releaseRecordingLock(ctx, info.RoomID, log)
+	}
+	return nil
+}
+
+// metaUpdatedAt is the user metadata key that keeps the egress updatedAt of
+// the stored state, so equal-rank updates are ordered by LiveKit's clock.
+const metaUpdatedAt = "egress-updated-at"
+
+// saveRecording writes the recording metadata unless the stored state is
+// newer (a final state is never replaced by a non-final one; within a rank
+// the later egress updatedAt wins). It uses compare-and-swap so two replicas
+// cannot race a stale state over a newer one. It reports whether body is
+// now the stored state.
+func (h *Handler) saveRecording(ctx context.Context, key string, status Status, updatedAt int64, body []byte) (bool, error) {
+	meta := map[string]string{metaUpdatedAt: strconv.FormatInt(updatedAt, 10)}
+	for attempt := 0; attempt < 10; attempt++ {
+		obj, err := h.store.Get(ctx, key)
+		var opts store.PutOptions
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			opts = store.PutOptions{IfNoneMatch: true, Meta: meta}
+		case err != nil:
+			metrics.StoreErrors.WithLabelValues("get").Inc()
+			return false, fmt.Errorf("read recording metadata %s: %w", key, err)
+		default:
+			var old struct {
+				Status Status `json:"status"`
+			}
+			if json.Unmarshal(obj.Body, &old) == nil {
+				oldAt, _ := strconv.ParseInt(obj.Meta[metaUpdatedAt], 10, 64)
+				if old.Status.rank() > status.rank() || (old.Status.rank() == status.rank() && updatedAt < oldAt) {
+					return false, nil
+				}
+			}
+			opts = store.PutOptions{IfMatch: obj.ETag, Meta: meta}
+		}
+		_, err = h.store.Put(ctx, key, body, opts)
+		if errors.Is(err, store.ErrPrecondition) {
+			continue // somebody wrote in between: decide again on the new state
+		}
+		if err != nil {
+			metrics.StoreErrors.WithLabelValues("put").Inc()
+			return false, fmt.Errorf("write recording metadata %s: %w", key, err)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("write recording metadata %s: still contended after 10 attempts", key)
+}
+
+// Room is the part of a MeetRoom (§9.1) the webhook path reads.
+type Room struct {
+	RoomID            string `json:"roomId"`
+	ModeratorRoomURL  string `json:"moderatorRoomUrl"`
+	PublisherRoomURL  string `json:"publisherRoomUrl"`
+	MarkedForDeletion bool   `json:"markedForDeletion"`
+	Preferences       *struct {
+		RecordingPreferences json.RawMessage `json:"recordingPreferences,omitempty"`
+	} `json:"preferences,omitempty"`
+}
+
+// getRoom reads the Meet room record; (nil, nil) if there is none.
+func (h *Handler) getRoom(ctx context.Context, roomID string) (*Room, error) {
+	obj, err := h.store.Get(ctx, h.key("rooms/"+roomID+"/"+roomID+".json"))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		metrics.StoreErrors.WithLabelValues("get").Inc()
+		return nil, fmt.Errorf("read Meet room %s: %w", roomID, err)
+	}
+	var r Room
+	if err := json.Unmarshal(obj.Body, &r); err != nil {
+		return nil, fmt.Errorf("Meet room %s is not valid JSON: %w", roomID, err)
+	}
+	return &r, nil
+}
+
+// saveRoomMetadata writes recordings/.metadata/<roomId>/room_metadata.json
+// once (§5.2). It is create-only, so a replica can never overwrite another's
+// (QUIRK 10 fixed).
+func (h *Handler) saveRoomMetadata(ctx context.Context, roomID string, log *slog.Logger) error {
+	key := h.key("recordings/.metadata/" + roomID + "/room_metadata.json")
+	if _, err := h.store.Get(ctx, key); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		metrics.StoreErrors.WithLabelValues("get").Inc()
+		return fmt.Errorf("read room metadata %s: %w", key, err)
+	}
+	room, err := h.getRoom(ctx, roomID)
+	if err != nil || room == nil {
+		// The reference only logs here; a missing or broken record is not
+		// worth retrying the event for.
+		log.Warn("room metadata not saved: no readable Meet room record", "room", roomID, "err", err)
+		return nil
+	}
+	pub, err1 := urlSecret(room.PublisherRoomURL)
+	mod, err2 := urlSecret(room.ModeratorRoomURL)
+	if err := errors.Join(err1, err2); err != nil {
+		log.Warn("room metadata not saved", "room", roomID, "err", err)
+		return nil
+	}
+	type prefs struct {
+		RecordingPreferences json.RawMessage `json:"recordingPreferences,omitempty"`
+	}
+	doc := struct {
+		PublisherSecret string `json:"publisherSecret"`
+		ModeratorSecret string `json:"moderatorSecret"`
+		Preferences     prefs  `json:"preferences"`
+	}{PublisherSecret: pub, ModeratorSecret: mod}
+	if room.Preferences != nil {
+		doc.Preferences.RecordingPreferences = room.Preferences.RecordingPreferences
+	}
+	body, err := marshalJS(doc)
+	if err != nil {
+		return fmt.Errorf("encode room metadata %s: %w", key, err)
+	}
+	if _, err := h.store.Put(ctx, key, body, store.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, store.ErrPrecondition) {
+		metrics.StoreErrors.WithLabelValues("put").Inc()
+		return fmt.Errorf("write room metadata %s: %w", key, err)
+	}
+	return nil
+}
+
+// urlSecret is MeetRoomHelper.extractSecretsFromRoom for one URL (§9.5).
+func urlSecret(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "", fmt.Errorf("invalid room URL %q", raw)
+	}
+	return u.Query().Get("secret"), nil
+}
+
+// releaseRecordingLock frees the room's recording lock unless LiveKit still
+// reports an active egress in it (§10.2).
+func (h *Handler) releaseRecordingLock(ctx context.Context, roomID string, log *slog.Logger) {
+	active, err := h.lk.ActiveEgress(ctx, roomID)
+	if err != nil {
+		// The lock stays; the orphan-lock collector frees it later.
+		metrics.LiveKitErrors.WithLabelValues("ListEgress").Inc()
+		log.Warn("recording lock kept: cannot list active egress", "room", roomID, "err", err)
+		return
+	}
+	if len(active) > 0 {
+		log.Info("recording lock kept: the room still has an active egress", "room", roomID, "active", len(active))
+		return
+	}
+	released, err := h.coord.Release(ctx, RecordingLockName(roomID))
+	if err != nil {
+		log.Warn("releasing the recording lock failed", "room", roomID, "err", err)
+		return
+	}
+	log.Debug("recording lock released", "room", roomID, "held", released)
+}
+
+// participantJoined tells a newly joined participant that the room is
+// being recorded (§5.3, §9.2).
+func (h *Handler) participantJoined(ctx context.Context, room *livekit.Room, p *livekit.ParticipantInfo, log *slog.Logger) {
+	if p == nil || (strings.HasPrefix(p.Identity, "EG_") && p.Permission.GetRecorder()) {
+		return
+	}
+	active, err := h.lk.ActiveEgress(ctx, room.Name)
+	if err != nil {
+		metrics.LiveKitErrors.WithLabelValues("ListEgress").Inc()
+		log.Warn("room status not sent: cannot list active egress", "room", room.Name, "err", err)
+		return
+	}
+	if len(active) == 0 {
+		return
+	}
+	if err := h.lk.SendData(ctx, room.Name, "roomStatus", []byte(`{"isRecordingStarted":true}`), []string{p.Sid}); err != nil {
+		metrics.LiveKitErrors.WithLabelValues("SendData").Inc()
+		log.Warn("sending room status failed", "room", room.Name, "participant", p.Sid, "err", err)
+	}
+}
+
+// roomFinished releases the recording lock and, if the Meet room was marked
+// for deletion, deletes it — awaited and retried (QUIRK 4 fixed) — then
+// emits roomFinished for the plugins (QUIRK 3: the reference never did).
+func (h *Handler) roomFinished(ctx context.Context, ev *event.Event, log *slog.Logger) ([]*event.Event, error) {
+	name := ev.LiveKit.Room.Name
+	room, err := h.getRoom(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	h.releaseRecordingLock(ctx, name, log)
+	view := &event.Meet{Owned: true, RoomID: name}
+	if room == nil {
+		log.Info("room finished; no Meet room record", "room", name)
+	} else if room.MarkedForDeletion {
+		log.Info("deleting room after meeting finished because it was marked for deletion", "room", name)
+		if err := h.deleteRoom(ctx, name, log); err != nil {
+			return nil, err
+		}
+		view.Deleted = true
+	}
+	return []*event.Event{ev.Derive(event.TypeRoomFinished, view)}, nil
+}
+
+// deleteRoom is bulkDeleteRooms([id], force=true) (§9.4): the room record
+// and the LiveKit room. Store failures are returned for a later retry of
+// the event; LiveKit is retried here a few times, then logged.
+func (h *Handler) deleteRoom(ctx context.Context, roomID string, log *slog.Logger) error {
+	if err := h.store.Delete(ctx, h.key("rooms/"+roomID+"/"+roomID+".json")); err != nil {
+		metrics.StoreErrors.WithLabelValues("delete").Inc()
+		return fmt.Errorf("delete Meet room %s: %w", roomID, err)
+	}
+	wait := h.opts.DeleteBackoff
+	for attempt := 1; ; attempt++ {
+		err := h.lk.DeleteRoom(ctx, roomID)
+		if err == nil {
+			return nil
+		}
+		metrics.LiveKitErrors.WithLabelValues("DeleteRoom").Inc()
+		if attempt == h.opts.DeleteAttempts {
+			log.Error("LiveKit room not deleted", "room", roomID, "attempts", attempt, "err", err)
+			return nil
+		}
+		log.Warn("LiveKit room deletion failed; retrying", "room", roomID, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+			wait *= 2
+		}
+	}
+}

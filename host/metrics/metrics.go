@@ -1,0 +1,51 @@
+// Package metrics holds lkedge's Prometheus metrics, so every stage counts
+// into one registry that /metrics serves.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Registry is what /metrics exposes.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// WebhooksReceived counts accepted webhooks by LiveKit event name.
+	WebhooksReceived = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lkedge_webhooks_received_total", Help: "Verified webhooks accepted, by event.",
+	}, []string{"event"})
+	// WebhooksRejected counts refused requests by reason.
+	WebhooksRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lkedge_webhooks_rejected_total", Help: "Webhook requests refused, by reason.",
+	}, []string{"reason"})
+	// WebhooksDuplicate counts deliveries of an event id already accepted.
+	WebhooksDuplicate = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lkedge_webhooks_duplicate_total", Help: "Deliveries of an already accepted event id.",
+	})
+	// EventsProcessed counts events whose processing ended, by outcome
+	// (done, retried, failed).
+	EventsProcessed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lkedge_events_processed_total", Help: "Processing attempts of accepted events, by outcome.",
+	}, []string{"outcome"})
+	// Backlog is the number of accepted events not yet processed.
+	Backlog = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lkedge_backlog_events", Help: "Accepted events waiting to be processed.",
+	})
+	// LiveKitErrors counts failed LiveKit server API calls by call.
+	LiveKitErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lkedge_livekit_errors_total", Help: "Failed LiveKit server API calls, by call.",
+	}, []string{"call"})
+	// StoreErrors counts failed storage operations by operation.
+	StoreErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lkedge_store_errors_total", Help: "Failed storage operations, by operation.",
+	}, []string{"op"})
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		WebhooksReceived, WebhooksRejected, WebhooksDuplicate, EventsProcessed, Backlog, LiveKitErrors, StoreErrors,
+	)
+}

@@ -1,0 +1,215 @@
+// Package service assembles lkedge from its stages and runs it: ingest →
+// pipeline → meet → (plugins) with the embedded defaults — a file store, an
+// in-process coordinator and an on-disk journal — so one machine needs no
+// other server.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/lkedge/lkedge/host/config"
+	"github.com/lkedge/lkedge/host/coord"
+	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/ingest"
+	"github.com/lkedge/lkedge/host/journal"
+	"github.com/lkedge/lkedge/host/livekitapi"
+	"github.com/lkedge/lkedge/host/meet"
+	"github.com/lkedge/lkedge/host/metrics"
+	"github.com/lkedge/lkedge/host/pipeline"
+	"github.com/lkedge/lkedge/host/store"
+	"github.com/lkedge/lkedge/host/webhook"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// JournalPath is where the journal lives under the data directory. An
+// underscore cannot start an S3 bucket name, so it never collides with the
+// file store's bucket folders when both share one directory.
+func JournalPath(dataDir string) string { return filepath.Join(dataDir, "_lkedge", "journal.db") }
+
+// Service is one running lkedge.
+type Service struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	journal  *journal.Journal
+	pipeline *pipeline.Pipeline
+	server   *fasthttp.Server
+	ln       net.Listener
+	ingest   *ingest.Handler
+}
+
+// Options are the parts tests replace.
+type Options struct {
+	Logger  *slog.Logger
+	Now     func() time.Time // webhook verification clock (default time.Now)
+	LiveKit meet.LiveKit     // default: the LiveKit server API at cfg.LiveKitURL
+	Sink    pipeline.Sink    // default: log the events (the plugin host takes them from here)
+	// Pipeline tunes retries and concurrency.
+	Pipeline pipeline.Options
+}
+
+// New opens the stores and binds the listener; Run serves. Everything New
+// opens is closed by Run, or by Close if Run is never called.
+func New(cfg *config.Config, opts Options) (*Service, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	st, err := store.NewFile(cfg.StoreDir, cfg.S3Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open file store: %w", err)
+	}
+	lk := opts.LiveKit
+	if lk == nil {
+		lk = livekitapi.New(cfg.LiveKitURL, cfg.APIKey, cfg.APISecret, 10*time.Second)
+	}
+	handler := meet.New(st, coord.NewInProcess(nil), lk, meet.Options{NameID: cfg.MeetNameID, Subbucket: cfg.S3Subbucket})
+	j, err := journal.Open(JournalPath(cfg.DataDir), journal.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	sink := opts.Sink
+	if sink == nil {
+		sink = logSink
+	}
+	popts := opts.Pipeline
+	popts.Logger = log
+	p := pipeline.New(handler.Handle, sink, j, popts)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		j.Close()
+		return nil, fmt.Errorf("listen on %s (LKEDGE_LISTEN): %w", cfg.Listen, err)
+	}
+	s := &Service{cfg: cfg, log: log, journal: j, pipeline: p, ln: ln}
+	s.ingest = &ingest.Handler{
+		Verifier: webhook.NewVerifier(auth.NewFileBasedKeyProviderFromMap(cfg.Keys), cfg.ClockLeeway, now),
+		Journal:  j, Pipeline: p, MaxBody: cfg.MaxBodyBytes, Log: log, Now: time.Now,
+	}
+	metricsHandler := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	s.server = &fasthttp.Server{
+		Name:               "lkedge",
+		Handler:            s.route(metricsHandler),
+		ErrorHandler:       s.ingest.ServerError,
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		ReadTimeout:        30 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		IdleTimeout:        2 * time.Minute,
+		Logger:             slogPrintf{log},
+	}
+	return s, nil
+}
+
+func (s *Service) route(metricsHandler fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		switch string(ctx.Path()) {
+		case ingest.Path, ingest.Path + "/":
+			s.ingest.ServeWebhook(ctx)
+		case "/healthz":
+			ctx.SetBodyString("ok\n")
+		case "/metrics":
+			metricsHandler(ctx)
+		default:
+			ctx.Error("not found\n", fasthttp.StatusNotFound)
+		}
+	}
+}
+
+// Addr is the address the service listens on.
+func (s *Service) Addr() net.Addr { return s.ln.Addr() }
+
+// Run replays the events accepted but not finished before the last stop,
+// serves until ctx ends, then shuts down gracefully: it stops accepting,
+// lets the pipeline finish what it has for up to drain, and closes. What is
+// still unfinished stays in the journal for the next start.
+func (s *Service) Run(ctx context.Context, drain time.Duration) error {
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	done := make(chan struct{})
+	go func() { s.pipeline.Run(workCtx); close(done) }()
+	if err := s.replay(); err != nil {
+		s.log.Error("replay failed", "err", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.server.Serve(s.ln) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	s.log.Info("shutting down: no longer accepting webhooks")
+	if serr := s.server.ShutdownWithContext(context.Background()); serr != nil && err == nil {
+		err = serr
+	}
+	s.pipeline.Close()
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	if s.pipeline.WaitIdle(dctx) != nil {
+		s.log.Warn("shutdown: unfinished events stay in the journal for the next start", "backlog", s.pipeline.Backlog())
+	}
+	cancel()
+	stopWork()
+	<-done
+	if cerr := s.journal.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close releases what New opened, for a Service that never ran.
+func (s *Service) Close() error {
+	return errors.Join(s.ln.Close(), s.journal.Close())
+}
+
+// replay queues the events recorded before the last stop and not finished.
+func (s *Service) replay() error {
+	pending, err := s.journal.Pending()
+	if err != nil {
+		return fmt.Errorf("read pending events: %w", err)
+	}
+	for _, rec := range pending {
+		ev, err := event.FromWebhook(rec.Body, rec.ReceivedAt)
+		if err != nil {
+			// It was verified and decoded once; a record that no longer decodes
+			// is kept among the failed ones for inspection, not retried.
+			_ = s.journal.Fail(context.Background(), rec.Seq, err.Error())
+			continue
+		}
+		if err := s.pipeline.Submit(ev, rec.Seq, true); err != nil {
+			return err
+		}
+	}
+	if len(pending) > 0 {
+		s.log.Info("replaying events accepted before the last stop", "count", len(pending))
+	}
+	return nil
+}
+
+// logSink is the end of the pipeline until the plugin host takes over: it
+// records that each event is ready for the plugins.
+func logSink(_ context.Context, events []*event.Event, log *slog.Logger) error {
+	for _, ev := range events {
+		log.Debug("event processed", "type", ev.Type, "id", ev.ID, "source", ev.Source)
+	}
+	return nil
+}
+
+// slogPrintf routes fasthttp's own log lines into slog.
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
