@@ -5,7 +5,14 @@ GO      ?= go
 BIN     := bin/lkedge
 FUZZTIME ?= 10s
 
-.PHONY: all build run test vet fmt-check unit fuzz clean
+# Real servers for the integration tests, built once and cached by version
+# (a fresh machine pays ~10 minutes for the two builds; see README, Tests).
+CACHE_BIN := .cache/bin
+VERSITYGW := $(CACHE_BIN)/versitygw-v1.8.0
+LIVEKIT   := $(CACHE_BIN)/livekit-server-v1.13.5
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build run test vet fmt-check unit fuzz servers redis clean
 
 all: build
 
@@ -18,7 +25,7 @@ run: build
 	./$(BIN) serve
 
 ## test: everything the project tests; .ci/run calls exactly this.
-test: fmt-check vet unit fuzz
+test: fmt-check vet servers unit fuzz
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
@@ -33,6 +40,26 @@ unit:
 ## fuzz: a short run of the ingest fuzz target on top of its seed corpus.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./host/ingest
+
+## servers: the S3 server (versitygw), LiveKit and Redis the tests start.
+servers: $(VERSITYGW) $(LIVEKIT) redis
+
+$(VERSITYGW):
+	@mkdir -p $(CACHE_BIN) .cache/gobin
+	GOBIN=$(CURDIR)/.cache/gobin $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+	mv .cache/gobin/versitygw $@
+
+$(LIVEKIT):
+	@mkdir -p $(CACHE_BIN) .cache/gobin
+	GOBIN=$(CURDIR)/.cache/gobin $(GO) install github.com/livekit/livekit-server/cmd/server@v1.13.5
+	mv .cache/gobin/server $@
+
+# LiveKit keeps egress state in Redis; without it ListEgress fails.
+redis:
+	@command -v redis-server >/dev/null || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y --no-install-recommends redis-server || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends redis-server; }; }
 
 clean:
 	rm -rf bin

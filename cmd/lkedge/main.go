@@ -104,21 +104,30 @@ func serve(args []string) error {
 	}
 	log := newLogger(cfg)
 	slog.SetDefault(log)
-	svc, err := service.New(cfg, service.Options{Logger: log})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	svc, err := service.New(startCtx, cfg, service.Options{Logger: log})
+	cancel()
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	attrs := []any{
 		"webhook_url", "http://" + publicAddr(svc.Addr().String()) + ingest.Path,
-		"api_key", cfg.APIKey, "livekit_url", cfg.LiveKitURL, "store", cfg.StoreDir, "data_dir", cfg.DataDir,
+		"api_key", cfg.APIKey, "livekit_url", cfg.LiveKitURL, "store", storeName(cfg), "data_dir", cfg.DataDir,
 	}
 	if cfg.APIKey == "devkey" && cfg.APISecret == "secret" {
 		attrs = append(attrs, "api_secret", cfg.APISecret, "note", "development keys: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET for production")
 	}
 	log.Info("lkedge is up: point LiveKit's webhook at webhook_url", attrs...)
 	return svc.Run(ctx, 10*time.Second)
+}
+
+func storeName(cfg *config.Config) string {
+	if cfg.S3 != nil {
+		return "s3://" + cfg.S3Bucket + "/" + cfg.S3Subbucket + " at " + cfg.S3.Endpoint
+	}
+	return "file://" + cfg.StoreDir
 }
 
 // publicAddr turns a listen address into one a client on this machine can

@@ -35,14 +35,26 @@ type Config struct {
 	S3Bucket    string
 	S3Subbucket string
 
+	// S3 is set when LKEDGE_STORE is "s3".
+	S3 *S3
+
 	Listen       string
-	StoreDir     string // root of the file store (LKEDGE_STORE=file://DIR)
+	StoreDir     string // root of the file store (LKEDGE_STORE=file://DIR); "" with S3
 	DataDir      string
 	PluginsFile  string
 	MaxBodyBytes int
 	ClockLeeway  time.Duration
 	LogLevel     string
 	LogFormat    string
+}
+
+// S3 is the S3 store's connection, with OpenVidu Meet's setting names.
+type S3 struct {
+	Endpoint  string // MEET_S3_SERVICE_ENDPOINT
+	AccessKey string // MEET_S3_ACCESS_KEY; empty means the AWS credential chain
+	SecretKey string // MEET_S3_SECRET_KEY
+	Region    string // MEET_AWS_REGION
+	PathStyle bool   // MEET_S3_WITH_PATH_STYLE_ACCESS
 }
 
 // setting describes one configuration key: its default and how it is applied.
@@ -60,10 +72,24 @@ var settings = map[string]setting{
 	"MEET_NAME_ID":       {"openviduMeet", func(c *Config, v string) error { c.MeetNameID = v; return nonEmpty(v) }},
 	"MEET_S3_BUCKET":     {"openvidu", func(c *Config, v string) error { c.S3Bucket = v; return bucketName(v) }},
 	"MEET_S3_SUBBUCKET":  {"openvidu-meet", func(c *Config, v string) error { c.S3Subbucket = v; return subbucket(v) }},
-	"LKEDGE_LISTEN":      {":6080", func(c *Config, v string) error { c.Listen = v; return listenAddr(v) }},
-	"LKEDGE_STORE":       {"file://./data", func(c *Config, v string) (err error) { c.StoreDir, err = storeDir(v); return err }},
-	"LKEDGE_DATA_DIR":    {"./data", func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
-	"LKEDGE_PLUGINS":     {"./plugins.yaml", func(c *Config, v string) error { c.PluginsFile = v; return nil }},
+	"MEET_S3_SERVICE_ENDPOINT": {"", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		_, err := httpURL(v)
+		return err
+	}},
+	"MEET_S3_ACCESS_KEY": {"", nil},
+	"MEET_S3_SECRET_KEY": {"", nil},
+	"MEET_AWS_REGION":    {"us-east-1", func(c *Config, v string) error { return nonEmpty(v) }},
+	"MEET_S3_WITH_PATH_STYLE_ACCESS": {"true", func(c *Config, v string) error {
+		_, err := strconv.ParseBool(v)
+		return err
+	}},
+	"LKEDGE_LISTEN":   {":6080", func(c *Config, v string) error { c.Listen = v; return listenAddr(v) }},
+	"LKEDGE_STORE":    {"file://./data", func(c *Config, v string) (err error) { c.StoreDir, err = storeDir(v); return err }},
+	"LKEDGE_DATA_DIR": {"./data", func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
+	"LKEDGE_PLUGINS":  {"./plugins.yaml", func(c *Config, v string) error { c.PluginsFile = v; return nil }},
 	"LKEDGE_MAX_BODY_BYTES": {"1048576", func(c *Config, v string) (err error) {
 		c.MaxBodyBytes, err = strconv.Atoi(v)
 		if err == nil && (c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20) {
@@ -132,6 +158,7 @@ func parseFile(data []byte) (map[string]string, error) {
 
 func build(file map[string]string, lookup func(string) (string, bool)) (*Config, error) {
 	c := &Config{}
+	values := make(map[string]string, len(settings))
 	for _, name := range Keys() {
 		s := settings[name]
 		v, src := s.def, "default"
@@ -141,8 +168,23 @@ func build(file map[string]string, lookup func(string) (string, bool)) (*Config,
 		if ev, ok := lookup(name); ok {
 			v, src = ev, "environment"
 		}
-		if err := s.apply(c, strings.TrimSpace(v)); err != nil {
+		v = strings.TrimSpace(v)
+		values[name] = v
+		if s.apply == nil {
+			continue
+		}
+		if err := s.apply(c, v); err != nil {
 			return nil, fmt.Errorf("invalid %s (from %s): %w", name, src, err)
+		}
+	}
+	if c.StoreDir == "" {
+		c.S3 = &S3{
+			Endpoint: values["MEET_S3_SERVICE_ENDPOINT"], AccessKey: values["MEET_S3_ACCESS_KEY"],
+			SecretKey: values["MEET_S3_SECRET_KEY"], Region: values["MEET_AWS_REGION"],
+		}
+		c.S3.PathStyle, _ = strconv.ParseBool(values["MEET_S3_WITH_PATH_STYLE_ACCESS"])
+		if (c.S3.AccessKey == "") != (c.S3.SecretKey == "") {
+			return nil, errors.New("invalid MEET_S3_ACCESS_KEY / MEET_S3_SECRET_KEY: set both, or neither to use the AWS credential chain")
 		}
 	}
 	if c.Keys == nil {
@@ -191,24 +233,32 @@ func oneOf(v string, allowed ...string) error {
 	return fmt.Errorf("must be one of %s", strings.Join(allowed, ", "))
 }
 
+// httpURL checks an http or https URL with a host.
+func httpURL(v string) (*url.URL, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, errors.New("has no host")
+	}
+	return u, nil
+}
+
 // liveKitURL maps ws:// and wss:// to http:// and https:// as OpenVidu Meet
 // does for its private LiveKit URL, and rejects anything else.
 func liveKitURL(v string) (string, error) {
-	u, err := url.Parse(v)
+	if rest, ok := strings.CutPrefix(v, "ws://"); ok {
+		v = "http://" + rest
+	} else if rest, ok := strings.CutPrefix(v, "wss://"); ok {
+		v = "https://" + rest
+	}
+	u, err := httpURL(v)
 	if err != nil {
-		return "", err
-	}
-	switch u.Scheme {
-	case "http", "https":
-	case "ws":
-		u.Scheme = "http"
-	case "wss":
-		u.Scheme = "https"
-	default:
-		return "", fmt.Errorf("scheme must be http, https, ws or wss, got %q", u.Scheme)
-	}
-	if u.Host == "" {
-		return "", errors.New("has no host")
+		return "", fmt.Errorf("%w (ws and wss are accepted too)", err)
 	}
 	return strings.TrimRight(u.String(), "/"), nil
 }
@@ -242,9 +292,9 @@ func storeDir(v string) (string, error) {
 	dir, ok := strings.CutPrefix(v, "file://")
 	switch {
 	case v == "s3":
-		return "", errors.New("the s3 store is not available in this build yet; use file://DIR")
+		return "", nil
 	case !ok || dir == "":
-		return "", errors.New(`must be "file://DIR"`)
+		return "", errors.New(`must be "s3" or "file://DIR"`)
 	}
 	return filepath.Clean(dir), nil
 }

@@ -82,7 +82,9 @@ func TestInvalidNamesTheKey(t *testing.T) {
 		{"subbucket slash", "", map[string]string{"MEET_S3_SUBBUCKET": "/x"}, "MEET_S3_SUBBUCKET"},
 		{"listen", "", map[string]string{"LKEDGE_LISTEN": "6080"}, "LKEDGE_LISTEN"},
 		{"listen port", "", map[string]string{"LKEDGE_LISTEN": ":99999"}, "LKEDGE_LISTEN"},
-		{"store s3 not yet", "", map[string]string{"LKEDGE_STORE": "s3"}, "LKEDGE_STORE"},
+		{"s3 endpoint", "", map[string]string{"LKEDGE_STORE": "s3", "MEET_S3_SERVICE_ENDPOINT": "localhost:9000"}, "MEET_S3_SERVICE_ENDPOINT"},
+		{"s3 half credentials", "", map[string]string{"LKEDGE_STORE": "s3", "MEET_S3_ACCESS_KEY": "a"}, "MEET_S3_SECRET_KEY"},
+		{"s3 path style", "", map[string]string{"MEET_S3_WITH_PATH_STYLE_ACCESS": "sometimes"}, "MEET_S3_WITH_PATH_STYLE_ACCESS"},
 		{"store scheme", "", map[string]string{"LKEDGE_STORE": "/var/data"}, "LKEDGE_STORE"},
 		{"body limit", "", map[string]string{"LKEDGE_MAX_BODY_BYTES": "10"}, "LKEDGE_MAX_BODY_BYTES"},
 		{"body limit nan", "", map[string]string{"LKEDGE_MAX_BODY_BYTES": "lots"}, "LKEDGE_MAX_BODY_BYTES"},
@@ -110,6 +112,23 @@ func TestInvalidNamesTheKey(t *testing.T) {
 				t.Errorf("error %q does not name %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestS3(t *testing.T) {
+	c, err := Load("", false, env(map[string]string{
+		"LKEDGE_STORE": "s3", "MEET_S3_SERVICE_ENDPOINT": "http://127.0.0.1:9000", "MEET_S3_ACCESS_KEY": "ak",
+		"MEET_S3_SECRET_KEY": "sk", "MEET_S3_WITH_PATH_STYLE_ACCESS": "false",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := S3{Endpoint: "http://127.0.0.1:9000", AccessKey: "ak", SecretKey: "sk", Region: "us-east-1", PathStyle: false}
+	if c.S3 == nil || *c.S3 != want || c.StoreDir != "" {
+		t.Errorf("S3 = %+v, StoreDir %q", c.S3, c.StoreDir)
+	}
+	if c, _ := Load("", false, env(nil)); c.S3 != nil {
+		t.Error("the default store is the file store")
 	}
 }
 

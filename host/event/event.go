@@ -57,8 +57,9 @@ type Meet struct {
 	Owned bool `json:"owned"`
 	// RoomID is the Meet room id (the LiveKit room name).
 	RoomID string `json:"roomId,omitempty"`
-	// Recording is the recording view of a recording egress (§6.2), exactly
-	// as stored in the recording metadata.
+	// Recording is this event's recording view of a recording egress
+	// (§6.2), byte for byte what is stored as recording metadata unless the
+	// event is Stale.
 	Recording json.RawMessage `json:"recording,omitempty"`
 	// Deleted is set on roomFinished when lkedge deleted the room because it
 	// was marked for deletion.

@@ -95,7 +95,9 @@ func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
 		h.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonOverloaded, nil)
 		return
 	}
-	rec, dup, err := h.Journal.Append(ctx, ev.ID, now, body)
+	// Not the request's context: fasthttp cancels it when a graceful shutdown
+	// starts, and a webhook already being recorded should still be answered.
+	rec, dup, err := h.Journal.Append(context.WithoutCancel(ctx), ev.ID, now, body)
 	if err != nil {
 		log.Error("recording the event failed", "err", err)
 		ctx.Response.Header.Set("Retry-After", "1")

@@ -94,7 +94,6 @@ func (c *Client) ActiveEgress(ctx context.Context, room string) ([]*livekit.Egre
 	return active, nil
 }
 
-
 // SendData sends a reliable data message on topic to the participants of
 // room whose sids are listed, or to everyone when none are.
 func (c *Client) SendData(ctx context.Context, room, topic string, data []byte, sids []string) error {

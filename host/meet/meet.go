@@ -108,10 +108,14 @@ func (h *Handler) Handle(ctx context.Context, ev *event.Event, log *slog.Logger)
 	case "egress_started", "egress_updated", "egress_ended":
 		return nil, h.recordingEgress(ctx, ev, log)
 	case "participant_joined":
-		h.participantJoined(ctx, wh.Room, wh.Participant, log)
+		if wh.Room != nil {
+			h.participantJoined(ctx, wh.Room, wh.Participant, log)
+		}
 		return nil, nil
 	case "room_finished":
-		return h.roomFinished(ctx, ev, log)
+		if wh.Room != nil {
+			return h.roomFinished(ctx, ev, log)
+		}
 	}
 	return nil, nil
 }
@@ -137,6 +141,9 @@ func (h *Handler) owned(ctx context.Context, ev *event.Event, log *slog.Logger) 
 	_, storeErr := h.store.Get(ctx, h.key("rooms/"+name+"/"+name+".json"))
 	if storeErr == nil {
 		return true, nil
+	}
+	if errors.Is(storeErr, store.ErrInvalidKey) {
+		storeErr = store.ErrNotFound // no record can exist under that name
 	}
 	if !errors.Is(storeErr, store.ErrNotFound) {
 		metrics.StoreErrors.WithLabelValues("get").Inc()
@@ -164,16 +171,13 @@ func (h *Handler) createdByMeet(metadata string, log *slog.Logger) bool {
 	if metadata == "" {
 		return false
 	}
-	var m struct {
-		CreatedBy any `json:"createdBy"`
-	}
-	if err := json.Unmarshal([]byte(metadata), &m); err != nil {
+	createdBy, err := field[string]([]byte(metadata), "createdBy")
+	if err != nil {
 		// QUIRK 2 kept in effect: invalid metadata means "not Meet", logged.
-		log.Debug("room metadata is not JSON; not a Meet room", "err", err)
+		log.Debug("room metadata is not a JSON object with a string createdBy; not a Meet room", "err", err)
 		return false
 	}
-	s, ok := m.CreatedBy.(string)
-	return ok && s == h.opts.NameID
+	return createdBy == h.opts.NameID
 }
 
 // recordingEgress handles egress_started/updated/ended (§5.1). Storage
@@ -204,15 +208,16 @@ func (h *Handler) recordingEgress(ctx context.Context, ev *event.Event, log *slo
 	if err != nil {
 		return err
 	}
+	if ev.Type == "egress_started" {
+		// Even when late: the file is written once, whenever it is missing.
+		if err := h.saveRoomMetadata(ctx, info.RoomID, log); err != nil {
+			return err
+		}
+	}
 	if !current {
 		ev.Meet.Stale = true
 		log.Info("recording metadata kept: the event is older than the stored state", "recording", info.RecordingID, "status", info.Status)
 		return nil
-	}
-	if ev.Type == "egress_started" {
-		if err := h.saveRoomMetadata(ctx, info.RoomID, log); err != nil {
-			return err
-		}
 	}
 	if topic, payload, err := info.Signal(); err != nil {
 		log.Error("recording signal", "err", err)
@@ -278,30 +283,65 @@ func (h *Handler) saveRecording(ctx context.Context, key string, status Status, 
 
 // Room is the part of a MeetRoom (§9.1) the webhook path reads.
 type Room struct {
-	RoomID            string `json:"roomId"`
-	ModeratorRoomURL  string `json:"moderatorRoomUrl"`
-	PublisherRoomURL  string `json:"publisherRoomUrl"`
-	MarkedForDeletion bool   `json:"markedForDeletion"`
-	Preferences       *struct {
-		RecordingPreferences json.RawMessage `json:"recordingPreferences,omitempty"`
-	} `json:"preferences,omitempty"`
+	ModeratorRoomURL     string
+	PublisherRoomURL     string
+	MarkedForDeletion    bool
+	RecordingPreferences json.RawMessage // preferences.recordingPreferences, verbatim; nil if absent
 }
+
+// errBadRoom marks a Meet room record that exists but cannot be read as one;
+// retrying cannot help, so callers log it and carry on.
+var errBadRoom = errors.New("Meet room record is not a valid MeetRoom")
 
 // getRoom reads the Meet room record; (nil, nil) if there is none.
 func (h *Handler) getRoom(ctx context.Context, roomID string) (*Room, error) {
 	obj, err := h.store.Get(ctx, h.key("rooms/"+roomID+"/"+roomID+".json"))
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalidKey) {
 		return nil, nil
 	}
 	if err != nil {
 		metrics.StoreErrors.WithLabelValues("get").Inc()
 		return nil, fmt.Errorf("read Meet room %s: %w", roomID, err)
 	}
+	// Keys are matched exactly, as JavaScript reads them (encoding/json
+	// alone would also take "MarkedForDeletion").
 	var r Room
-	if err := json.Unmarshal(obj.Body, &r); err != nil {
-		return nil, fmt.Errorf("Meet room %s is not valid JSON: %w", roomID, err)
+	var prefs json.RawMessage
+	var errs [4]error
+	r.ModeratorRoomURL, errs[0] = field[string](obj.Body, "moderatorRoomUrl")
+	r.PublisherRoomURL, errs[1] = field[string](obj.Body, "publisherRoomUrl")
+	r.MarkedForDeletion, errs[2] = field[bool](obj.Body, "markedForDeletion")
+	prefs, errs[3] = field[json.RawMessage](obj.Body, "preferences")
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("%w: room %s: %w", errBadRoom, roomID, err)
+	}
+	if prefs != nil {
+		if r.RecordingPreferences, err = field[json.RawMessage](prefs, "recordingPreferences"); err != nil {
+			return nil, fmt.Errorf("%w: room %s: %w", errBadRoom, roomID, err)
+		}
 	}
 	return &r, nil
+}
+
+// field reads the member name of a JSON object with an exact, case-sensitive
+// key match (the last one wins, as in JSON.parse). A missing member or a JSON
+// null is the zero value; a document that is not an object, or a member of
+// another type, is an error.
+func field[T any](doc []byte, name string) (T, error) {
+	var zero T
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &obj); err != nil {
+		return zero, err
+	}
+	raw, ok := obj[name]
+	if !ok || string(raw) == "null" {
+		return zero, nil
+	}
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return zero, fmt.Errorf("%s: %w", name, err)
+	}
+	return v, nil
 }
 
 // saveRoomMetadata writes recordings/.metadata/<roomId>/room_metadata.json
@@ -336,9 +376,7 @@ func (h *Handler) saveRoomMetadata(ctx context.Context, roomID string, log *slog
 		ModeratorSecret string `json:"moderatorSecret"`
 		Preferences     prefs  `json:"preferences"`
 	}{PublisherSecret: pub, ModeratorSecret: mod}
-	if room.Preferences != nil {
-		doc.Preferences.RecordingPreferences = room.Preferences.RecordingPreferences
-	}
+	doc.Preferences.RecordingPreferences = room.RecordingPreferences
 	body, err := marshalJS(doc)
 	if err != nil {
 		return fmt.Errorf("encode room metadata %s: %w", key, err)
@@ -408,6 +446,10 @@ func (h *Handler) participantJoined(ctx context.Context, room *livekit.Room, p *
 func (h *Handler) roomFinished(ctx context.Context, ev *event.Event, log *slog.Logger) ([]*event.Event, error) {
 	name := ev.LiveKit.Room.Name
 	room, err := h.getRoom(ctx, name)
+	if errors.Is(err, errBadRoom) {
+		log.Error("room finished; its Meet room record is unreadable, so it is not deleted", "room", name, "err", err)
+		room, err = nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

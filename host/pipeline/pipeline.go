@@ -201,12 +201,15 @@ func (p *Pipeline) drain(ctx context.Context, key string) {
 func (p *Pipeline) process(ctx context.Context, it item) {
 	ev := it.ev
 	log := p.log.With("event_id", ev.ID, "event", ev.Type, "room", ev.RoomName())
+	// The outcome is recorded even when shutdown has begun: a finished event
+	// left pending would be processed a second time after the restart.
+	jctx := context.WithoutCancel(ctx)
 	wait := p.opts.Backoff
 	var err error
 	for attempt := 1; ; attempt++ {
 		if err = p.once(ctx, ev, log); err == nil {
 			metrics.EventsProcessed.WithLabelValues("done").Inc()
-			if err := p.journal.Done(ctx, it.seq); err != nil {
+			if err := p.journal.Done(jctx, it.seq); err != nil {
 				log.Error("marking the event done failed; it will be processed again after a restart", "err", err)
 			}
 			return
@@ -228,7 +231,7 @@ func (p *Pipeline) process(ctx context.Context, it item) {
 	}
 	metrics.EventsProcessed.WithLabelValues("failed").Inc()
 	log.Error("event processing gave up", "attempts", p.opts.MaxAttempts, "err", err)
-	if ferr := p.journal.Fail(ctx, it.seq, err.Error()); ferr != nil {
+	if ferr := p.journal.Fail(jctx, it.seq, err.Error()); ferr != nil {
 		log.Error("recording the failed event failed", "err", ferr)
 	}
 }

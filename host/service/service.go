@@ -27,6 +27,7 @@ import (
 	"github.com/lkedge/lkedge/host/metrics"
 	"github.com/lkedge/lkedge/host/pipeline"
 	"github.com/lkedge/lkedge/host/store"
+	"github.com/lkedge/lkedge/host/store/s3store"
 	"github.com/lkedge/lkedge/host/webhook"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -59,8 +60,9 @@ type Options struct {
 }
 
 // New opens the stores and binds the listener; Run serves. Everything New
-// opens is closed by Run, or by Close if Run is never called.
-func New(cfg *config.Config, opts Options) (*Service, error) {
+// opens is closed by Run, or by Close if Run is never called. ctx bounds the
+// start-up checks (the S3 bucket and its conditional writes).
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -69,9 +71,9 @@ func New(cfg *config.Config, opts Options) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	st, err := store.NewFile(cfg.StoreDir, cfg.S3Bucket)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open file store: %w", err)
+		return nil, err
 	}
 	lk := opts.LiveKit
 	if lk == nil {
@@ -111,6 +113,21 @@ func New(cfg *config.Config, opts Options) (*Service, error) {
 		Logger:             slogPrintf{log},
 	}
 	return s, nil
+}
+
+// openStore opens the configured metadata store.
+func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	if cfg.S3 == nil {
+		st, err := store.NewFile(cfg.StoreDir, cfg.S3Bucket)
+		if err != nil {
+			return nil, fmt.Errorf("open file store: %w", err)
+		}
+		return st, nil
+	}
+	return s3store.New(ctx, s3store.Options{
+		Endpoint: cfg.S3.Endpoint, AccessKey: cfg.S3.AccessKey, SecretKey: cfg.S3.SecretKey,
+		Region: cfg.S3.Region, PathStyle: cfg.S3.PathStyle, Bucket: cfg.S3Bucket, ProbePrefix: cfg.S3Subbucket + "/",
+	})
 }
 
 func (s *Service) route(metricsHandler fasthttp.RequestHandler) fasthttp.RequestHandler {

@@ -121,7 +121,7 @@ func validBucket(bucket string) error {
 // "." or ".." segment or a segment starting with the reserved ".lkedge-tmp-".
 func validKey(key string) error {
 	bad := func(why string) error {
-		return fmt.Errorf("store: invalid key %q: %s", key, why)
+		return fmt.Errorf("%w %q: %s", ErrInvalidKey, key, why)
 	}
 	switch {
 	case key == "":

@@ -20,6 +20,11 @@ var ErrNotFound = errors.New("store: object not found")
 // object exists under a create-only write, or its ETag differs from IfMatch.
 var ErrPrecondition = errors.New("store: precondition failed")
 
+// ErrInvalidKey is returned for a key the backend cannot hold (the file
+// backend refuses "..", empty segments and the like). No object can exist
+// under such a key.
+var ErrInvalidKey = errors.New("store: invalid key")
+
 // Object is one stored object as read back.
 type Object struct {
 	Body []byte

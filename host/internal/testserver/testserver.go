@@ -1,0 +1,310 @@
+// Package testserver starts the real servers lkedge's integration tests
+// talk to — an S3 server (versitygw), LiveKit, Redis for LiveKit — on
+// 127.0.0.1, each on free ports, and stops them when the test ends.
+//
+// The binaries are built once by `make servers` into .cache/bin, named by
+// version, so only a fresh machine pays for the build. A test that needs a
+// missing binary fails and says which make target builds it.
+package testserver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Binary versions; the Makefile builds exactly these names.
+const (
+	VersityGW = "versitygw-v1.8.0"
+	LiveKitV  = "livekit-server-v1.13.5"
+)
+
+// Binary returns the path of a cached server binary, failing the test with
+// the command that builds it when it is missing. LKEDGE_SERVER_BIN_DIR
+// overrides the folder.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	dir := os.Getenv("LKEDGE_SERVER_BIN_DIR")
+	if dir == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(root, ".cache", "bin")
+	}
+	path := filepath.Join(dir, name)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("server binary %s is missing: run `make servers` (it builds the test servers into .cache/bin)", path)
+	}
+	return path
+}
+
+// LookPath finds a system binary such as redis-server, failing the test
+// with the make target that installs it.
+func LookPath(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s is not installed: run `make servers` (it installs it with apt-get)", name)
+	}
+	return p
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("testserver: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// skipShort skips tests that need real servers under go test -short.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs real servers; skipped with -short")
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Process is a started server that can be stopped and started again with the
+// same arguments (for outage tests).
+type Process struct {
+	t     testing.TB
+	name  string
+	args  []string
+	log   string
+	ready func() bool
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+}
+
+// Start runs bin with args, logging to a file in the test's temp dir, and
+// waits until ready reports true (up to 30 s).
+func Start(t testing.TB, bin string, args []string, ready func() bool) *Process {
+	t.Helper()
+	skipShort(t)
+	p := &Process{t: t, name: filepath.Base(bin), args: append([]string{bin}, args...), log: filepath.Join(t.TempDir(), filepath.Base(bin)+".log"), ready: ready}
+	p.Start()
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Start (re)starts the process and waits until it is ready.
+func (p *Process) Start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		return
+	}
+	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cmd := exec.Command(p.args[0], p.args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The server dies with the test binary, even if the test is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	logf.Close()
+	p.cmd = cmd
+	exited := make(chan struct{})
+	p.exited = exited
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !p.ready() {
+		select {
+		case <-exited:
+			p.cmd = nil
+			p.t.Fatalf("%s exited during start-up:\n%s", p.name, p.tail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s not ready after 30 s:\n%s", p.name, p.tail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop terminates the process (SIGTERM, then SIGKILL after 5 s).
+func (p *Process) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.exited
+	}
+	p.cmd = nil
+}
+
+// tail is the end of the process log, for failure messages.
+func (p *Process) tail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// Log returns the whole log of the process so far.
+func (p *Process) Log() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
+// httpReady reports whether url answers at all (any HTTP status).
+func httpReady(url string) func() bool {
+	return func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return true
+	}
+}
+
+// tcpReady reports whether addr accepts connections.
+func tcpReady(addr string) func() bool {
+	return func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+}
+
+// S3 is a running versitygw S3 gateway over a posix folder.
+type S3 struct {
+	*Process
+	Endpoint  string
+	AccessKey string
+	SecretKey string
+	Dir       string
+}
+
+// StartS3 starts versitygw with credentials checked.
+func StartS3(t testing.TB) *S3 {
+	t.Helper()
+	skipShort(t)
+	dir := t.TempDir()
+	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	s := &S3{Endpoint: "http://" + addr, AccessKey: "lkedgetest", SecretKey: "lkedgetestsecret123", Dir: dir}
+	s.Process = Start(t, Binary(t, VersityGW),
+		[]string{"--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey, "--quiet", "posix", dir},
+		httpReady(s.Endpoint))
+	return s
+}
+
+// Redis is a running redis-server without persistence.
+type Redis struct {
+	*Process
+	Addr string
+}
+
+// StartRedis starts a throw-away Redis on a free port.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	skipShort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	_, port, _ := net.SplitHostPort(addr)
+	r := &Redis{Addr: addr}
+	r.Process = Start(t, LookPath(t, "redis-server"),
+		[]string{"--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", t.TempDir()},
+		tcpReady(addr))
+	return r
+}
+
+// LiveKit is a running livekit-server.
+type LiveKit struct {
+	*Process
+	URL    string // http://127.0.0.1:<port>
+	Key    string
+	Secret string
+}
+
+// StartLiveKit starts a loopback-only LiveKit server that posts its webhooks
+// to webhookURL and keeps its state in redis (needed for the egress API).
+func StartLiveKit(t testing.TB, webhookURL string, redis *Redis) *LiveKit {
+	t.Helper()
+	skipShort(t)
+	port, tcp, udp := FreePort(t), FreePort(t), FreePort(t)
+	lk := &LiveKit{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Key: "devkey", Secret: "secret"}
+	var cfg bytes.Buffer
+	fmt.Fprintf(&cfg, "port: %d\nbind_addresses: [127.0.0.1]\nkeys: {%s: %s}\n", port, lk.Key, lk.Secret)
+	fmt.Fprintf(&cfg, "webhook: {api_key: %s, urls: [%q]}\n", lk.Key, webhookURL)
+	fmt.Fprintf(&cfg, "rtc: {node_ip: 127.0.0.1, use_external_ip: false, tcp_port: %d, udp_port: %d}\n", tcp, udp)
+	if redis != nil {
+		fmt.Fprintf(&cfg, "redis: {address: %s}\n", redis.Addr)
+	}
+	path := filepath.Join(t.TempDir(), "livekit.yaml")
+	if err := os.WriteFile(path, cfg.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lk.Process = Start(t, Binary(t, LiveKitV), []string{"--dev", "--config", path}, httpReady(lk.URL))
+	return lk
+}
+
+// CreateBucket makes a bucket on the S3 server.
+func (s *S3) CreateBucket(t testing.TB, name string) {
+	t.Helper()
+	client := s3.New(s3.Options{
+		BaseEndpoint: aws.String(s.Endpoint),
+		Region:       "us-east-1",
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+	})
+	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatalf("create bucket %s: %v", name, err)
+	}
+}

@@ -1,0 +1,120 @@
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lkedge/lkedge/host/internal/testserver"
+	"github.com/lkedge/lkedge/host/store"
+	"github.com/lkedge/lkedge/host/store/storetest"
+)
+
+func newStore(t testing.TB, srv *testserver.S3, bucket string, mutate func(*Options)) (*Store, error) {
+	opts := Options{
+		Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		Region: "us-east-1", PathStyle: true, Bucket: bucket, ProbePrefix: "openvidu-meet/",
+	}
+	if mutate != nil {
+		mutate(&opts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return New(ctx, opts)
+}
+
+// TestContract runs the storage contract the file backend also passes
+// against a real S3 server, so the two cannot drift.
+func TestContract(t *testing.T) {
+	srv := testserver.StartS3(t)
+	srv.CreateBucket(t, "contract")
+	s, err := newStore(t, srv, "contract", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Run(t, func(*testing.T) store.Store { return s })
+}
+
+func TestStartupErrors(t *testing.T) {
+	srv := testserver.StartS3(t)
+	srv.CreateBucket(t, "exists")
+	tests := []struct {
+		name   string
+		bucket string
+		mutate func(*Options)
+		want   string
+	}{
+		{"missing bucket", "nope", nil, `bucket "nope" does not exist`},
+		{"wrong secret", "exists", func(o *Options) { o.SecretKey = "wrong-secret" }, `bucket "exists" refuses the credentials`},
+		{"unknown access key", "exists", func(o *Options) { o.AccessKey = "nobody" }, `bucket "exists" refuses the credentials`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := newStore(t, srv, tt.bucket, tt.mutate)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := newStore(t, srv, "exists", nil); err != nil {
+		t.Fatalf("the right settings must work: %v", err)
+	}
+}
+
+// TestServerRestart: while the server is down, operations fail after their
+// retries with an error naming bucket and key; once it is back, they work
+// again without a new client.
+func TestServerRestart(t *testing.T) {
+	srv := testserver.StartS3(t)
+	srv.CreateBucket(t, "restart")
+	s, err := newStore(t, srv, "restart", func(o *Options) { o.InitialBackoff = 20 * time.Millisecond })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "openvidu-meet/k.json", []byte(`{"a":1}`), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	_, err = s.Put(ctx, "openvidu-meet/k.json", []byte(`{"a":2}`), store.PutOptions{})
+	if err == nil || !strings.Contains(err.Error(), "restart/openvidu-meet/k.json") {
+		t.Fatalf("write to a stopped server: %v", err)
+	}
+	if errors.Is(err, store.ErrPrecondition) || errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an outage must not look like a condition: %v", err)
+	}
+	srv.Start()
+	obj, err := s.Get(ctx, "openvidu-meet/k.json")
+	if err != nil || string(obj.Body) != `{"a":1}` {
+		t.Fatalf("after restart: %q, %v", obj.Body, err)
+	}
+}
+
+// BenchmarkPutCAS measures the metadata write path of the Meet logic
+// against a real S3 server: read the object, then write it with If-Match.
+func BenchmarkPutCAS(b *testing.B) {
+	srv := testserver.StartS3(b)
+	srv.CreateBucket(b, "bench")
+	s, err := newStore(b, srv, "bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	body := []byte(`{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"ACTIVE","filename":"room-123--a1b2c3d4e5.mp4","startDate":1745318182123.4568}`)
+	for i := 0; b.Loop(); i++ {
+		key := fmt.Sprintf("openvidu-meet/recordings/.metadata/room-123/EG_%d/u.json", i%64)
+		obj, err := s.Get(ctx, key)
+		opts := store.PutOptions{IfNoneMatch: true}
+		if err == nil {
+			opts = store.PutOptions{IfMatch: obj.ETag}
+		} else if !errors.Is(err, store.ErrNotFound) {
+			b.Fatal(err)
+		}
+		if _, err := s.Put(ctx, key, body, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
