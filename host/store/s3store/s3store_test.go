@@ -93,9 +93,11 @@ func TestServerRestart(t *testing.T) {
 	}
 }
 
-// BenchmarkPutCAS measures the metadata write path of the Meet logic
-// against a real S3 server: read the object, then write it with If-Match.
-func BenchmarkPutCAS(b *testing.B) {
+// BenchmarkPut measures the metadata write path of the Meet logic against
+// a real S3 server: "cas" is what saveRecording does (read the object, then
+// write it with If-Match); "blind" is a plain overwrite, the reference's
+// write, as the baseline in the same run.
+func BenchmarkPut(b *testing.B) {
 	srv := testserver.StartS3(b)
 	srv.CreateBucket(b, "bench")
 	s, err := newStore(b, srv, "bench", nil)
@@ -104,17 +106,26 @@ func BenchmarkPutCAS(b *testing.B) {
 	}
 	ctx := context.Background()
 	body := []byte(`{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"ACTIVE","filename":"room-123--a1b2c3d4e5.mp4","startDate":1745318182123.4568}`)
-	for i := 0; b.Loop(); i++ {
-		key := fmt.Sprintf("openvidu-meet/recordings/.metadata/room-123/EG_%d/u.json", i%64)
-		obj, err := s.Get(ctx, key)
-		opts := store.PutOptions{IfNoneMatch: true}
-		if err == nil {
-			opts = store.PutOptions{IfMatch: obj.ETag}
-		} else if !errors.Is(err, store.ErrNotFound) {
-			b.Fatal(err)
+	key := func(i int) string { return fmt.Sprintf("openvidu-meet/recordings/.metadata/room-123/EG_%d/u.json", i%64) }
+	b.Run("blind", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if _, err := s.Put(ctx, key(i), body, store.PutOptions{}); err != nil {
+				b.Fatal(err)
+			}
 		}
-		if _, err := s.Put(ctx, key, body, opts); err != nil {
-			b.Fatal(err)
+	})
+	b.Run("cas", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			obj, err := s.Get(ctx, key(i))
+			opts := store.PutOptions{IfNoneMatch: true}
+			if err == nil {
+				opts = store.PutOptions{IfMatch: obj.ETag}
+			} else if !errors.Is(err, store.ErrNotFound) {
+				b.Fatal(err)
+			}
+			if _, err := s.Put(ctx, key(i), body, opts); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
 }
