@@ -3,8 +3,6 @@ package ingest_test
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -49,17 +47,8 @@ func (leanPipeline) Full() bool                              { return false }
 
 func fuzzSeeds(f *testing.F) {
 	f.Helper()
-	for _, name := range []string{"room_started", "room_finished"} {
-		base := filepath.Join("..", "..", "testdata", "livekit-captured", "livekit-webhook-dev-"+name)
-		b, err := os.ReadFile(base + ".body.json")
-		if err != nil {
-			f.Fatal(err)
-		}
-		a, err := os.ReadFile(base + ".authorization.txt")
-		if err != nil {
-			f.Fatal(err)
-		}
-		auth := strings.TrimSpace(string(a))
+	for _, name := range capturedNames {
+		auth, b := readCaptured(f, name)
 		f.Add(b, auth, mediaType, false) // the real token, valid at fixedNow
 		f.Add(b, "", mediaType, true)
 		f.Add(b, "Bearer "+auth, mediaType, false)

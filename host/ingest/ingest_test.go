@@ -631,19 +631,28 @@ func TestLeeway(t *testing.T) {
 	}
 }
 
-// The requests livekit-server really sent (the repository's testdata/livekit-captured).
+// capturedNames are the requests livekit-server really sent, kept in the
+// repository's testdata/livekit-captured.
+var capturedNames = []string{"room_started", "room_finished"}
+
+// readCaptured returns a captured request's Authorization value and body.
+func readCaptured(tb testing.TB, name string) (auth string, body []byte) {
+	tb.Helper()
+	base := filepath.Join("..", "..", "testdata", "livekit-captured", "livekit-webhook-dev-"+name)
+	body, err := os.ReadFile(base + ".body.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a, err := os.ReadFile(base + ".authorization.txt")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return strings.TrimSpace(string(a)), body
+}
+
 func TestCapturedLiveKitRequests(t *testing.T) {
-	for _, name := range []string{"room_started", "room_finished"} {
-		base := filepath.Join("..", "..", "testdata", "livekit-captured", "livekit-webhook-dev-"+name)
-		b, err := os.ReadFile(base + ".body.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := os.ReadFile(base + ".authorization.txt")
-		if err != nil {
-			t.Fatal(err)
-		}
-		auth := strings.TrimSpace(string(a))
+	for _, name := range capturedNames {
+		auth, b := readCaptured(t, name)
 		want, err := event.FromWebhook(b, fixedNow)
 		if err != nil {
 			t.Fatal(err)

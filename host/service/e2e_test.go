@@ -18,7 +18,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 
-	"github.com/lkedge/lkedge/host/config"
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/internal/testserver"
 	"github.com/lkedge/lkedge/host/livekitapi/livekittest"
@@ -35,27 +34,13 @@ type received struct{ topic, payload string }
 // server: LiveKit's own webhooks (room_started, participant_joined,
 // room_finished) and the egress webhooks LiveKit Egress would send.
 func TestEndToEnd(t *testing.T) {
-	s3srv := testserver.StartS3(t)
-	s3srv.CreateBucket(t, "openvidu")
+	_, s3, env := startS3(t)
 	redis := testserver.StartRedis(t)
 	port := testserver.FreePort(t)
 	lk := testserver.StartLiveKit(t, fmt.Sprintf("http://127.0.0.1:%d/livekit/webhook", port), redis)
-
-	env := map[string]string{
-		"LIVEKIT_URL": lk.URL, "LIVEKIT_API_KEY": lk.Key, "LIVEKIT_API_SECRET": lk.Secret,
-		"LKEDGE_LISTEN": "127.0.0.1:" + strconv.Itoa(port), "LKEDGE_DATA_DIR": t.TempDir(),
-		"LKEDGE_STORE": "s3", "MEET_S3_SERVICE_ENDPOINT": s3srv.Endpoint,
-		"MEET_S3_ACCESS_KEY": s3srv.AccessKey, "MEET_S3_SECRET_KEY": s3srv.SecretKey,
-	}
-	cfg, err := config.Load("", false, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatal(err)
-	}
+	env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"] = lk.URL, lk.Key, lk.Secret
+	env["LKEDGE_LISTEN"] = "127.0.0.1:" + strconv.Itoa(port)
 	ctx := context.Background()
-	s3, err := s3store.New(ctx, s3store.Options{Endpoint: s3srv.Endpoint, AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey, Region: "us-east-1", PathStyle: true, Bucket: "openvidu"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const roomID = "e2e-room"
 	roomKey := "openvidu-meet/rooms/" + roomID + "/" + roomID + ".json"
 	roomRecord := `{"roomId":"e2e-room","creationDate":1745318100000,"preferences":{"recordingPreferences":{"enabled":true},"chatPreferences":{"enabled":true},"virtualBackgroundPreferences":{"enabled":true}},"moderatorRoomUrl":"http://127.0.0.1:6080/room/e2e-room?secret=0a1b2c3d4e","publisherRoomUrl":"http://127.0.0.1:6080/room/e2e-room?secret=5f6a7b8c9d","markedForDeletion":true}`
@@ -64,15 +49,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	rec := newRecorder()
-	svc, err := New(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Sink: rec.sink})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx, 5*time.Second) }()
-	t.Cleanup(func() { stop(); <-done })
-	url := "http://" + svc.Addr().String()
+	url, _ := serve(t, loadConfig(t, env), Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Sink: rec.sink})
 
 	rooms := lksdk.NewRoomServiceClient(lk.URL, lk.Key, lk.Secret)
 	if _, err := rooms.CreateRoom(ctx, &livekit.CreateRoomRequest{Name: roomID, Metadata: `{"createdBy":"openviduMeet"}`, EmptyTimeout: 1, DepartureTimeout: 1}); err != nil {
@@ -181,6 +158,24 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// startS3 starts an S3 server holding the reference's bucket and returns it,
+// a client of that bucket, and the environment that points lkedge at it.
+func startS3(t *testing.T) (*testserver.S3, store.Store, map[string]string) {
+	t.Helper()
+	srv := testserver.StartS3(t)
+	srv.CreateBucket(t, "openvidu")
+	s3, err := s3store.New(context.Background(), s3store.Options{
+		Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Region: "us-east-1", PathStyle: true, Bucket: "openvidu",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, s3, map[string]string{
+		"LKEDGE_DATA_DIR": t.TempDir(), "LKEDGE_STORE": "s3", "MEET_S3_SERVICE_ENDPOINT": srv.Endpoint,
+		"MEET_S3_ACCESS_KEY": srv.AccessKey, "MEET_S3_SECRET_KEY": srv.SecretKey,
+	}
+}
+
 // waitFor waits until an event of type typ for room reached the sink; id,
 // if not empty, must match too.
 func waitFor(t *testing.T, rec *recorder, typ, room, id string) *event.Event {
@@ -207,23 +202,10 @@ func waitFor(t *testing.T, rec *recorder, typ, room, id string) *event.Event {
 // all accepted (the journal is local), processing retries until S3 is back,
 // and afterwards every recording's metadata is in S3 exactly once, final.
 func TestS3Outage(t *testing.T) {
-	s3srv := testserver.StartS3(t)
-	s3srv.CreateBucket(t, "openvidu")
+	s3srv, s3, env := startS3(t)
 	lk := livekittest.New(t, "devkey", "secret")
-	env := map[string]string{
-		"LIVEKIT_URL": lk.URL(), "LKEDGE_LISTEN": "127.0.0.1:0", "LKEDGE_DATA_DIR": t.TempDir(),
-		"LKEDGE_STORE": "s3", "MEET_S3_SERVICE_ENDPOINT": s3srv.Endpoint,
-		"MEET_S3_ACCESS_KEY": s3srv.AccessKey, "MEET_S3_SECRET_KEY": s3srv.SecretKey,
-	}
-	cfg, err := config.Load("", false, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatal(err)
-	}
+	env["LIVEKIT_URL"], env["LKEDGE_LISTEN"] = lk.URL(), "127.0.0.1:0"
 	ctx := context.Background()
-	s3, err := s3store.New(ctx, s3store.Options{Endpoint: s3srv.Endpoint, AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey, Region: "us-east-1", PathStyle: true, Bucket: "openvidu"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const rooms = 5
 	for r := range rooms {
 		id := fmt.Sprintf("outage-%d", r)
@@ -232,18 +214,10 @@ func TestS3Outage(t *testing.T) {
 		}
 	}
 	rec := newRecorder()
-	svc, err := New(ctx, cfg, Options{
+	url, _ := serve(t, loadConfig(t, env), Options{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: rec.sink,
 		Pipeline: pipeline.Options{Backoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, MaxAttempts: 1000},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx, 5*time.Second) }()
-	t.Cleanup(func() { stop(); <-done })
-	url := "http://" + svc.Addr().String()
 
 	statuses := []struct{ typ, status string }{
 		{"egress_started", "EGRESS_STARTING"}, {"egress_updated", "EGRESS_ACTIVE"},

@@ -75,18 +75,9 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	dir := t.TempDir()
 	lk := livekittest.New(t, "devkey", "secret")
-	cfg, err := config.Load("", false, func(k string) (string, bool) {
-		v, ok := map[string]string{
-			"LIVEKIT_URL":     lk.URL(),
-			"LKEDGE_LISTEN":   "127.0.0.1:0",
-			"LKEDGE_STORE":    "file://" + dir,
-			"LKEDGE_DATA_DIR": dir,
-		}[k]
-		return v, ok
+	cfg := loadConfig(t, map[string]string{
+		"LIVEKIT_URL": lk.URL(), "LKEDGE_LISTEN": "127.0.0.1:0", "LKEDGE_STORE": "file://" + dir, "LKEDGE_DATA_DIR": dir,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	roomFile := filepath.Join(dir, "openvidu", "openvidu-meet", "rooms", room, room+".json")
 	if err := os.MkdirAll(filepath.Dir(roomFile), 0o755); err != nil {
 		t.Fatal(err)
@@ -97,10 +88,16 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{dir: dir, lk: lk, cfg: cfg}
 }
 
-// start runs a service until the test ends or stop is called.
+// start runs a service on the fixture until the test ends or stop is called.
 func (f *fixture) start(t *testing.T, sink func(context.Context, []*event.Event, *slog.Logger) error) (url string, stop func()) {
 	t.Helper()
-	svc, err := New(context.Background(), f.cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: sink})
+	return serve(t, f.cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: sink})
+}
+
+// serve runs a service until the test ends or stop is called.
+func serve(t *testing.T, cfg *config.Config, opts Options) (url string, stop func()) {
+	t.Helper()
+	svc, err := New(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +115,16 @@ func (f *fixture) start(t *testing.T, sink func(context.Context, []*event.Event,
 	}
 	t.Cleanup(stop)
 	return "http://" + svc.Addr().String(), stop
+}
+
+// loadConfig is the configuration the environment env gives.
+func loadConfig(t *testing.T, env map[string]string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load("", false, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 func post(t *testing.T, url string, body []byte) int {
