@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	lksdk "github.com/livekit/server-sdk-go/v2"
 
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/internal/testserver"

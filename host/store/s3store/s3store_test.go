@@ -106,7 +106,9 @@ func BenchmarkPut(b *testing.B) {
 	}
 	ctx := context.Background()
 	body := []byte(`{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"ACTIVE","filename":"room-123--a1b2c3d4e5.mp4","startDate":1745318182123.4568}`)
-	key := func(i int) string { return fmt.Sprintf("openvidu-meet/recordings/.metadata/room-123/EG_%d/u.json", i%64) }
+	key := func(i int) string {
+		return fmt.Sprintf("openvidu-meet/recordings/.metadata/room-123/EG_%d/u.json", i%64)
+	}
 	b.Run("blind", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			if _, err := s.Put(ctx, key(i), body, store.PutOptions{}); err != nil {
