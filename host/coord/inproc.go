@@ -25,9 +25,10 @@ const subscriberBuffer = 64
 type InProcess struct {
 	now func() time.Time
 
-	mu    sync.Mutex
-	locks map[string]LockInfo
-	subs  map[string]map[*subscriber]struct{} // event type -> subscribers
+	mu     sync.Mutex
+	locks  map[string]LockInfo
+	subs   map[string]map[*subscriber]struct{} // event type -> subscribers
+	claims inProcClaims
 
 	dropped atomic.Uint64
 }
@@ -179,3 +180,83 @@ func (c *InProcess) Subscribe(ctx context.Context, eventType string) (<-chan Eve
 func (c *InProcess) Dropped() uint64 {
 	return c.dropped.Load()
 }
+
+// claimWindow is how long an in-process claim on an event id is remembered.
+const claimWindow = 10 * time.Minute
+
+// inProcClaims is the in-process claim state: who claimed each event and
+// which order keys are busy.
+type inProcClaims struct {
+	events map[string]claimed       // event id -> claim
+	byAge  []string                 // event ids in claim order, for pruning
+	busy   map[string]chan struct{} // order key -> closed when the key is free
+}
+
+type claimed struct {
+	owner string
+	at    time.Time
+}
+
+// Claim implements Coordinator within one process.
+func (c *InProcess) Claim(ctx context.Context, eventID, orderKey, owner string) (Claim, error) {
+	if eventID == "" || orderKey == "" || owner == "" {
+		return nil, errors.New("coord: claim needs an event id, an order key and an owner")
+	}
+	for {
+		c.mu.Lock()
+		if c.claims.events == nil {
+			c.claims = inProcClaims{events: map[string]claimed{}, busy: map[string]chan struct{}{}}
+		}
+		now := c.now()
+		for len(c.claims.byAge) > 0 && now.Sub(c.claims.events[c.claims.byAge[0]].at) > claimWindow {
+			delete(c.claims.events, c.claims.byAge[0])
+			c.claims.byAge = c.claims.byAge[1:]
+		}
+		if cl, ok := c.claims.events[eventID]; ok && cl.owner != owner {
+			c.mu.Unlock()
+			return nil, ErrDuplicate
+		}
+		wait, busy := c.claims.busy[orderKey]
+		if !busy {
+			if _, seen := c.claims.events[eventID]; !seen {
+				c.claims.byAge = append(c.claims.byAge, eventID)
+			}
+			c.claims.events[eventID] = claimed{owner: owner, at: now}
+			free := make(chan struct{})
+			c.claims.busy[orderKey] = free
+			c.mu.Unlock()
+			return &inProcClaim{c: c, key: orderKey, free: free}, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-wait:
+		}
+	}
+}
+
+type inProcClaim struct {
+	c    *InProcess
+	key  string
+	free chan struct{}
+	once sync.Once
+}
+
+func (cl *inProcClaim) End() {
+	cl.once.Do(func() {
+		cl.c.mu.Lock()
+		delete(cl.c.claims.busy, cl.key)
+		cl.c.mu.Unlock()
+		close(cl.free)
+	})
+}
+
+// Lead runs fn at once: a single process is always its own leader.
+func (c *InProcess) Lead(ctx context.Context, role string, fn func(ctx context.Context)) error {
+	fn(ctx)
+	return ctx.Err()
+}
+
+// Ping always succeeds: nothing outside the process can fail.
+func (c *InProcess) Ping(ctx context.Context) error { return ctx.Err() }

@@ -1,6 +1,8 @@
 // Package pipeline processes accepted events: one at a time and in arrival
 // order per room (or per resource), in parallel across rooms, with retries,
-// and marks each done or failed in the journal it was recorded in.
+// and marks each done or failed in the journal it was recorded in. Before
+// handling an event it claims it through the coordinator, so with several
+// replicas each event is handled once and a room's events one at a time.
 package pipeline
 
 import (
@@ -8,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/lkedge/lkedge/host/coord"
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/metrics"
 )
@@ -37,8 +41,20 @@ var ErrFull = errors.New("pipeline: backlog full")
 // ErrClosed is returned by Submit after Close.
 var ErrClosed = errors.New("pipeline: closed")
 
+// Claimer lets one replica at a time handle an event, and one event of a
+// room at a time across replicas (coord.Coordinator).
+type Claimer interface {
+	Claim(ctx context.Context, eventID, orderKey, owner string) (coord.Claim, error)
+}
+
 // Options tunes the pipeline.
 type Options struct {
+	// Claimer coordinates with other replicas (default: this process only).
+	Claimer Claimer
+	// Replica names this process in claims; with the journal sequence it
+	// makes the claim owner, so a replay after a restart is recognized as
+	// this replica's own claim. Default "local".
+	Replica     string
 	Workers     int           // events processed at once across rooms (default 16)
 	MaxBacklog  int           // accepted, unfinished events before Submit refuses (default 10000)
 	MaxAttempts int           // tries per event before it is failed (default 10)
@@ -87,6 +103,12 @@ func New(stage Stage, sink Sink, j Journal, opts Options) *Pipeline {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Claimer == nil {
+		opts.Claimer = coord.NewInProcess(nil)
+	}
+	if opts.Replica == "" {
+		opts.Replica = "local"
 	}
 	p := &Pipeline{
 		stage: stage, sink: sink, journal: j, opts: opts, log: opts.Logger,
@@ -206,8 +228,32 @@ func (p *Pipeline) process(ctx context.Context, it item) {
 	jctx := context.WithoutCancel(ctx)
 	wait := p.opts.Backoff
 	var err error
+	var claim coord.Claim
+	defer func() {
+		if claim != nil {
+			claim.End()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
-		if err = p.once(ctx, ev, log); err == nil {
+		err = nil
+		if claim == nil {
+			claim, err = p.opts.Claimer.Claim(ctx, ev.ID, ev.OrderKey(), p.opts.Replica+"/"+strconv.FormatUint(it.seq, 10))
+			if errors.Is(err, coord.ErrDuplicate) {
+				metrics.EventsProcessed.WithLabelValues("duplicate").Inc()
+				log.Info("event skipped: another replica claimed it")
+				if err := p.journal.Done(jctx, it.seq); err != nil {
+					log.Error("marking the event done failed; it will be looked at again after a restart", "err", err)
+				}
+				return
+			}
+			if err != nil {
+				err = fmt.Errorf("claim: %w", err)
+			}
+		}
+		if err == nil {
+			err = p.once(ctx, ev, log)
+		}
+		if err == nil {
 			metrics.EventsProcessed.WithLabelValues("done").Inc()
 			if err := p.journal.Done(jctx, it.seq); err != nil {
 				log.Error("marking the event done failed; it will be processed again after a restart", "err", err)

@@ -245,6 +245,11 @@ func TestS3Outage(t *testing.T) {
 	// fails and the pipeline retries.
 	time.Sleep(3 * time.Second)
 	s3srv.Start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("S3 server log:\n%s", s3srv.Log())
+		}
+	})
 	rec.wait(t, rooms*len(statuses))
 	if counter(t, metrics.EventsProcessed.WithLabelValues("retried")) == retriedBefore {
 		t.Error("no event was retried: the outage was not exercised")

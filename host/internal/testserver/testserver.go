@@ -1,5 +1,5 @@
 // Package testserver starts the real servers lkedge's integration tests
-// talk to — an S3 server (versitygw), LiveKit, Redis for LiveKit — on
+// talk to — an S3 server (versitygw), LiveKit, Redis for LiveKit, Consul — on
 // 127.0.0.1, each on free ports, and stops them when the test ends.
 //
 // The binaries are built once by `make servers` into .cache/bin, named by
@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -140,16 +141,27 @@ func (p *Process) Start() {
 	cmd := exec.Command(p.args[0], p.args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The server dies with the test binary, even if the test is killed.
+	// Linux sends Pdeathsig when the thread that started the child exits,
+	// so the child is started and waited for on one locked thread.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	started := make(chan error)
+	exited := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			_ = cmd.Wait()
+		}
+		close(exited)
+	}()
+	err = <-started
+	logf.Close()
+	if err != nil {
 		p.t.Fatalf("start %s: %v", p.name, err)
 	}
-	logf.Close()
 	p.cmd = cmd
-	exited := make(chan struct{})
 	p.exited = exited
-	go func() { _ = cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for !p.ready() {
 		select {
@@ -306,5 +318,45 @@ func (s *S3) CreateBucket(t testing.TB, name string) {
 	})
 	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
 		t.Fatalf("create bucket %s: %v", name, err)
+	}
+}
+
+// ConsulV is the Consul agent version the Makefile builds (the last MPL-2.0
+// release).
+const ConsulV = "consul-1.16.6"
+
+// Consul is a running single-server Consul agent that keeps its state on
+// disk, so it can be stopped and started again without losing sessions and
+// keys (as a real cluster would not).
+type Consul struct {
+	*Process
+	Addr string // host:port of the HTTP API
+}
+
+// StartConsul starts a one-node Consul server on free ports.
+func StartConsul(t testing.TB) *Consul {
+	t.Helper()
+	skipShort(t)
+	httpPort, serfLAN, server := FreePort(t), FreePort(t), FreePort(t)
+	c := &Consul{Addr: fmt.Sprintf("127.0.0.1:%d", httpPort)}
+	hcl := fmt.Sprintf(`ports { http = %d, dns = -1, grpc = -1, grpc_tls = -1, serf_lan = %d, serf_wan = -1, server = %d }`, httpPort, serfLAN, server)
+	c.Process = Start(t, Binary(t, ConsulV), []string{
+		"agent", "-server", "-bootstrap-expect=1", "-data-dir=" + t.TempDir(), "-node=lkedge-test",
+		"-bind=127.0.0.1", "-client=127.0.0.1", "-log-level=warn", "-hcl", hcl,
+	}, consulReady(c.Addr))
+	return c
+}
+
+// consulReady reports whether the agent has elected a leader.
+func consulReady(addr string) func() bool {
+	return func() bool {
+		res, err := http.Get("http://" + addr + "/v1/status/leader")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var b [64]byte
+		n, _ := res.Body.Read(b[:])
+		return res.StatusCode == http.StatusOK && n > 2 && string(b[:n]) != `""`
 	}
 }
