@@ -25,10 +25,11 @@ const subscriberBuffer = 64
 type InProcess struct {
 	now func() time.Time
 
-	mu     sync.Mutex
-	locks  map[string]LockInfo
-	subs   map[string]map[*subscriber]struct{} // event type -> subscribers
-	claims inProcClaims
+	mu      sync.Mutex
+	locks   map[string]LockInfo
+	subs    map[string]map[*subscriber]struct{} // event type -> subscribers
+	claims  inProcClaims
+	leaders map[string]chan struct{} // role -> closed when its leader steps down
 
 	dropped atomic.Uint64
 }
@@ -252,10 +253,33 @@ func (cl *inProcClaim) End() {
 	})
 }
 
-// Lead runs fn at once: a single process is always its own leader.
+// Lead runs fn once no other Lead call of this process runs it for role: a
+// single process is its own cluster, and one of its callers leads at a time.
 func (c *InProcess) Lead(ctx context.Context, role string, fn func(ctx context.Context)) error {
-	fn(ctx)
-	return ctx.Err()
+	for {
+		c.mu.Lock()
+		if c.leaders == nil {
+			c.leaders = map[string]chan struct{}{}
+		}
+		busy, taken := c.leaders[role]
+		if !taken {
+			free := make(chan struct{})
+			c.leaders[role] = free
+			c.mu.Unlock()
+			fn(ctx)
+			c.mu.Lock()
+			delete(c.leaders, role)
+			c.mu.Unlock()
+			close(free)
+			return ctx.Err()
+		}
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-busy:
+		}
+	}
 }
 
 // Ping always succeeds: nothing outside the process can fail.

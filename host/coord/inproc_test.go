@@ -16,8 +16,11 @@ import (
 func TestInProcessContract(t *testing.T) {
 	// The real-clock expiry subtest costs about a second; -short skips it,
 	// TestInProcessExpiry below covers expiry with a fake clock either way.
+	// One instance is the whole "cluster": replica subtests take two
+	// handles on it, as two Consul coordinators share one agent.
+	shared := coord.NewInProcess(nil)
 	coordtest.Run(t, func(t *testing.T) coord.Coordinator {
-		return coord.NewInProcess(nil)
+		return shared
 	}, coordtest.Options{SkipExpiry: testing.Short()})
 }
 

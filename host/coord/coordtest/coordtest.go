@@ -7,7 +7,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -53,6 +55,28 @@ func Run(t *testing.T, newCoord func(t *testing.T) coord.Coordinator, opts Optio
 		{"SubscribeCancelCloses", false, testSubscribeCancelCloses},
 		{"PublishNoSubscribers", false, testPublishNoSubscribers},
 	}
+	// Replica subtests take two coordinators from newCoord: they must share
+	// one backend (one cluster, or one in-process instance).
+	replicaTests := []struct {
+		name string
+		fn   func(t *testing.T, a, b coord.Coordinator, prefix string)
+	}{
+		{"ClaimOnceAcrossReplicas", testClaimOnce},
+		{"ClaimRaceOneWinner", testClaimRace},
+		{"ClaimOrderKeyOneAtATime", testClaimOrder},
+		{"LeadOneAtATime", testLeadOneAtATime},
+	}
+	for _, tc := range replicaTests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newCoord(t), newCoord(t)
+			tc.fn(t, a, b, uniquePrefix())
+		})
+	}
+	t.Run("Ping", func(t *testing.T) {
+		if err := newCoord(t).Ping(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.skip {
@@ -321,4 +345,142 @@ func testPublishNoSubscribers(t *testing.T, c coord.Coordinator, prefix string) 
 			t.Errorf("Publish(%q) with no subscribers: %v", ev.Type, err)
 		}
 	}
+}
+
+func claim(t *testing.T, c coord.Coordinator, id, key, owner string) (coord.Claim, error) {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	return c.Claim(cctx, id, key, owner)
+}
+
+// testClaimOnce: an event claimed on one replica is a duplicate on another,
+// but the same owner (a replay after a restart) gets it again.
+func testClaimOnce(t *testing.T, a, b coord.Coordinator, prefix string) {
+	id := prefix + "EV_1"
+	cl, err := claim(t, a, id, prefix+"room:r1", "a/1")
+	if err != nil {
+		t.Fatalf("first claim: %v", err)
+	}
+	cl.End()
+	if _, err := claim(t, b, id, prefix+"room:r2", "b/9"); !errors.Is(err, coord.ErrDuplicate) {
+		t.Fatalf("claim by another owner = %v, want ErrDuplicate", err)
+	}
+	again, err := claim(t, a, id, prefix+"room:r1", "a/1")
+	if err != nil {
+		t.Fatalf("the same owner claiming again (replay) = %v", err)
+	}
+	again.End()
+	other, err := claim(t, b, prefix+"EV_2", prefix+"room:r1", "b/10")
+	if err != nil {
+		t.Fatalf("the room's next event on the other replica: %v", err)
+	}
+	other.End()
+}
+
+// testClaimRace: many claims of one event at once, from both replicas and
+// different owners: exactly one wins.
+func testClaimRace(t *testing.T, a, b coord.Coordinator, prefix string) {
+	var wins, dups atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		c := a
+		if i%2 == 1 {
+			c = b
+		}
+		wg.Go(func() {
+			cl, err := claim(t, c, prefix+"EV_race", prefix+"room:race-"+strconv.Itoa(i), "owner/"+strconv.Itoa(i))
+			switch {
+			case err == nil:
+				wins.Add(1)
+				cl.End()
+			case errors.Is(err, coord.ErrDuplicate):
+				dups.Add(1)
+			default:
+				t.Errorf("claim: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 || dups.Load() != 15 {
+		t.Fatalf("wins %d, duplicates %d; want 1 and 15", wins.Load(), dups.Load())
+	}
+}
+
+// testClaimOrder: while one replica handles an event of a room, the other
+// replica's next event of that room waits.
+func testClaimOrder(t *testing.T, a, b coord.Coordinator, prefix string) {
+	key := prefix + "room:ordered"
+	first, err := claim(t, a, prefix+"EV_o1", key, "a/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		cl, err := claim(t, b, prefix+"EV_o2", key, "b/1")
+		if err == nil {
+			cl.End()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("second claim returned (%v) while the first held the room", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	first.End()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("second claim after the first ended: %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("second claim still waiting after the first ended")
+	}
+}
+
+// testLeadOneAtATime: two replicas compete; one leads at a time, and when
+// the leader steps down the other takes over.
+func testLeadOneAtATime(t *testing.T, a, b coord.Coordinator, prefix string) {
+	role := prefix + "collector"
+	var leading atomic.Int32
+	led := make(chan string, 4)
+	run := func(name string) func(ctx context.Context) {
+		return func(ctx context.Context) {
+			if leading.Add(1) != 1 {
+				t.Errorf("%s leads while another replica leads", name)
+			}
+			led <- name
+			<-ctx.Done()
+			leading.Add(-1)
+		}
+	}
+	actx, stopA := context.WithCancel(context.Background())
+	bctx, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = a.Lead(actx, role, run("a")) })
+	first := <-led
+	wg.Go(func() { _ = b.Lead(bctx, role, run("b")) })
+	select {
+	case other := <-led:
+		t.Fatalf("%s became leader while %s led", other, first)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if first == "a" {
+		stopA()
+	} else {
+		stopB()
+	}
+	select {
+	case next := <-led:
+		if next == first {
+			t.Fatalf("%s led again after stepping down", next)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("nobody took over after the leader stepped down")
+	}
+	stopA()
+	stopB()
+	wg.Wait()
 }

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -347,16 +348,24 @@ func StartConsul(t testing.TB) *Consul {
 	return c
 }
 
-// consulReady reports whether the agent has elected a leader.
+// consulReady reports whether the agent has elected a leader and
+// registered its node: sessions need both ("Missing node registration").
 func consulReady(addr string) func() bool {
-	return func() bool {
-		res, err := http.Get("http://" + addr + "/v1/status/leader")
+	get := func(path string) string {
+		res, err := http.Get("http://" + addr + path)
 		if err != nil {
-			return false
+			return ""
 		}
 		defer res.Body.Close()
-		var b [64]byte
-		n, _ := res.Body.Read(b[:])
-		return res.StatusCode == http.StatusOK && n > 2 && string(b[:n]) != `""`
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK {
+			return ""
+		}
+		return string(bytes.TrimSpace(b))
+	}
+	return func() bool {
+		leader := get("/v1/status/leader")
+		node := get("/v1/catalog/node/lkedge-test")
+		return leader != "" && leader != `""` && node != "" && node != "null"
 	}
 }

@@ -1,0 +1,613 @@
+// Package consulcoord is the Consul backend of lkedge's coordinator, so
+// several replicas behind one load balancer behave like one.
+//
+// Key layout under the prefix (default "lkedge/"):
+//
+//	locks/<name>              recording locks, each held by its own session
+//	                          (TTL = the lock's TTL, LockDelay 0, behaviour delete)
+//	claims/<bucket>/<event>   one key per claimed event id, created with CAS index 0;
+//	                          buckets are windows of time the leader deletes when old
+//	order/<key>               the per-room order lock, held by the replica's session
+//	leader/<role>             leadership, held by the replica's session
+//	events/<type>/<id>        system events, read with blocking queries
+//
+// Every replica keeps one session (TTL 10 s, LockDelay 0, behaviour delete)
+// renewed in the background; if it is lost, its order and leader keys go
+// with it, and a new one is made on next use.
+package consulcoord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/lkedge/lkedge/host/coord"
+)
+
+// noLockDelay is the shortest lock delay the API client can send: it omits
+// a zero, which Consul reads as its 15 s default.
+const noLockDelay = time.Millisecond
+
+// Options configures the backend.
+type Options struct {
+	// Client talks to the local Consul agent; api.DefaultConfig reads
+	// CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN.
+	Client *api.Client
+	// Prefix of every key lkedge writes (default "lkedge/").
+	Prefix string
+	// Replica names this process in sessions and lock values.
+	Replica string
+	// SessionTTL of the replica session (default 10 s, Consul's minimum):
+	// how long a dead replica keeps its order and leader keys.
+	SessionTTL time.Duration
+	// ClaimBucket is the width of one claims window; a duplicate is caught
+	// for between one and two of them (default 5 min).
+	ClaimBucket time.Duration
+	// IdleRelease is how long an order key stays held after its last event,
+	// so a burst of one room's events costs one round trip each (default 1 s).
+	IdleRelease time.Duration
+	Logger      *slog.Logger
+}
+
+// Coordinator implements coord.Coordinator on Consul.
+type Coordinator struct {
+	c    *api.Client
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	sid     string                 // replica session, "" until made
+	held    map[string]*orderState // order keys this replica holds
+	stop    chan struct{}
+	stopped sync.WaitGroup
+}
+
+type orderState struct {
+	active int         // claims in progress on the key
+	timer  *time.Timer // pending idle release
+	sid    string      // session that holds it
+}
+
+var _ coord.Coordinator = (*Coordinator)(nil)
+
+// New returns a coordinator; it checks that the agent answers and has a
+// leader, so a wrong CONSUL_HTTP_ADDR fails at start-up.
+func New(ctx context.Context, opts Options) (*Coordinator, error) {
+	if opts.Client == nil {
+		return nil, errors.New("consul: no client")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "lkedge/"
+	}
+	if !strings.HasSuffix(opts.Prefix, "/") {
+		opts.Prefix += "/"
+	}
+	if opts.Replica == "" {
+		return nil, errors.New("consul: no replica name")
+	}
+	if opts.SessionTTL == 0 {
+		opts.SessionTTL = 10 * time.Second
+	}
+	if opts.SessionTTL < 10*time.Second || opts.SessionTTL > 24*time.Hour {
+		return nil, fmt.Errorf("consul: session TTL %s is outside Consul's 10s to 24h", opts.SessionTTL)
+	}
+	if opts.ClaimBucket <= 0 {
+		opts.ClaimBucket = 5 * time.Minute
+	}
+	if opts.IdleRelease <= 0 {
+		opts.IdleRelease = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c := &Coordinator{c: opts.Client, opts: opts, log: opts.Logger.With("component", "consul"), held: map[string]*orderState{}, stop: make(chan struct{})}
+	if err := c.Ping(ctx); err != nil {
+		return nil, err
+	}
+	c.stopped.Add(1)
+	go c.renew()
+	return c, nil
+}
+
+// Close ends the replica session, which frees its order and leader keys at
+// once instead of after the TTL.
+func (c *Coordinator) Close() error {
+	close(c.stop)
+	c.stopped.Wait()
+	c.mu.Lock()
+	sid := c.sid
+	c.sid = ""
+	for _, st := range c.held {
+		if st.timer != nil {
+			st.timer.Stop()
+		}
+	}
+	c.held = map[string]*orderState{}
+	c.mu.Unlock()
+	if sid == "" {
+		return nil
+	}
+	if _, err := c.c.Session().Destroy(sid, nil); err != nil {
+		return fmt.Errorf("consul: destroy session: %w", err)
+	}
+	return nil
+}
+
+// Ping implements coord.Coordinator: the agent answers and knows a leader.
+func (c *Coordinator) Ping(ctx context.Context) error {
+	leader, err := c.c.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("consul: %w", err)
+	}
+	if leader == "" {
+		return errors.New("consul: no cluster leader")
+	}
+	return nil
+}
+
+func (c *Coordinator) key(parts ...string) string {
+	return c.opts.Prefix + strings.Join(parts, "/")
+}
+
+// segment makes an arbitrary name (room names are free text) one key segment.
+func segment(s string) string { return url.PathEscape(s) }
+
+// session returns the replica session, making one if there is none.
+func (c *Coordinator) session(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sid != "" {
+		return c.sid, nil
+	}
+	sid, _, err := c.c.Session().Create(&api.SessionEntry{
+		Name:      "lkedge replica " + c.opts.Replica,
+		TTL:       c.opts.SessionTTL.String(),
+		LockDelay: noLockDelay,
+		Behavior:  api.SessionBehaviorDelete,
+	}, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", fmt.Errorf("consul: create replica session: %w", err)
+	}
+	c.sid = sid
+	return sid, nil
+}
+
+// dropSession forgets a session Consul no longer knows.
+func (c *Coordinator) dropSession(sid string) {
+	c.mu.Lock()
+	if c.sid == sid {
+		c.sid = ""
+		c.log.Warn("replica session lost; a new one is made on next use", "session", sid)
+	}
+	c.mu.Unlock()
+}
+
+// renew keeps the replica session alive.
+func (c *Coordinator) renew() {
+	defer c.stopped.Done()
+	t := time.NewTicker(c.opts.SessionTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		sid := c.sid
+		c.mu.Unlock()
+		if sid == "" {
+			continue
+		}
+		entry, _, err := c.c.Session().Renew(sid, nil)
+		switch {
+		case err != nil && strings.Contains(err.Error(), "404"):
+			c.dropSession(sid)
+		case err != nil:
+			c.log.Warn("renewing the replica session failed", "err", err)
+		case entry == nil:
+			c.dropSession(sid)
+		}
+	}
+}
+
+// lockValue is stored in a recording lock key.
+type lockValue struct {
+	AcquiredAt int64  `json:"acquiredAt"` // unix ms
+	ExpiresAt  int64  `json:"expiresAt"`  // unix ms
+	Holder     string `json:"holder"`
+}
+
+// Acquire implements coord.Coordinator with a session of the lock's own
+// (TTL = ttl, LockDelay 0, behaviour delete): the lock lapses by itself when
+// nobody releases it, whichever replica took it. Consul may keep a session up
+// to twice its TTL.
+func (c *Coordinator) Acquire(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	if name == "" {
+		return false, errors.New("consul: empty lock name")
+	}
+	if ttl < 10*time.Second || ttl > 24*time.Hour {
+		return false, fmt.Errorf("consul: lock TTL %s is outside Consul's 10s to 24h", ttl)
+	}
+	wo := (&api.WriteOptions{}).WithContext(ctx)
+	sid, _, err := c.c.Session().Create(&api.SessionEntry{
+		Name: "lkedge lock " + name, TTL: ttl.String(), LockDelay: noLockDelay, Behavior: api.SessionBehaviorDelete,
+	}, wo)
+	if err != nil {
+		return false, fmt.Errorf("consul: lock %s: create session: %w", name, err)
+	}
+	now := time.Now()
+	val, _ := json.Marshal(lockValue{AcquiredAt: now.UnixMilli(), ExpiresAt: now.Add(ttl).UnixMilli(), Holder: c.opts.Replica})
+	ok, _, err := c.c.KV().Acquire(&api.KVPair{Key: c.key("locks", segment(name)), Value: val, Session: sid}, wo)
+	if err != nil || !ok {
+		if _, derr := c.c.Session().Destroy(sid, nil); derr != nil {
+			c.log.Warn("destroying an unused lock session failed", "lock", name, "err", derr)
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("consul: lock %s: %w", name, err)
+	}
+	return ok, nil
+}
+
+// Release implements coord.Coordinator: destroying the holder's session
+// deletes the key, whichever replica took the lock.
+func (c *Coordinator) Release(ctx context.Context, name string) (bool, error) {
+	pair, _, err := c.c.KV().Get(c.key("locks", segment(name)), (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return false, fmt.Errorf("consul: release %s: %w", name, err)
+	}
+	if pair == nil || pair.Session == "" {
+		return false, nil
+	}
+	if _, err := c.c.Session().Destroy(pair.Session, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return false, fmt.Errorf("consul: release %s: %w", name, err)
+	}
+	return true, nil
+}
+
+// Locks implements coord.Coordinator.
+func (c *Coordinator) Locks(ctx context.Context, prefix string) ([]coord.LockInfo, error) {
+	pairs, _, err := c.c.KV().List(c.key("locks", segment(prefix)), (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("consul: list locks: %w", err)
+	}
+	var out []coord.LockInfo
+	for _, p := range pairs {
+		if p.Session == "" {
+			continue
+		}
+		name, err := url.PathUnescape(strings.TrimPrefix(p.Key, c.key("locks")+"/"))
+		if err != nil {
+			continue
+		}
+		var v lockValue
+		_ = json.Unmarshal(p.Value, &v) // a foreign value still lists, without times
+		out = append(out, coord.LockInfo{Name: name, AcquiredAt: time.UnixMilli(v.AcquiredAt), ExpiresAt: time.UnixMilli(v.ExpiresAt)})
+	}
+	slices.SortFunc(out, func(a, b coord.LockInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Publish implements coord.Coordinator: the event is a key that subscribers'
+// blocking queries see; the leader deletes it after a minute.
+func (c *Coordinator) Publish(ctx context.Context, ev coord.Event) error {
+	if ev.Type == "" {
+		return errors.New("consul: empty event type")
+	}
+	id := strconv.FormatInt(time.Now().UnixNano(), 10) + "-" + c.opts.Replica
+	if _, err := c.c.KV().Put(&api.KVPair{Key: c.key("events", segment(ev.Type), segment(id)), Value: ev.Payload}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("consul: publish %s: %w", ev.Type, err)
+	}
+	return nil
+}
+
+// Subscribe implements coord.Coordinator with a blocking query on the
+// event type's folder. It survives Consul outages: it retries until ctx ends.
+func (c *Coordinator) Subscribe(ctx context.Context, eventType string) (<-chan coord.Event, error) {
+	if eventType == "" {
+		return nil, errors.New("consul: empty event type")
+	}
+	prefix := c.key("events", segment(eventType)) + "/"
+	// The current index first, so only events published from now on arrive.
+	_, meta, err := c.c.KV().List(prefix, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("consul: subscribe %s: %w", eventType, err)
+	}
+	ch := make(chan coord.Event, 64)
+	go func() {
+		defer close(ch)
+		index := meta.LastIndex
+		for ctx.Err() == nil {
+			pairs, meta, err := c.c.KV().List(prefix, (&api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx))
+			if err != nil {
+				if ctx.Err() == nil {
+					c.log.Warn("event subscription: consul query failed; retrying", "type", eventType, "err", err)
+					sleep(ctx, time.Second)
+				}
+				continue
+			}
+			for _, p := range pairs {
+				if p.CreateIndex > index {
+					select {
+					case ch <- coord.Event{Type: eventType, Payload: p.Value}:
+					default: // a slow subscriber misses events rather than stall
+					}
+				}
+			}
+			if meta.LastIndex < index { // Consul's index went back (restore): start over
+				index = 0
+			} else {
+				index = meta.LastIndex
+			}
+		}
+	}()
+	return ch, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Claim implements coord.Coordinator in one transaction in the common case:
+// the claim key is created (CAS index 0), the previous window is checked,
+// and the room's order key is locked with the replica session.
+func (c *Coordinator) Claim(ctx context.Context, eventID, orderKey, owner string) (coord.Claim, error) {
+	if eventID == "" || orderKey == "" || owner == "" {
+		return nil, errors.New("consul: claim needs an event id, an order key and an owner")
+	}
+	orderK := c.key("order", segment(orderKey))
+	c.mu.Lock()
+	st := c.held[orderK]
+	if st == nil {
+		st = &orderState{}
+		c.held[orderK] = st
+	}
+	st.active++
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
+	c.mu.Unlock()
+	claim, err := c.claim(ctx, eventID, orderK, owner, st)
+	if err != nil {
+		c.end(orderK, st)
+		return nil, err
+	}
+	return claim, nil
+}
+
+func (c *Coordinator) claim(ctx context.Context, eventID, orderK, owner string, st *orderState) (coord.Claim, error) {
+	bucket := time.Now().UnixNano() / int64(c.opts.ClaimBucket)
+	cur := c.key("claims", strconv.FormatInt(bucket, 10), segment(eventID))
+	prev := c.key("claims", strconv.FormatInt(bucket-1, 10), segment(eventID))
+	mine := false // the claim keys already hold this owner's claim
+	for {
+		sid, err := c.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVLock, Key: orderK, Value: []byte(owner), Session: sid}}}
+		if !mine {
+			ops = append(ops,
+				&api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckNotExists, Key: prev}},
+				&api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: cur, Value: []byte(owner), Index: 0}},
+			)
+		}
+		ok, resp, _, err := c.c.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("consul: claim %s: %w", eventID, err)
+		}
+		if ok {
+			c.mu.Lock()
+			st.sid = sid
+			c.mu.Unlock()
+			return &claim{c: c, key: orderK, st: st}, nil
+		}
+		failed := resp.Errors[0]
+		switch {
+		case failed.OpIndex > 0: // the event was claimed: by this owner (a replay) or another
+			holder, err := c.claimOwner(ctx, cur, prev)
+			if err != nil {
+				return nil, err
+			}
+			if holder != owner {
+				return nil, coord.ErrDuplicate
+			}
+			mine = true
+		case strings.Contains(failed.What, "invalid session"):
+			c.dropSession(sid)
+		default: // another replica holds the room: wait until it lets go
+			if err := c.waitFree(ctx, orderK); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// claimOwner reads who holds an event's claim in the current or previous window.
+func (c *Coordinator) claimOwner(ctx context.Context, keys ...string) (string, error) {
+	for _, k := range keys {
+		pair, _, err := c.c.KV().Get(k, (&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return "", fmt.Errorf("consul: read claim: %w", err)
+		}
+		if pair != nil {
+			return string(pair.Value), nil
+		}
+	}
+	return "", nil
+}
+
+// waitFree blocks until the order key has no holder (or a while has passed).
+func (c *Coordinator) waitFree(ctx context.Context, key string) error {
+	var index uint64
+	for {
+		pair, meta, err := c.c.KV().Get(key, (&api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}).WithContext(ctx))
+		if err != nil {
+			return fmt.Errorf("consul: wait for %s: %w", key, err)
+		}
+		if pair == nil || pair.Session == "" || meta.LastIndex == index {
+			return nil
+		}
+		index = meta.LastIndex
+	}
+}
+
+type claim struct {
+	c    *Coordinator
+	key  string
+	st   *orderState
+	once sync.Once
+}
+
+func (cl *claim) End() { cl.once.Do(func() { cl.c.end(cl.key, cl.st) }) }
+
+// end gives a claim up; the last one on a key schedules its release.
+func (c *Coordinator) end(key string, st *orderState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st.active--
+	if st.active > 0 {
+		return
+	}
+	st.timer = time.AfterFunc(c.opts.IdleRelease, func() { c.releaseOrder(key, st) })
+}
+
+// releaseOrder deletes an idle order key if this replica's session still
+// holds it.
+func (c *Coordinator) releaseOrder(key string, st *orderState) {
+	c.mu.Lock()
+	if st.active > 0 || c.held[key] != st {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.held, key)
+	sid := st.sid
+	c.mu.Unlock()
+	if sid == "" {
+		return
+	}
+	ops := api.TxnOps{
+		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: key, Session: sid}},
+		{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: key}},
+	}
+	if _, _, _, err := c.c.Txn().Txn(ops, nil); err != nil {
+		// The session's TTL frees it anyway.
+		c.log.Debug("releasing an order key failed", "key", key, "err", err)
+	}
+}
+
+// Lead implements coord.Coordinator with the replica session on
+// leader/<role>: when this replica dies, its session lapses after the TTL
+// and another replica takes over.
+func (c *Coordinator) Lead(ctx context.Context, role string, fn func(ctx context.Context)) error {
+	key := c.key("leader", segment(role))
+	for ctx.Err() == nil {
+		sid, err := c.session(ctx)
+		if err != nil {
+			c.log.Warn("leader election: no session; retrying", "role", role, "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		ok, _, err := c.c.KV().Acquire(&api.KVPair{Key: key, Value: []byte(c.opts.Replica), Session: sid}, (&api.WriteOptions{}).WithContext(ctx))
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				c.log.Warn("leader election failed; retrying", "role", role, "err", err)
+				sleep(ctx, time.Second)
+			}
+		case ok:
+			c.log.Info("leadership acquired", "role", role)
+			c.lead(ctx, key, sid, fn)
+			c.log.Info("leadership ended", "role", role)
+		default:
+			if err := c.waitFree(ctx, key); err != nil && ctx.Err() == nil {
+				sleep(ctx, time.Second)
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// lead runs fn until ctx ends or the leader key stops being held by sid.
+func (c *Coordinator) lead(ctx context.Context, key, sid string, fn func(context.Context)) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer cancel()
+		var index uint64
+		for lctx.Err() == nil {
+			pair, meta, err := c.c.KV().Get(key, (&api.QueryOptions{WaitIndex: index, WaitTime: c.opts.SessionTTL}).WithContext(lctx))
+			if err != nil {
+				// Consul unreachable: keep leading until the session would
+				// have lapsed, then assume another replica may lead.
+				c.log.Warn("leader watch failed", "err", err)
+				sleep(lctx, c.opts.SessionTTL)
+				if _, _, err := c.c.KV().Get(key, (&api.QueryOptions{}).WithContext(lctx)); err != nil {
+					return
+				}
+				continue
+			}
+			if pair == nil || pair.Session != sid {
+				return
+			}
+			index = meta.LastIndex
+		}
+	}()
+	fn(lctx)
+	// Stepping down while alive (shutdown included): let another replica
+	// lead at once rather than after the session TTL.
+	if _, _, err := c.c.KV().Release(&api.KVPair{Key: key, Session: sid}, nil); err != nil {
+		c.log.Debug("releasing leadership failed; the session TTL frees it", "err", err)
+	}
+}
+
+// Prune deletes claim windows older than the previous one and system events
+// older than a minute. The leader runs it periodically.
+func (c *Coordinator) Prune(ctx context.Context) error {
+	kv := c.c.KV()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	w := (&api.WriteOptions{}).WithContext(ctx)
+	bucket := time.Now().UnixNano() / int64(c.opts.ClaimBucket)
+	folders, _, err := kv.Keys(c.key("claims")+"/", "/", q)
+	if err != nil {
+		return fmt.Errorf("consul: prune claims: %w", err)
+	}
+	for _, f := range folders {
+		b, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(f, c.key("claims")+"/"), "/"), 10, 64)
+		if err == nil && b < bucket-1 {
+			if _, err := kv.DeleteTree(f, w); err != nil {
+				return fmt.Errorf("consul: prune claims %s: %w", f, err)
+			}
+		}
+	}
+	keys, _, err := kv.Keys(c.key("events")+"/", "", q)
+	if err != nil {
+		return fmt.Errorf("consul: prune events: %w", err)
+	}
+	old := time.Now().Add(-time.Minute).UnixNano()
+	for _, k := range keys {
+		id := k[strings.LastIndexByte(k, '/')+1:]
+		ns, _, _ := strings.Cut(id, "-")
+		if t, err := strconv.ParseInt(ns, 10, 64); err == nil && t < old {
+			if _, err := kv.Delete(k, w); err != nil {
+				return fmt.Errorf("consul: prune event %s: %w", k, err)
+			}
+		}
+	}
+	return nil
+}
