@@ -4,6 +4,7 @@
 //	lkedge serve [--config FILE]          run the service
 //	lkedge send  [--config FILE] [--url URL] FILE
 //	                                      sign a webhook body with the configured key and POST it
+//	lkedge lock  acquire|release|list ...  the recording locks (with LKEDGE_COORDINATOR=consul)
 package main
 
 import (
@@ -30,6 +31,14 @@ import (
 const usage = `usage:
   lkedge serve [--config FILE]                 run the service
   lkedge send [--config FILE] [--url URL] FILE sign FILE as LiveKit would and POST it
+  lkedge lock acquire [--wait-active D] ROOM   take ROOM's recording lock (6 h), as Meet's
+                                               start-recording does; with --wait-active,
+                                               wait up to D for the recording_active event
+  lkedge lock release [--force] ROOM           release it unless LiveKit reports an active
+                                               egress in ROOM (--force: release anyway)
+  lkedge lock list                             list the recording locks
+`+"`"+`lkedge lock`+"`"+` needs LKEDGE_COORDINATOR=consul: the in-process coordinator
+lives inside one lkedge process.
 
 Settings come from FILE (default ./lkedge.yaml if present) and the environment;
 see README.md for the list.
@@ -46,6 +55,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "send":
 		err = send(os.Args[2:], os.Stdout)
+	case "lock":
+		err = lock(os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

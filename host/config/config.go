@@ -38,6 +38,14 @@ type Config struct {
 	// S3 is set when LKEDGE_STORE is "s3".
 	S3 *S3
 
+	// Consul is set when LKEDGE_COORDINATOR is "consul".
+	Consul *Consul
+	// ReplicaID names this replica in claims and locks; "" means the id
+	// kept in the data directory.
+	ReplicaID string
+	// LockGCInterval is how often the leader collects orphan recording locks.
+	LockGCInterval time.Duration
+
 	Listen       string
 	StoreDir     string // root of the file store (LKEDGE_STORE=file://DIR); "" with S3
 	DataDir      string
@@ -55,6 +63,13 @@ type S3 struct {
 	SecretKey string // MEET_S3_SECRET_KEY
 	Region    string // MEET_AWS_REGION
 	PathStyle bool   // MEET_S3_WITH_PATH_STYLE_ACCESS
+}
+
+// Consul is the Consul coordinator's connection.
+type Consul struct {
+	Addr   string // CONSUL_HTTP_ADDR
+	Token  string // CONSUL_HTTP_TOKEN
+	Prefix string // LKEDGE_CONSUL_PREFIX
 }
 
 // setting describes one configuration key: its default and how it is applied.
@@ -84,6 +99,29 @@ var settings = map[string]setting{
 	"MEET_AWS_REGION":    {"us-east-1", func(c *Config, v string) error { return nonEmpty(v) }},
 	"MEET_S3_WITH_PATH_STYLE_ACCESS": {"true", func(c *Config, v string) error {
 		_, err := strconv.ParseBool(v)
+		return err
+	}},
+	"LKEDGE_COORDINATOR": {"inproc", func(c *Config, v string) error {
+		if v == "consul" {
+			c.Consul = &Consul{}
+		}
+		return oneOf(v, "inproc", "consul")
+	}},
+	"CONSUL_HTTP_ADDR":     {"127.0.0.1:8500", nil},
+	"CONSUL_HTTP_TOKEN":    {"", nil},
+	"LKEDGE_CONSUL_PREFIX": {"lkedge/", nil},
+	"LKEDGE_REPLICA_ID": {"", func(c *Config, v string) error {
+		c.ReplicaID = v
+		if strings.ContainsAny(v, "/ ") {
+			return errors.New("must not contain '/' or spaces")
+		}
+		return nil
+	}},
+	"LKEDGE_LOCK_GC_INTERVAL": {"30m", func(c *Config, v string) (err error) {
+		c.LockGCInterval, err = time.ParseDuration(v)
+		if err == nil && c.LockGCInterval < time.Second {
+			err = errors.New("must be at least 1s")
+		}
 		return err
 	}},
 	"LKEDGE_LISTEN":   {":6080", func(c *Config, v string) error { c.Listen = v; return listenAddr(v) }},
@@ -185,6 +223,15 @@ func build(file map[string]string, lookup func(string) (string, bool)) (*Config,
 		c.S3.PathStyle, _ = strconv.ParseBool(values["MEET_S3_WITH_PATH_STYLE_ACCESS"])
 		if (c.S3.AccessKey == "") != (c.S3.SecretKey == "") {
 			return nil, errors.New("invalid MEET_S3_ACCESS_KEY / MEET_S3_SECRET_KEY: set both, or neither to use the AWS credential chain")
+		}
+	}
+	if c.Consul != nil {
+		c.Consul.Addr, c.Consul.Token, c.Consul.Prefix = values["CONSUL_HTTP_ADDR"], values["CONSUL_HTTP_TOKEN"], values["LKEDGE_CONSUL_PREFIX"]
+		if c.Consul.Addr == "" {
+			return nil, errors.New("invalid CONSUL_HTTP_ADDR: must not be empty with LKEDGE_COORDINATOR=consul")
+		}
+		if c.Consul.Prefix == "" || strings.HasPrefix(c.Consul.Prefix, "/") {
+			return nil, errors.New("invalid LKEDGE_CONSUL_PREFIX: must be a non-empty key prefix without a leading '/'")
 		}
 	}
 	if c.Keys == nil {

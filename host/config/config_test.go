@@ -22,7 +22,7 @@ func TestDefaults(t *testing.T) {
 		LiveKitURL: "http://127.0.0.1:7880", APIKey: "devkey", APISecret: "secret",
 		MeetNameID: "openviduMeet", S3Bucket: "openvidu", S3Subbucket: "openvidu-meet",
 		Listen: ":6080", StoreDir: "data", DataDir: "./data", PluginsFile: "./plugins.yaml",
-		MaxBodyBytes: 1 << 20, ClockLeeway: 0, LogLevel: "info", LogFormat: "auto",
+		MaxBodyBytes: 1 << 20, ClockLeeway: 0, LogLevel: "info", LogFormat: "auto", LockGCInterval: 30 * time.Minute,
 	}
 	got := *c
 	got.Keys = nil
@@ -129,6 +129,24 @@ func TestS3(t *testing.T) {
 	}
 	if c, _ := Load("", false, env(nil)); c.S3 != nil {
 		t.Error("the default store is the file store")
+	}
+}
+
+func TestConsul(t *testing.T) {
+	c, err := Load("", false, env(map[string]string{"LKEDGE_COORDINATOR": "consul", "CONSUL_HTTP_ADDR": "10.0.0.5:8500", "CONSUL_HTTP_TOKEN": "tok"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Consul == nil || *c.Consul != (Consul{Addr: "10.0.0.5:8500", Token: "tok", Prefix: "lkedge/"}) || c.LockGCInterval != 30*time.Minute {
+		t.Errorf("Consul = %+v, LockGCInterval %s", c.Consul, c.LockGCInterval)
+	}
+	if c, _ := Load("", false, env(nil)); c.Consul != nil {
+		t.Error("the default coordinator is in-process")
+	}
+	for k, v := range map[string]string{"LKEDGE_COORDINATOR": "zookeeper", "LKEDGE_REPLICA_ID": "a/b", "LKEDGE_LOCK_GC_INTERVAL": "1ms"} {
+		if _, err := Load("", false, env(map[string]string{k: v})); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%s: error %v does not name the key", k, v, err)
+		}
 	}
 }
 

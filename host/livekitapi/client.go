@@ -70,9 +70,10 @@ func (c *Client) GetRoom(ctx context.Context, name string) (*livekit.Room, error
 	return nil, nil
 }
 
-// ActiveEgress lists the egresses of room whose status is EGRESS_ACTIVE, of
-// any kind (§12 getActiveEgress). A 404 from LiveKit means none.
-func (c *Client) ActiveEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error) {
+// ListActiveEgress lists the egresses of room that LiveKit reports as
+// active (ListEgress{active: true}: starting, active or ending), of any kind.
+// A 404 from LiveKit means none.
+func (c *Client) ListActiveEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error) {
 	ctx, err := c.withToken(ctx, room)
 	if err != nil {
 		return nil, err
@@ -85,13 +86,7 @@ func (c *Client) ActiveEgress(ctx context.Context, room string) ([]*livekit.Egre
 		}
 		return nil, fmt.Errorf("livekit ListEgress %s: %w", room, err)
 	}
-	var active []*livekit.EgressInfo
-	for _, e := range res.Items {
-		if e.Status == livekit.EgressStatus_EGRESS_ACTIVE {
-			active = append(active, e)
-		}
-	}
-	return active, nil
+	return res.Items, nil
 }
 
 // SendData sends a reliable data message on topic to the participants of

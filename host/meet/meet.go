@@ -29,8 +29,9 @@ import (
 type LiveKit interface {
 	// GetRoom returns the room called name, or nil if LiveKit has none.
 	GetRoom(ctx context.Context, name string) (*livekit.Room, error)
-	// ActiveEgress lists room's egresses in EGRESS_ACTIVE, of any kind.
-	ActiveEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error)
+	// ListActiveEgress lists room's egresses LiveKit reports as active
+	// (starting, active or ending), of any kind.
+	ListActiveEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error)
 	// SendData sends a reliable data message (to everyone when sids is empty).
 	SendData(ctx context.Context, room, topic string, data []byte, sids []string) error
 	// DeleteRoom closes the room; a room that does not exist is not an error.
@@ -48,6 +49,8 @@ type Options struct {
 	// handed back for a later retry (default 5, 200 ms doubling).
 	DeleteAttempts int
 	DeleteBackoff  time.Duration
+	// Now is the clock the orphan-lock collector ages locks by (default time.Now).
+	Now func() time.Time
 }
 
 // Handler runs the Meet logic.
@@ -68,6 +71,9 @@ func New(s store.Store, c coord.Coordinator, lk LiveKit, opts Options) *Handler 
 	}
 	if opts.DeleteBackoff <= 0 {
 		opts.DeleteBackoff = 200 * time.Millisecond
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	return &Handler{store: s, coord: c, lk: lk, opts: opts}
 }
@@ -397,26 +403,99 @@ func urlSecret(raw string) (string, error) {
 	return u.Query().Get("secret"), nil
 }
 
-// releaseRecordingLock frees the room's recording lock unless LiveKit still
-// reports an active egress in it (§10.2).
-func (h *Handler) releaseRecordingLock(ctx context.Context, roomID string, log *slog.Logger) {
-	active, err := h.lk.ActiveEgress(ctx, roomID)
+// activeEgress is getActiveEgress (§12): the room's egresses whose status is
+// EGRESS_ACTIVE, of any kind.
+func (h *Handler) activeEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error) {
+	all, err := h.lk.ListActiveEgress(ctx, room)
 	if err != nil {
-		// The lock stays; the orphan-lock collector frees it later.
 		metrics.LiveKitErrors.WithLabelValues("ListEgress").Inc()
-		log.Warn("recording lock kept: cannot list active egress", "room", roomID, "err", err)
-		return
+		return nil, err
+	}
+	var active []*livekit.EgressInfo
+	for _, e := range all {
+		if e.Status == livekit.EgressStatus_EGRESS_ACTIVE {
+			active = append(active, e)
+		}
+	}
+	return active, nil
+}
+
+// ErrEgressActive is returned by ReleaseRecordingLock while the room still
+// has an active egress.
+var ErrEgressActive = errors.New("the room still has an active egress")
+
+// ReleaseRecordingLock frees the room's recording lock unless LiveKit still
+// reports an active egress in it (§10.2), whichever replica took it. It
+// reports whether the lock was held.
+func (h *Handler) ReleaseRecordingLock(ctx context.Context, roomID string) (bool, error) {
+	active, err := h.activeEgress(ctx, roomID)
+	if err != nil {
+		return false, fmt.Errorf("cannot list active egress: %w", err)
 	}
 	if len(active) > 0 {
-		log.Info("recording lock kept: the room still has an active egress", "room", roomID, "active", len(active))
-		return
+		return false, fmt.Errorf("%w (%d)", ErrEgressActive, len(active))
 	}
-	released, err := h.coord.Release(ctx, RecordingLockName(roomID))
+	return h.coord.Release(ctx, RecordingLockName(roomID))
+}
+
+// releaseRecordingLock is ReleaseRecordingLock on the webhook path, where a
+// lock that stays is logged: the orphan-lock collector frees it later.
+func (h *Handler) releaseRecordingLock(ctx context.Context, roomID string, log *slog.Logger) {
+	released, err := h.ReleaseRecordingLock(ctx, roomID)
 	if err != nil {
-		log.Warn("releasing the recording lock failed", "room", roomID, "err", err)
+		log.Info("recording lock kept", "room", roomID, "reason", err)
 		return
 	}
 	log.Debug("recording lock released", "room", roomID, "held", released)
+}
+
+// lockCollectorMinAge spares locks younger than this: a recording that is
+// just starting has no egress yet (§10.5).
+const lockCollectorMinAge = time.Minute
+
+// CollectOrphanLocks releases recording locks whose room has no recording
+// in progress (§10.5). It runs on the leader replica only. An error on one
+// room stops the pass, as in the reference; the next pass tries again.
+func (h *Handler) CollectOrphanLocks(ctx context.Context, log *slog.Logger) error {
+	locks, err := h.coord.Locks(ctx, RecordingLockName(""))
+	if err != nil {
+		return fmt.Errorf("list recording locks: %w", err)
+	}
+	now := h.opts.Now()
+	for _, l := range locks {
+		roomID := strings.TrimPrefix(l.Name, RecordingLockName(""))
+		if now.Sub(l.AcquiredAt) < lockCollectorMinAge {
+			continue
+		}
+		room, err := h.lk.GetRoom(ctx, roomID)
+		if err != nil {
+			metrics.LiveKitErrors.WithLabelValues("ListRooms").Inc()
+			return fmt.Errorf("orphan lock of room %s: %w", roomID, err)
+		}
+		if room != nil {
+			log.Debug("orphan lock check: room exists", "room", roomID, "publishers", room.NumPublishers)
+		}
+		all, err := h.lk.ListActiveEgress(ctx, roomID)
+		if err != nil {
+			metrics.LiveKitErrors.WithLabelValues("ListEgress").Inc()
+			return fmt.Errorf("orphan lock of room %s: %w", roomID, err)
+		}
+		recording := false
+		for _, e := range all {
+			switch e.Status {
+			case livekit.EgressStatus_EGRESS_STARTING, livekit.EgressStatus_EGRESS_ACTIVE, livekit.EgressStatus_EGRESS_ENDING:
+				recording = recording || IsRecordingEgress(e)
+			}
+		}
+		if recording {
+			continue
+		}
+		if _, err := h.coord.Release(ctx, l.Name); err != nil {
+			return fmt.Errorf("release orphan lock of room %s: %w", roomID, err)
+		}
+		log.Info("orphan recording lock released", "room", roomID, "age", now.Sub(l.AcquiredAt).Round(time.Second))
+	}
+	return nil
 }
 
 // participantJoined tells a newly joined participant that the room is
@@ -425,9 +504,8 @@ func (h *Handler) participantJoined(ctx context.Context, room *livekit.Room, p *
 	if p == nil || (strings.HasPrefix(p.Identity, "EG_") && p.Permission.GetRecorder()) {
 		return
 	}
-	active, err := h.lk.ActiveEgress(ctx, room.Name)
+	active, err := h.activeEgress(ctx, room.Name)
 	if err != nil {
-		metrics.LiveKitErrors.WithLabelValues("ListEgress").Inc()
 		log.Warn("room status not sent: cannot list active egress", "room", room.Name, "err", err)
 		return
 	}

@@ -218,41 +218,60 @@ func (p *Pipeline) drain(ctx context.Context, key string) {
 	}
 }
 
-// process runs one event through the stage and the sink with retries, then
-// records the outcome in the journal.
+// maxClaimBackoff caps the wait between claim attempts, so processing
+// resumes within seconds once the coordinator is back.
+const maxClaimBackoff = 5 * time.Second
+
+// claim claims the event, retrying for as long as the coordinator is
+// unreachable: an outage is no fault of the event, which waits safely in the
+// journal, so it does not use up the event's attempts. It returns
+// coord.ErrDuplicate, or ctx's error on shutdown.
+func (p *Pipeline) claim(ctx context.Context, it item, log *slog.Logger) (coord.Claim, error) {
+	owner := p.opts.Replica + "/" + strconv.FormatUint(it.seq, 10)
+	wait := p.opts.Backoff
+	for {
+		claim, err := p.opts.Claimer.Claim(ctx, it.ev.ID, it.ev.OrderKey(), owner)
+		if err == nil || errors.Is(err, coord.ErrDuplicate) {
+			return claim, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		metrics.EventsProcessed.WithLabelValues("claim_retried").Inc()
+		log.Warn("cannot claim the event; retrying", "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, maxClaimBackoff)
+	}
+}
+
+// process claims one event, runs it through the stage and the sink with
+// retries, then records the outcome in the journal.
 func (p *Pipeline) process(ctx context.Context, it item) {
 	ev := it.ev
 	log := p.log.With("event_id", ev.ID, "event", ev.Type, "room", ev.RoomName())
 	// The outcome is recorded even when shutdown has begun: a finished event
 	// left pending would be processed a second time after the restart.
 	jctx := context.WithoutCancel(ctx)
+	claim, err := p.claim(ctx, it, log)
+	if errors.Is(err, coord.ErrDuplicate) {
+		metrics.EventsProcessed.WithLabelValues("duplicate").Inc()
+		log.Info("event skipped: another replica claimed it")
+		if err := p.journal.Done(jctx, it.seq); err != nil {
+			log.Error("marking the event done failed; it will be looked at again after a restart", "err", err)
+		}
+		return
+	}
+	if err != nil {
+		return // shutting down: the event stays pending and is replayed
+	}
+	defer claim.End()
 	wait := p.opts.Backoff
-	var err error
-	var claim coord.Claim
-	defer func() {
-		if claim != nil {
-			claim.End()
-		}
-	}()
 	for attempt := 1; ; attempt++ {
-		err = nil
-		if claim == nil {
-			claim, err = p.opts.Claimer.Claim(ctx, ev.ID, ev.OrderKey(), p.opts.Replica+"/"+strconv.FormatUint(it.seq, 10))
-			if errors.Is(err, coord.ErrDuplicate) {
-				metrics.EventsProcessed.WithLabelValues("duplicate").Inc()
-				log.Info("event skipped: another replica claimed it")
-				if err := p.journal.Done(jctx, it.seq); err != nil {
-					log.Error("marking the event done failed; it will be looked at again after a restart", "err", err)
-				}
-				return
-			}
-			if err != nil {
-				err = fmt.Errorf("claim: %w", err)
-			}
-		}
-		if err == nil {
-			err = p.once(ctx, ev, log)
-		}
+		err = p.once(ctx, ev, log)
 		if err == nil {
 			metrics.EventsProcessed.WithLabelValues("done").Inc()
 			if err := p.journal.Done(jctx, it.seq); err != nil {

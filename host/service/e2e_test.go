@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,6 +159,55 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// recordingSteps are the egress webhooks of one successful recording.
+var recordingSteps = []struct{ typ, status string }{
+	{"egress_started", "EGRESS_STARTING"}, {"egress_updated", "EGRESS_ACTIVE"},
+	{"egress_updated", "EGRESS_ENDING"}, {"egress_ended", "EGRESS_COMPLETE"},
+}
+
+// recordingStep is the webhook body of step of the recording in room
+// <prefix>-<r> (egress EG_<prefix>_<r>).
+func recordingStep(prefix string, r, step int) []byte {
+	return fmt.Appendf(nil, `{"event":"%s","id":"EV_%s_%d_%d","egressInfo":{"egressId":"EG_%s_%d","roomName":"%s-%d","status":"%s","startedAt":"1745318182123456789","updatedAt":"%d","fileResults":[{"filename":"openvidu-meet/recordings/%s-%d/%s-%d--abc%d.mp4"}]}}`,
+		recordingSteps[step].typ, prefix, r, step, prefix, r, prefix, r, recordingSteps[step].status, 1745318182200000000+step, prefix, r, prefix, r, r)
+}
+
+// putRooms writes the Meet room records of rooms <prefix>-0 .. <prefix>-<n-1>.
+func putRooms(t *testing.T, s store.Store, prefix string, n int) {
+	t.Helper()
+	for r := range n {
+		id := fmt.Sprintf("%s-%d", prefix, r)
+		if _, err := s.Put(context.Background(), "openvidu-meet/rooms/"+id+"/"+id+".json", []byte(`{"roomId":"`+id+`"}`), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkRecordings asserts that the n rooms' recording metadata exist once
+// each in the store, in their final state.
+func checkRecordings(t *testing.T, s store.Store, prefix string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := s.List(ctx, "openvidu-meet/recordings/.metadata/"+prefix+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for r := range n {
+		want = append(want, fmt.Sprintf("openvidu-meet/recordings/.metadata/%s-%d/EG_%s_%d/abc%d.json", prefix, r, prefix, r, r))
+	}
+	slices.Sort(want)
+	if strings.Join(keys, "\n") != strings.Join(want, "\n") {
+		t.Errorf("recording metadata keys:\n%s\nwant\n%s", strings.Join(keys, "\n"), strings.Join(want, "\n"))
+	}
+	for _, k := range want {
+		obj, err := s.Get(ctx, k)
+		if err != nil || !strings.Contains(string(obj.Body), `"status":"COMPLETE"`) {
+			t.Errorf("%s = %s, %v; want COMPLETE", k, obj.Body, err)
+		}
+	}
+}
+
 // startS3 starts an S3 server holding the reference's bucket and returns it,
 // a client of that bucket, and the environment that points lkedge at it.
 func startS3(t *testing.T) (*testserver.S3, store.Store, map[string]string) {
@@ -205,28 +255,16 @@ func TestS3Outage(t *testing.T) {
 	s3srv, s3, env := startS3(t)
 	lk := livekittest.New(t, "devkey", "secret")
 	env["LIVEKIT_URL"], env["LKEDGE_LISTEN"] = lk.URL(), "127.0.0.1:0"
-	ctx := context.Background()
 	const rooms = 5
-	for r := range rooms {
-		id := fmt.Sprintf("outage-%d", r)
-		if _, err := s3.Put(ctx, "openvidu-meet/rooms/"+id+"/"+id+".json", []byte(`{"roomId":"`+id+`"}`), store.PutOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putRooms(t, s3, "outage", rooms)
 	rec := newRecorder()
 	url, _ := serve(t, loadConfig(t, env), Options{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: rec.sink,
 		Pipeline: pipeline.Options{Backoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, MaxAttempts: 1000},
 	})
 
-	statuses := []struct{ typ, status string }{
-		{"egress_started", "EGRESS_STARTING"}, {"egress_updated", "EGRESS_ACTIVE"},
-		{"egress_updated", "EGRESS_ENDING"}, {"egress_ended", "EGRESS_COMPLETE"},
-	}
 	send := func(r, step int) {
-		body := fmt.Sprintf(`{"event":"%s","id":"EV_%d_%d","egressInfo":{"egressId":"EG_%d","roomName":"outage-%d","status":"%s","startedAt":"1745318182123456789","updatedAt":"%d","fileResults":[{"filename":"openvidu-meet/recordings/outage-%d/outage-%d--abc%d.mp4"}]}}`,
-			statuses[step].typ, r, step, r, r, statuses[step].status, 1745318182200000000+step, r, r, r)
-		if code := post(t, url, []byte(body)); code != http.StatusOK {
+		if code := post(t, url, recordingStep("outage", r, step)); code != http.StatusOK {
 			t.Errorf("room %d step %d: status %d", r, step, code)
 		}
 	}
@@ -236,7 +274,7 @@ func TestS3Outage(t *testing.T) {
 	rec.wait(t, rooms)
 	retriedBefore := counter(t, metrics.EventsProcessed.WithLabelValues("retried"))
 	s3srv.Stop()
-	for step := 1; step < len(statuses); step++ {
+	for step := 1; step < len(recordingSteps); step++ {
 		for r := range rooms {
 			send(r, step)
 		}
@@ -250,30 +288,14 @@ func TestS3Outage(t *testing.T) {
 			t.Logf("S3 server log:\n%s", s3srv.Log())
 		}
 	})
-	rec.wait(t, rooms*len(statuses))
+	rec.wait(t, rooms*len(recordingSteps))
 	if counter(t, metrics.EventsProcessed.WithLabelValues("retried")) == retriedBefore {
 		t.Error("no event was retried: the outage was not exercised")
 	}
 
-	keys, err := s3.List(ctx, "openvidu-meet/recordings/.metadata/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []string
-	for r := range rooms {
-		want = append(want, fmt.Sprintf("openvidu-meet/recordings/.metadata/outage-%d/EG_%d/abc%d.json", r, r, r))
-	}
-	if strings.Join(keys, "\n") != strings.Join(want, "\n") {
-		t.Errorf("S3 keys after the outage:\n%s\nwant\n%s", strings.Join(keys, "\n"), strings.Join(want, "\n"))
-	}
-	for _, k := range want {
-		obj, err := s3.Get(ctx, k)
-		if err != nil || !strings.Contains(string(obj.Body), `"status":"COMPLETE"`) {
-			t.Errorf("%s = %s, %v; want COMPLETE", k, obj.Body, err)
-		}
-	}
-	if n := len(lk.SentData()); n != rooms*len(statuses) {
-		t.Errorf("%d data messages, want one per event (%d): a retry must not repeat them", n, rooms*len(statuses))
+	checkRecordings(t, s3, "outage", rooms)
+	if n := len(lk.SentData()); n != rooms*len(recordingSteps) {
+		t.Errorf("%d data messages, want one per event (%d): a retry must not repeat them", n, rooms*len(recordingSteps))
 	}
 }
 

@@ -6,11 +6,14 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/livekit/protocol/auth"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/lkedge/lkedge/host/config"
 	"github.com/lkedge/lkedge/host/coord"
+	"github.com/lkedge/lkedge/host/coord/consulcoord"
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/ingest"
 	"github.com/lkedge/lkedge/host/journal"
@@ -47,6 +51,14 @@ type Service struct {
 	server   *fasthttp.Server
 	ln       net.Listener
 	ingest   *ingest.Handler
+	coord    Coordinator
+	meet     *meet.Handler
+}
+
+// Coordinator is a coordination backend as the service holds it.
+type Coordinator interface {
+	coord.Coordinator
+	Close() error
 }
 
 // Options are the parts tests replace.
@@ -79,9 +91,18 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	if lk == nil {
 		lk = livekitapi.New(cfg.LiveKitURL, cfg.APIKey, cfg.APISecret, 10*time.Second)
 	}
-	handler := meet.New(st, coord.NewInProcess(nil), lk, meet.Options{NameID: cfg.MeetNameID, Subbucket: cfg.S3Subbucket})
+	replica, err := ReplicaID(cfg)
+	if err != nil {
+		return nil, err
+	}
+	co, err := OpenCoordinator(ctx, cfg, replica, log)
+	if err != nil {
+		return nil, err
+	}
+	handler := meet.New(st, co, lk, meet.Options{NameID: cfg.MeetNameID, Subbucket: cfg.S3Subbucket})
 	j, err := journal.Open(JournalPath(cfg.DataDir), journal.Options{Logger: log})
 	if err != nil {
+		co.Close()
 		return nil, err
 	}
 	sink := opts.Sink
@@ -90,13 +111,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	}
 	popts := opts.Pipeline
 	popts.Logger = log
+	popts.Claimer, popts.Replica = co, replica
 	p := pipeline.New(handler.Handle, sink, j, popts)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		j.Close()
+		co.Close()
 		return nil, fmt.Errorf("listen on %s (LKEDGE_LISTEN): %w", cfg.Listen, err)
 	}
-	s := &Service{cfg: cfg, log: log, journal: j, pipeline: p, ln: ln}
+	s := &Service{cfg: cfg, log: log.With("replica", replica), journal: j, pipeline: p, ln: ln, coord: co, meet: handler}
 	s.ingest = &ingest.Handler{
 		Verifier: webhook.NewVerifier(auth.NewFileBasedKeyProviderFromMap(cfg.Keys), cfg.ClockLeeway, now),
 		Journal:  j, Pipeline: p, MaxBody: cfg.MaxBodyBytes, Log: log, Now: time.Now,
@@ -114,6 +137,47 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	}
 	return s, nil
 }
+
+// ReplicaID is this replica's name in claims and locks: LKEDGE_REPLICA_ID,
+// else an id made once and kept next to the journal. It must not change
+// across restarts, because a replayed event is recognized by it.
+func ReplicaID(cfg *config.Config) (string, error) {
+	if cfg.ReplicaID != "" {
+		return cfg.ReplicaID, nil
+	}
+	path := filepath.Join(cfg.DataDir, "_lkedge", "replica-id")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read replica id: %w", err)
+	}
+	host, _ := os.Hostname()
+	id := host + "-" + strings.ToLower(rand.Text()[:8])
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("write replica id: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write replica id: %w", err)
+	}
+	return id, nil
+}
+
+// OpenCoordinator opens the configured coordination backend.
+func OpenCoordinator(ctx context.Context, cfg *config.Config, replica string, log *slog.Logger) (Coordinator, error) {
+	if cfg.Consul == nil {
+		return inProcess{coord.NewInProcess(nil)}, nil
+	}
+	c, err := consulcoord.New(ctx, consulcoord.Options{Address: cfg.Consul.Addr, Token: cfg.Consul.Token, Prefix: cfg.Consul.Prefix, Replica: replica, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("consul at %s (CONSUL_HTTP_ADDR): %w", cfg.Consul.Addr, err)
+	}
+	return c, nil
+}
+
+// inProcess gives the in-process coordinator the Close the service calls.
+type inProcess struct{ *coord.InProcess }
+
+func (inProcess) Close() error { return nil }
 
 // openStore opens the configured metadata store.
 func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
@@ -137,12 +201,35 @@ func (s *Service) route(metricsHandler fasthttp.RequestHandler) fasthttp.Request
 			s.ingest.ServeWebhook(ctx)
 		case "/healthz":
 			ctx.SetBodyString("ok\n")
+		case "/readyz":
+			s.readyz(ctx)
 		case "/metrics":
 			metricsHandler(ctx)
 		default:
 			ctx.Error("not found\n", fasthttp.StatusNotFound)
 		}
 	}
+}
+
+// readyz answers 200 when this replica can do its work now, else 503
+// naming what is degraded. Accepting goes on while degraded: events wait
+// in the journal until the coordinator is back.
+func (s *Service) readyz(ctx *fasthttp.RequestCtx) {
+	var problems []string
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := s.coord.Ping(pctx); err != nil {
+		problems = append(problems, "coordination: "+err.Error())
+	}
+	if s.pipeline.Full() {
+		problems = append(problems, fmt.Sprintf("backlog: %d events, at its bound", s.pipeline.Backlog()))
+	}
+	if len(problems) > 0 {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(strings.Join(problems, "\n") + "\n")
+		return
+	}
+	ctx.SetBodyString("ready\n")
 }
 
 // Addr is the address the service listens on.
@@ -157,6 +244,8 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	defer stopWork()
 	done := make(chan struct{})
 	go func() { s.pipeline.Run(workCtx); close(done) }()
+	leading := make(chan struct{})
+	go func() { _ = s.coord.Lead(workCtx, "leader", s.leaderWork); close(leading) }()
 	if err := s.replay(); err != nil {
 		s.log.Error("replay failed", "err", err)
 	}
@@ -180,15 +269,48 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	cancel()
 	stopWork()
 	<-done
-	if cerr := s.journal.Close(); cerr != nil && err == nil {
+	<-leading
+	if cerr := errors.Join(s.journal.Close(), s.coord.Close()); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
 }
 
+// leaderWork is the periodic work one replica does for all: the orphan
+// recording lock collector (§10.5), once at once and then every
+// LKEDGE_LOCK_GC_INTERVAL, and pruning old coordination keys.
+func (s *Service) leaderWork(ctx context.Context) {
+	log := s.log.With("role", "leader")
+	log.Info("this replica leads: it runs the orphan-lock collector")
+	gc := time.NewTicker(s.cfg.LockGCInterval)
+	defer gc.Stop()
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	collect := func() {
+		if err := s.meet.CollectOrphanLocks(ctx, log); err != nil && ctx.Err() == nil {
+			log.Warn("orphan-lock collection stopped", "err", err)
+		}
+	}
+	collect()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-gc.C:
+			collect()
+		case <-prune.C:
+			if p, ok := s.coord.(interface{ Prune(context.Context) error }); ok {
+				if err := p.Prune(ctx); err != nil && ctx.Err() == nil {
+					log.Warn("pruning coordination keys failed", "err", err)
+				}
+			}
+		}
+	}
+}
+
 // Close releases what New opened, for a Service that never ran.
 func (s *Service) Close() error {
-	return errors.Join(s.ln.Close(), s.journal.Close())
+	return errors.Join(s.ln.Close(), s.journal.Close(), s.coord.Close())
 }
 
 // replay queues the events recorded before the last stop and not finished.

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -34,15 +35,23 @@ import (
 	"github.com/lkedge/lkedge/host/coord"
 )
 
+// maxWait is the longest wait of a blocking query.
+const maxWait = 30 * time.Second
+
 // noLockDelay is the shortest lock delay the API client can send: it omits
 // a zero, which Consul reads as its 15 s default.
 const noLockDelay = time.Millisecond
 
 // Options configures the backend.
 type Options struct {
-	// Client talks to the local Consul agent; api.DefaultConfig reads
-	// CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN.
-	Client *api.Client
+	// Address and Token of the Consul agent (CONSUL_HTTP_ADDR,
+	// CONSUL_HTTP_TOKEN).
+	Address string
+	Token   string
+	// CallTimeout bounds every call that is not a blocking query (default
+	// 10 s): a Consul that takes a connection but never answers (restarting,
+	// no leader yet) must not stall event processing.
+	CallTimeout time.Duration
 	// Prefix of every key lkedge writes (default "lkedge/").
 	Prefix string
 	// Replica names this process in sessions and lock values.
@@ -61,9 +70,10 @@ type Options struct {
 
 // Coordinator implements coord.Coordinator on Consul.
 type Coordinator struct {
-	c    *api.Client
-	opts Options
-	log  *slog.Logger
+	c     *api.Client // calls, bounded by CallTimeout
+	watch *api.Client // blocking queries, bounded by their wait time plus CallTimeout
+	opts  Options
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	sid     string                 // replica session, "" until made
@@ -83,8 +93,11 @@ var _ coord.Coordinator = (*Coordinator)(nil)
 // New returns a coordinator; it checks that the agent answers and has a
 // leader, so a wrong CONSUL_HTTP_ADDR fails at start-up.
 func New(ctx context.Context, opts Options) (*Coordinator, error) {
-	if opts.Client == nil {
-		return nil, errors.New("consul: no client")
+	if opts.Address == "" {
+		return nil, errors.New("consul: no agent address")
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 10 * time.Second
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "lkedge/"
@@ -110,7 +123,18 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Coordinator{c: opts.Client, opts: opts, log: opts.Logger.With("component", "consul"), held: map[string]*orderState{}, stop: make(chan struct{})}
+	client := func(timeout time.Duration) (*api.Client, error) {
+		return api.NewClient(&api.Config{Address: opts.Address, Token: opts.Token, HttpClient: &http.Client{Timeout: timeout}})
+	}
+	call, err := client(opts.CallTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("consul: %w", err)
+	}
+	watch, err := client(maxWait + opts.CallTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("consul: %w", err)
+	}
+	c := &Coordinator{c: call, watch: watch, opts: opts, log: opts.Logger.With("component", "consul"), held: map[string]*orderState{}, stop: make(chan struct{})}
 	if err := c.Ping(ctx); err != nil {
 		return nil, err
 	}
@@ -329,7 +353,7 @@ func (c *Coordinator) Subscribe(ctx context.Context, eventType string) (<-chan c
 		defer close(ch)
 		index := meta.LastIndex
 		for ctx.Err() == nil {
-			pairs, meta, err := c.c.KV().List(prefix, (&api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx))
+			pairs, meta, err := c.watch.KV().List(prefix, (&api.QueryOptions{WaitIndex: index, WaitTime: maxWait}).WithContext(ctx))
 			if err != nil {
 				if ctx.Err() == nil {
 					c.log.Warn("event subscription: consul query failed; retrying", "type", eventType, "err", err)
@@ -456,7 +480,7 @@ func (c *Coordinator) claimOwner(ctx context.Context, keys ...string) (string, e
 func (c *Coordinator) waitFree(ctx context.Context, key string) error {
 	var index uint64
 	for {
-		pair, meta, err := c.c.KV().Get(key, (&api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}).WithContext(ctx))
+		pair, meta, err := c.watch.KV().Get(key, (&api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}).WithContext(ctx))
 		if err != nil {
 			return fmt.Errorf("consul: wait for %s: %w", key, err)
 		}
@@ -488,26 +512,45 @@ func (c *Coordinator) end(key string, st *orderState) {
 }
 
 // releaseOrder deletes an idle order key if this replica's session still
-// holds it.
+// holds it. A failed delete (Consul unreachable) is retried until it works,
+// the key is claimed again, or the coordinator closes: a key left held by a
+// live session would block the room on every other replica.
 func (c *Coordinator) releaseOrder(key string, st *orderState) {
-	c.mu.Lock()
-	if st.active > 0 || c.held[key] != st {
+	wait := time.Second
+	for {
+		c.mu.Lock()
+		if st.active > 0 || c.held[key] != st {
+			c.mu.Unlock()
+			return
+		}
+		sid := st.sid
+		if sid == "" {
+			delete(c.held, key)
+			c.mu.Unlock()
+			return
+		}
 		c.mu.Unlock()
-		return
-	}
-	delete(c.held, key)
-	sid := st.sid
-	c.mu.Unlock()
-	if sid == "" {
-		return
-	}
-	ops := api.TxnOps{
-		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: key, Session: sid}},
-		{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: key}},
-	}
-	if _, _, _, err := c.c.Txn().Txn(ops, nil); err != nil {
-		// The session's TTL frees it anyway.
-		c.log.Debug("releasing an order key failed", "key", key, "err", err)
+		ops := api.TxnOps{
+			{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: key, Session: sid}},
+			{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: key}},
+		}
+		// ok is false when the key is no longer ours (session lost): done too.
+		_, _, _, err := c.c.Txn().Txn(ops, nil)
+		if err == nil {
+			c.mu.Lock()
+			if st.active == 0 && c.held[key] == st {
+				delete(c.held, key)
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.log.Warn("releasing an order key failed; retrying", "key", key, "retry_in", wait, "err", err)
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
 	}
 }
 
@@ -551,7 +594,7 @@ func (c *Coordinator) lead(ctx context.Context, key, sid string, fn func(context
 		defer cancel()
 		var index uint64
 		for lctx.Err() == nil {
-			pair, meta, err := c.c.KV().Get(key, (&api.QueryOptions{WaitIndex: index, WaitTime: c.opts.SessionTTL}).WithContext(lctx))
+			pair, meta, err := c.watch.KV().Get(key, (&api.QueryOptions{WaitIndex: index, WaitTime: c.opts.SessionTTL}).WithContext(lctx))
 			if err != nil {
 				// Consul unreachable: keep leading until the session would
 				// have lapsed, then assume another replica may lead.

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/consul/api"
 
 	"github.com/lkedge/lkedge/host/coord"
 	"github.com/lkedge/lkedge/host/coord/coordtest"
@@ -23,14 +22,10 @@ var replicas atomic.Int32
 // newCoord is one replica's coordinator on the agent at addr.
 func newCoord(t testing.TB, addr string, mutate func(*Options)) *Coordinator {
 	t.Helper()
-	client, err := api.NewClient(&api.Config{Address: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Each test has a prefix of its own, so tests sharing the agent cannot
 	// see each other's keys; the replicas of one test share it.
 	opts := Options{
-		Client: client, Prefix: "lkedge-test/" + url.PathEscape(t.Name()) + "/",
+		Address: addr, Prefix: "lkedge-test/" + url.PathEscape(t.Name()) + "/",
 		Replica: "replica-" + strconv.Itoa(int(replicas.Add(1))), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if mutate != nil {
@@ -76,10 +71,9 @@ func testContract(t *testing.T, agent *testserver.Consul) {
 }
 
 func TestWrongAddress(t *testing.T) {
-	client, _ := api.NewClient(&api.Config{Address: "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := New(ctx, Options{Client: client, Replica: "x"}); err == nil {
+	if _, err := New(ctx, Options{Address: "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t)), Replica: "x"}); err == nil {
 		t.Fatal("New must fail when no agent answers")
 	}
 }

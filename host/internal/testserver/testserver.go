@@ -111,6 +111,8 @@ type Process struct {
 	log   string
 	ready func() bool
 
+	env []string // the process environment; nil means the test's own
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
@@ -120,8 +122,14 @@ type Process struct {
 // waits until ready reports true (up to 30 s).
 func Start(t testing.TB, bin string, args []string, ready func() bool) *Process {
 	t.Helper()
+	return StartEnv(t, bin, args, nil, ready)
+}
+
+// StartEnv is Start with the process environment env (nil: the test's own).
+func StartEnv(t testing.TB, bin string, args, env []string, ready func() bool) *Process {
+	t.Helper()
 	skipShort(t)
-	p := &Process{t: t, name: filepath.Base(bin), args: append([]string{bin}, args...), log: filepath.Join(t.TempDir(), filepath.Base(bin)+".log"), ready: ready}
+	p := &Process{t: t, name: filepath.Base(bin), args: append([]string{bin}, args...), env: env, log: filepath.Join(t.TempDir(), filepath.Base(bin)+".log"), ready: ready}
 	p.Start()
 	t.Cleanup(p.Stop)
 	return p
@@ -140,6 +148,7 @@ func (p *Process) Start() {
 		p.t.Fatal(err)
 	}
 	cmd := exec.Command(p.args[0], p.args[1:]...)
+	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The server dies with the test binary, even if the test is killed.
 	// Linux sends Pdeathsig when the thread that started the child exits,
@@ -368,4 +377,73 @@ func consulReady(addr string) func() bool {
 		node := get("/v1/catalog/node/lkedge-test")
 		return leader != "" && leader != `""` && node != "" && node != "null"
 	}
+}
+
+// Kill ends the process with SIGKILL, as a crash would: nothing is flushed
+// or released.
+func (p *Process) Kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.exited
+	p.cmd = nil
+}
+
+var lkedgeBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// LKEdge builds cmd/lkedge once per test binary, for tests that run it as
+// real processes (replicas, crashes).
+func LKEdge(t testing.TB) string {
+	t.Helper()
+	skipShort(t)
+	lkedgeBin.once.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			lkedgeBin.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "lkedge-bin-")
+		if err != nil {
+			lkedgeBin.err = err
+			return
+		}
+		lkedgeBin.path = filepath.Join(dir, "lkedge")
+		cmd := exec.Command("go", "build", "-o", lkedgeBin.path, "./cmd/lkedge")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			lkedgeBin.err = fmt.Errorf("go build ./cmd/lkedge: %v\n%s", err, out)
+		}
+	})
+	if lkedgeBin.err != nil {
+		t.Fatal(lkedgeBin.err)
+	}
+	return lkedgeBin.path
+}
+
+// LKEdgeProcess is a running `lkedge serve`.
+type LKEdgeProcess struct {
+	*Process
+	URL string
+}
+
+// StartLKEdge runs `lkedge serve` with env (LKEDGE_LISTEN is set here) and
+// waits until /healthz answers.
+func StartLKEdge(t testing.TB, env map[string]string) *LKEdgeProcess {
+	t.Helper()
+	bin := LKEdge(t)
+	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	p := &LKEdgeProcess{URL: "http://" + addr}
+	vars := []string{"LKEDGE_LISTEN=" + addr, "LKEDGE_LOG_FORMAT=json", "PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		vars = append(vars, k+"="+v)
+	}
+	p.Process = StartEnv(t, bin, []string{"serve"}, vars, httpReady(p.URL+"/healthz"))
+	return p
 }

@@ -38,9 +38,9 @@ func TestClientRoundTrip(t *testing.T) {
 	if room, err := c.GetRoom(ctx, "nope"); err != nil || room != nil {
 		t.Fatalf("GetRoom(nope) = %v, %v; want nil, nil", room, err)
 	}
-	active, err := c.ActiveEgress(ctx, "r1")
+	active, err := c.ListActiveEgress(ctx, "r1")
 	if err != nil || len(active) != 1 || active[0].EgressId != "EG_1" {
-		t.Fatalf("ActiveEgress(r1) = %v, %v; want [EG_1]", active, err)
+		t.Fatalf("ListActiveEgress(r1) = %v, %v; want [EG_1]", active, err)
 	}
 	if err := c.SendData(ctx, "r1", "topic", []byte("x"), []string{"PA_1"}); err != nil {
 		t.Fatal(err)
@@ -77,8 +77,8 @@ func TestFailAndDelay(t *testing.T) {
 		t.Fatal("GetRoom succeeded while failing")
 	}
 	fake.Fail(livekittest.MethodListEgress, twirp.NotFoundError("no egress"))
-	if eg, err := c.ActiveEgress(ctx, "r"); err != nil || eg != nil {
-		t.Fatalf("ActiveEgress on NotFound = %v, %v; want nil, nil", eg, err)
+	if eg, err := c.ListActiveEgress(ctx, "r"); err != nil || eg != nil {
+		t.Fatalf("ListActiveEgress on NotFound = %v, %v; want nil, nil", eg, err)
 	}
 	fake.Fail(livekittest.MethodListRooms, nil)
 	if _, err := c.GetRoom(ctx, "r"); err != nil {

@@ -1,0 +1,298 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/lkedge/lkedge/host/internal/testserver"
+	"github.com/lkedge/lkedge/host/livekitapi/livekittest"
+	"github.com/lkedge/lkedge/host/meet"
+	"github.com/lkedge/lkedge/host/store"
+)
+
+// cluster is what several lkedge replicas share: a Consul agent, an S3
+// bucket and a LiveKit API (a fake: these tests are about coordination).
+type cluster struct {
+	consul *testserver.Consul
+	kv     *api.Client
+	s3     store.Store
+	lk     *livekittest.Server
+	env    map[string]string
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{consul: testserver.StartConsul(t), lk: livekittest.New(t, "devkey", "secret")}
+	_, c.s3, c.env = startS3(t)
+	var err error
+	if c.kv, err = api.NewClient(&api.Config{Address: c.consul.Addr}); err != nil {
+		t.Fatal(err)
+	}
+	c.env["LKEDGE_COORDINATOR"] = "consul"
+	c.env["CONSUL_HTTP_ADDR"] = c.consul.Addr
+	c.env["LIVEKIT_URL"] = c.lk.URL()
+	c.env["LKEDGE_LOG_LEVEL"] = "debug"
+	return c
+}
+
+// replica starts one `lkedge serve` process of the cluster.
+func (c *cluster) replica(t *testing.T, id string, extra ...string) *testserver.LKEdgeProcess {
+	t.Helper()
+	env := map[string]string{"LKEDGE_REPLICA_ID": id, "LKEDGE_DATA_DIR": t.TempDir()}
+	for k, v := range c.env {
+		if k != "LKEDGE_DATA_DIR" {
+			env[k] = v
+		}
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	p := testserver.StartLKEdge(t, env)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("replica %s log:\n%s", id, tail(p.Log(), 6000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestReplicasHandleOnce: every webhook is delivered to both replicas at
+// once (LiveKit retrying, or two LiveKit nodes); each is handled once, and
+// a recording lock taken by another process is released by a replica.
+func TestReplicasHandleOnce(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a, b := c.replica(t, "a"), c.replica(t, "b")
+	const rooms = 6
+	putRooms(t, c.s3, "twice", rooms)
+
+	// The start-recording process (Meet, or `lkedge lock acquire`) holds
+	// room twice-0's lock; a replica releases it on egress_ended.
+	starter := newConsulCoord(t, c.consul.Addr, "starter")
+	if ok, err := starter.Acquire(context.Background(), meet.RecordingLockName("twice-0"), 6*time.Hour); err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+
+	var wg sync.WaitGroup
+	for r := range rooms {
+		wg.Go(func() {
+			for step := range recordingSteps {
+				body := recordingStep("twice", r, step)
+				var both sync.WaitGroup
+				for _, rep := range []*testserver.LKEdgeProcess{a, b} {
+					both.Go(func() {
+						if code := post(t, rep.URL, body); code != http.StatusOK {
+							t.Errorf("room %d step %d: status %d", r, step, code)
+						}
+					})
+				}
+				both.Wait()
+			}
+		})
+	}
+	wg.Wait()
+	want := rooms * len(recordingSteps)
+	eventually(t, 30*time.Second, "every event handled", func() bool { return len(c.lk.SentData()) >= want })
+	time.Sleep(2 * time.Second) // a second handling would show up by now
+	if n := len(c.lk.SentData()); n != want {
+		t.Errorf("%d data messages for %d events: an event was handled twice", n, want)
+	}
+	checkRecordings(t, c.s3, "twice", rooms)
+	locks, err := starter.Locks(context.Background(), meet.RecordingLockName(""))
+	if err != nil || len(locks) != 0 {
+		t.Errorf("recording locks after egress_ended: %+v, %v", locks, err)
+	}
+}
+
+// plantOldLock writes a recording lock as a start-recording process would
+// have, acquired long ago, so the orphan-lock collector may take it.
+func (c *cluster) plantOldLock(t *testing.T, room string) {
+	t.Helper()
+	sid, _, err := c.kv.Session().Create(&api.SessionEntry{TTL: "6h", Behavior: api.SessionBehaviorDelete, LockDelay: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	then := time.Now().Add(-5 * time.Minute)
+	val, _ := json.Marshal(map[string]any{"acquiredAt": then.UnixMilli(), "expiresAt": then.Add(6 * time.Hour).UnixMilli(), "holder": "gone"})
+	ok, _, err := c.kv.KV().Acquire(&api.KVPair{Key: "lkedge/locks/" + meet.RecordingLockName(room), Value: val, Session: sid}, nil)
+	if err != nil || !ok {
+		t.Fatalf("plant lock: %v %v", ok, err)
+	}
+}
+
+func (c *cluster) lockHeld(room string) bool {
+	pair, _, err := c.kv.KV().Get("lkedge/locks/"+meet.RecordingLockName(room), nil)
+	return err != nil || (pair != nil && pair.Session != "")
+}
+
+func (c *cluster) leader(t *testing.T) string {
+	pair, _, err := c.kv.KV().Get("lkedge/leader/leader", nil)
+	if err != nil || pair == nil || pair.Session == "" {
+		return ""
+	}
+	return string(pair.Value)
+}
+
+// TestLeaderKilled: the leader runs the orphan-lock collector; killed with
+// SIGKILL, it releases nothing, and another replica takes over once its
+// session lapses, then collects.
+func TestLeaderKilled(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a := c.replica(t, "a", "LKEDGE_LOCK_GC_INTERVAL", "1s")
+	eventually(t, 10*time.Second, "a leads", func() bool { return c.leader(t) == "a" })
+	c.replica(t, "b", "LKEDGE_LOCK_GC_INTERVAL", "1s")
+
+	c.plantOldLock(t, "orphan-1")
+	eventually(t, 10*time.Second, "the leader collects an orphan lock", func() bool { return !c.lockHeld("orphan-1") })
+
+	a.Kill()
+	killed := time.Now()
+	c.plantOldLock(t, "orphan-2")
+	eventually(t, 45*time.Second, "b leads after a's session lapses", func() bool { return c.leader(t) == "b" })
+	t.Logf("b leads %s after a was killed (session TTL 10s)", time.Since(killed).Round(time.Second))
+	eventually(t, 10*time.Second, "the new leader collects", func() bool { return !c.lockHeld("orphan-2") })
+}
+
+func readyz(url string) (int, string) {
+	res, err := http.Get(url + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// TestConsulOutage: Consul stops for 30 s while webhooks arrive. They are
+// accepted, /readyz reports the degradation, nothing is lost or handled
+// twice, and processing resumes by itself when Consul is back.
+func TestConsulOutage(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a, b := c.replica(t, "a"), c.replica(t, "b")
+	const rooms = 4
+	putRooms(t, c.s3, "calm", rooms)
+	for r := range rooms {
+		post(t, a.URL, recordingStep("calm", r, 0))
+	}
+	eventually(t, 10*time.Second, "first events handled", func() bool { return len(c.lk.SentData()) == rooms })
+
+	c.consul.Stop()
+	down := time.Now()
+	for step := 1; step < len(recordingSteps); step++ {
+		for r := range rooms {
+			rep := a
+			if r%2 == 1 {
+				rep = b
+			}
+			if code := post(t, rep.URL, recordingStep("calm", r, step)); code != http.StatusOK {
+				t.Errorf("accepting during the outage: status %d", code)
+			}
+		}
+	}
+	if code, body := readyz(a.URL); code != http.StatusServiceUnavailable || !strings.Contains(body, "coordination") {
+		t.Errorf("/readyz during the outage = %d %q, want 503 naming coordination", code, body)
+	}
+	time.Sleep(30*time.Second - time.Since(down))
+	if n := len(c.lk.SentData()); n != rooms {
+		t.Errorf("%d events handled while Consul was down, want none beyond the first %d", n, rooms)
+	}
+	c.consul.Start()
+	want := rooms * len(recordingSteps)
+	eventually(t, 60*time.Second, "processing resumes", func() bool { return len(c.lk.SentData()) >= want })
+	time.Sleep(time.Second)
+	if n := len(c.lk.SentData()); n != want {
+		t.Errorf("%d data messages for %d events", n, want)
+	}
+	checkRecordings(t, c.s3, "calm", rooms)
+	eventually(t, 10*time.Second, "/readyz recovers", func() bool { code, _ := readyz(a.URL); return code == http.StatusOK })
+}
+
+// TestSessionInvalidated: the replicas' Consul sessions are destroyed while
+// events flow (an operator, a partition): no event is handled twice, none
+// is lost, and no replica crashes.
+func TestSessionInvalidated(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	a, b := c.replica(t, "a"), c.replica(t, "b")
+	const rooms = 4
+	putRooms(t, c.s3, "inval", rooms)
+	for step := range recordingSteps {
+		if step == 2 {
+			sessions, _, err := c.kv.Session().List(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			destroyed := 0
+			for _, s := range sessions {
+				if strings.HasPrefix(s.Name, "lkedge replica") {
+					if _, err := c.kv.Session().Destroy(s.ID, nil); err != nil {
+						t.Fatal(err)
+					}
+					destroyed++
+				}
+			}
+			if destroyed == 0 {
+				t.Fatal("no replica session to destroy")
+			}
+		}
+		var wg sync.WaitGroup
+		for r := range rooms {
+			for _, rep := range []*testserver.LKEdgeProcess{a, b} {
+				wg.Go(func() { post(t, rep.URL, recordingStep("inval", r, step)) })
+			}
+		}
+		wg.Wait()
+	}
+	want := rooms * len(recordingSteps)
+	eventually(t, 30*time.Second, "every event handled", func() bool { return len(c.lk.SentData()) >= want })
+	time.Sleep(2 * time.Second)
+	if n := len(c.lk.SentData()); n != want {
+		t.Errorf("%d data messages for %d events", n, want)
+	}
+	checkRecordings(t, c.s3, "inval", rooms)
+	for _, rep := range []*testserver.LKEdgeProcess{a, b} {
+		if res, err := http.Get(rep.URL + "/healthz"); err != nil || res.StatusCode != http.StatusOK {
+			t.Errorf("replica %s not healthy: %v", rep.URL, err)
+		}
+	}
+}
+
+func newConsulCoord(t *testing.T, addr, replica string) Coordinator {
+	t.Helper()
+	co, err := OpenCoordinator(context.Background(), loadConfig(t, map[string]string{"LKEDGE_COORDINATOR": "consul", "CONSUL_HTTP_ADDR": addr}), replica, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = co.Close() })
+	return co
+}
