@@ -37,7 +37,7 @@ const usage = `usage:
   lkedge lock release [--force] ROOM           release it unless LiveKit reports an active
                                                egress in ROOM (--force: release anyway)
   lkedge lock list                             list the recording locks
-`+"`"+`lkedge lock`+"`"+` needs LKEDGE_COORDINATOR=consul: the in-process coordinator
+` + "`" + `lkedge lock` + "`" + ` needs LKEDGE_COORDINATOR=consul: the in-process coordinator
 lives inside one lkedge process.
 
 Settings come from FILE (default ./lkedge.yaml if present) and the environment;

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/lkedge/lkedge/host/coord"
 	"github.com/lkedge/lkedge/host/coord/coordtest"
 	"github.com/lkedge/lkedge/host/internal/testserver"
