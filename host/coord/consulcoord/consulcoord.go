@@ -52,6 +52,9 @@ type Options struct {
 	// 10 s): a Consul that takes a connection but never answers (restarting,
 	// no leader yet) must not stall event processing.
 	CallTimeout time.Duration
+	// Transport carries the HTTP requests (default: Go's default transport);
+	// set it for custom TLS, or to observe the calls.
+	Transport http.RoundTripper
 	// Prefix of every key lkedge writes (default "lkedge/").
 	Prefix string
 	// Replica names this process in sessions and lock values.
@@ -124,7 +127,7 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 		opts.Logger = slog.Default()
 	}
 	client := func(timeout time.Duration) (*api.Client, error) {
-		return api.NewClient(&api.Config{Address: opts.Address, Token: opts.Token, HttpClient: &http.Client{Timeout: timeout}})
+		return api.NewClient(&api.Config{Address: opts.Address, Token: opts.Token, HttpClient: &http.Client{Timeout: timeout, Transport: opts.Transport}})
 	}
 	call, err := client(opts.CallTimeout)
 	if err != nil {
