@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +133,27 @@ func BenchmarkPut(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestServerWithoutConditionalWrites: an S3 server that ignores If-None-Match
+// and If-Match (a small fake that accepts every write) is refused at
+// start-up, so replicas never silently race.
+func TestServerWithoutConditionalWrites(t *testing.T) {
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		switch r.Method {
+		case http.MethodGet: // ListObjectsV2
+			w.Header().Set("Content-Type", "application/xml")
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><KeyCount>0</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>`)
+		case http.MethodPut:
+			w.Header().Set("ETag", `"0123"`)
+		}
+	}))
+	defer fake.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := New(ctx, Options{Endpoint: fake.URL, AccessKey: "a", SecretKey: "s", PathStyle: true, Bucket: "ignores-conditions"})
+	if err == nil || !strings.Contains(err.Error(), "does not enforce If-None-Match") {
+		t.Fatalf("New = %v, want a refusal naming If-None-Match", err)
+	}
 }
