@@ -120,15 +120,22 @@ func TestReplicasHandleOnce(t *testing.T) {
 	}
 	wg.Wait()
 	want := rooms * len(recordingSteps)
-	eventually(t, 30*time.Second, "every event handled", func() bool { return len(c.lk.SentData()) >= want })
-	time.Sleep(2 * time.Second) // a second handling would show up by now
-	if n := len(c.lk.SentData()); n != want {
-		t.Errorf("%d data messages for %d events: an event was handled twice", n, want)
-	}
+	c.handledOnce(t, want, 30*time.Second)
 	checkRecordings(t, c.s3, "twice", rooms)
 	locks, err := starter.Locks(context.Background(), meet.RecordingLockName(""))
 	if err != nil || len(locks) != 0 {
 		t.Errorf("recording locks after egress_ended: %+v, %v", locks, err)
+	}
+}
+
+// handledOnce waits up to timeout for want events to be handled (each
+// sends one data message), then checks that none is handled a second time.
+func (c *cluster) handledOnce(t *testing.T, want int, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "every event handled", func() bool { return len(c.lk.SentData()) >= want })
+	time.Sleep(2 * time.Second) // a second handling would show up by now
+	if n := len(c.lk.SentData()); n != want {
+		t.Errorf("%d data messages for %d events: an event was handled twice", n, want)
 	}
 }
 
@@ -228,11 +235,7 @@ func TestConsulOutage(t *testing.T) {
 	}
 	c.consul.Start()
 	want := rooms * len(recordingSteps)
-	eventually(t, 60*time.Second, "processing resumes", func() bool { return len(c.lk.SentData()) >= want })
-	time.Sleep(time.Second)
-	if n := len(c.lk.SentData()); n != want {
-		t.Errorf("%d data messages for %d events", n, want)
-	}
+	c.handledOnce(t, want, 60*time.Second)
 	checkRecordings(t, c.s3, "calm", rooms)
 	eventually(t, 10*time.Second, "/readyz recovers", func() bool { code, _ := readyz(a.URL); return code == http.StatusOK })
 }
@@ -274,11 +277,7 @@ func TestSessionInvalidated(t *testing.T) {
 		wg.Wait()
 	}
 	want := rooms * len(recordingSteps)
-	eventually(t, 30*time.Second, "every event handled", func() bool { return len(c.lk.SentData()) >= want })
-	time.Sleep(2 * time.Second)
-	if n := len(c.lk.SentData()); n != want {
-		t.Errorf("%d data messages for %d events", n, want)
-	}
+	c.handledOnce(t, want, 30*time.Second)
 	checkRecordings(t, c.s3, "inval", rooms)
 	for _, rep := range []*testserver.LKEdgeProcess{a, b} {
 		if res, err := http.Get(rep.URL + "/healthz"); err != nil || res.StatusCode != http.StatusOK {

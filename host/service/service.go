@@ -71,8 +71,8 @@ type Options struct {
 	Pipeline pipeline.Options
 }
 
-// New opens the stores and binds the listener; Run serves. Everything New
-// opens is closed by Run, or by Close if Run is never called. ctx bounds the
+// New opens the stores and binds the listener; Run serves, and closes
+// everything New opened when it returns. ctx bounds the
 // start-up checks (the S3 bucket and its conditional writes).
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error) {
 	log := opts.Logger
@@ -306,11 +306,6 @@ func (s *Service) leaderWork(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// Close releases what New opened, for a Service that never ran.
-func (s *Service) Close() error {
-	return errors.Join(s.ln.Close(), s.journal.Close(), s.coord.Close())
 }
 
 // replay queues the events recorded before the last stop and not finished.
