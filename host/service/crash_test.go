@@ -1,0 +1,124 @@
+package service
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lkedge/lkedge/host/internal/testserver"
+	"github.com/lkedge/lkedge/host/journal"
+	"github.com/lkedge/lkedge/host/livekitapi/livekittest"
+	"github.com/lkedge/lkedge/host/webhook"
+)
+
+// TestCrashUnderLoad: lkedge is killed with SIGKILL three times while a
+// load of signed webhooks arrives, and restarted on the same data. The
+// sender behaves like LiveKit's: it retries until it gets a 200, and sends
+// a room's next event only after that. Afterwards every accepted event's
+// effect is in the store and nothing is left pending or failed.
+func TestCrashUnderLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lk := livekittest.New(t, "devkey", "secret")
+	const rooms = 60
+	for r := range rooms {
+		id := fmt.Sprintf("crash-%d", r)
+		path := filepath.Join(dir, "openvidu", "openvidu-meet", "rooms", id, id+".json")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(`{"roomId":"`+id+`"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proc := testserver.StartLKEdge(t, map[string]string{
+		"LIVEKIT_URL": lk.URL(), "LKEDGE_STORE": "file://" + dir, "LKEDGE_DATA_DIR": dir,
+	})
+
+	var accepted, refused atomic.Int64
+	client := &http.Client{Timeout: 5 * time.Second}
+	send := func(body []byte) {
+		for {
+			tok, err := webhook.Sign(body, "devkey", "secret", time.Now())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			req, _ := http.NewRequest(http.MethodPost, proc.URL+"/livekit/webhook", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/webhook+json")
+			req.Header.Set("Authorization", tok)
+			res, err := client.Do(req)
+			if err == nil {
+				res.Body.Close()
+				if res.StatusCode == http.StatusOK {
+					accepted.Add(1)
+					return
+				}
+			}
+			refused.Add(1)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	var wg sync.WaitGroup
+	// Rooms start 25 ms apart and step every 40 ms: the load lasts about
+	// two seconds, and the crashes fall inside it.
+	for r := range rooms {
+		wg.Go(func() {
+			time.Sleep(time.Duration(r) * 25 * time.Millisecond)
+			for step := range recordingSteps {
+				send(recordingStep("crash", r, step))
+				time.Sleep(40 * time.Millisecond)
+			}
+		})
+	}
+	for range 3 {
+		time.Sleep(400 * time.Millisecond)
+		proc.Kill()
+		proc.Start()
+	}
+	wg.Wait()
+
+	want := rooms * len(recordingSteps)
+	if accepted.Load() != int64(want) {
+		t.Fatalf("%d events accepted, want %d", accepted.Load(), want)
+	}
+	t.Logf("%d events accepted, %d attempts refused or cut off by the crashes", accepted.Load(), refused.Load())
+	if refused.Load() == 0 {
+		t.Fatal("no request met a crash: the test did not test anything")
+	}
+	eventually(t, 20*time.Second, "every recording final in the store", func() bool {
+		for r := range rooms {
+			b, err := os.ReadFile(filepath.Join(dir, "openvidu", "openvidu-meet", "recordings", ".metadata", fmt.Sprintf("crash-%d", r), fmt.Sprintf("EG_crash_%d", r), fmt.Sprintf("abc%d.json", r)))
+			if err != nil || !strings.Contains(string(b), `"status":"COMPLETE"`) {
+				return false
+			}
+		}
+		return true
+	})
+	// At least once: every event's data message was sent, some perhaps
+	// twice when a crash came between the effect and the journal's mark.
+	if n := len(lk.SentData()); n < want {
+		t.Errorf("%d data messages for %d accepted events: some event's work was lost", n, want)
+	}
+	proc.Stop()
+	j, err := journal.Open(JournalPath(dir), journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	pending, err := j.Pending()
+	if err != nil || len(pending) != 0 {
+		t.Errorf("pending after the load: %d, %v", len(pending), err)
+	}
+	failed, err := j.Failed()
+	if err != nil || len(failed) != 0 {
+		t.Errorf("failed events: %+v, %v", failed, err)
+	}
+}
