@@ -13,7 +13,7 @@ LIVEKIT   := $(CACHE_BIN)/livekit-server-v1.13.5
 CONSUL    := $(CACHE_BIN)/consul-1.16.6
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test vet fmt-check unit fuzz servers redis clean
+.PHONY: all build run test vet fmt-check unit fuzz bench servers redis clean
 
 all: build
 
@@ -41,6 +41,12 @@ unit:
 ## fuzz: a short run of the ingest fuzz target on top of its seed corpus.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./host/ingest
+
+## bench: the accept-path load benchmark, lkedge next to the baseline
+## (not part of make test). The servers run on CPU 0, the generator on CPU 1.
+bench: build
+	$(GO) build -o bin/lkedge-bench ./cmd/lkedge-bench
+	taskset -c 1 bin/lkedge-bench --lkedge $(BIN)
 
 ## servers: the S3 server (versitygw), LiveKit, Redis and Consul the tests start.
 servers: $(VERSITYGW) $(LIVEKIT) $(CONSUL) redis
