@@ -112,6 +112,10 @@ type Journal struct {
 	closed    bool
 
 	txs atomic.Uint64 // committed write transactions (test/benchmark hook)
+
+	lazyMu sync.Mutex
+	lazy   []uint64      // MarkDone seqs not yet committed
+	kick   chan struct{} // wakes the committer for lazy marks
 }
 
 type opKind uint8
@@ -190,6 +194,7 @@ func Open(path string, opts Options) (*Journal, error) {
 		log:      opts.Logger,
 		reqs:     make(chan *request, queueSize),
 		quit:     make(chan struct{}),
+		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
 	if j.now == nil {
@@ -292,6 +297,35 @@ func (j *Journal) Done(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("journal: done seq %d: %w", seq, res.err)
 	}
 	return nil
+}
+
+// markDelay is how long a MarkDone waits for an append to share its commit
+// before it is committed on its own.
+const markDelay = 5 * time.Millisecond
+
+// MarkDone is Done without waiting: the mark rides on the next commit, at
+// most markDelay later, so under load finishing an event costs no fsync of
+// its own. If the process dies before that commit, the record is replayed
+// after the restart: processing is at least once either way.
+func (j *Journal) MarkDone(seq uint64) {
+	j.lazyMu.Lock()
+	j.lazy = append(j.lazy, seq)
+	j.lazyMu.Unlock()
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takeLazy returns the pending MarkDone seqs as done requests.
+func (j *Journal) takeLazy(batch []*request) []*request {
+	j.lazyMu.Lock()
+	defer j.lazyMu.Unlock()
+	for _, seq := range j.lazy {
+		batch = append(batch, &request{kind: opDone, ctx: context.Background(), seq: seq})
+	}
+	j.lazy = j.lazy[:0]
+	return batch
 }
 
 // Fail records that processing gave up on the record: it moves from the
@@ -465,11 +499,22 @@ func (j *Journal) run() {
 		select {
 		case <-j.quit:
 			j.rejectQueued()
+			j.flushLazy()
 			return
 		case r := <-j.reqs:
 			batch = append(batch, r)
 		case <-tick.C:
 			batch = append(batch, &request{kind: opPrune, ctx: context.Background(), res: make(chan result, 1)})
+		case <-j.kick:
+			// Only lazy marks: give an append a moment to carry them.
+			timer := time.NewTimer(markDelay)
+			select {
+			case r := <-j.reqs:
+				batch = append(batch, r)
+			case <-timer.C:
+			case <-j.quit:
+			}
+			timer.Stop()
 		}
 	drain:
 		for len(batch) < maxBatch {
@@ -480,18 +525,36 @@ func (j *Journal) run() {
 				break drain
 			}
 		}
+		batch = j.takeLazy(batch)
 		results = j.commit(batch, results[:0])
 		for i, r := range batch {
 			if r.kind == opPrune && results[i].err == nil && results[i].removed > 0 {
 				j.log.Debug("journal: forgot expired event ids", "count", results[i].removed, "more", results[i].more)
 			}
-			r.res <- results[i]
+			if r.res == nil { // a lazy mark: nobody waits for it
+				if results[i].err != nil {
+					j.log.Warn("journal: a done mark was not recorded; the event is replayed after a restart", "seq", r.seq, "err", results[i].err)
+				}
+			} else {
+				r.res <- results[i]
+			}
 			batch[i] = nil
 		}
 	}
 }
 
 // rejectQueued answers every request still in the queue with ErrClosed.
+// flushLazy commits the lazy marks still waiting, at shutdown.
+func (j *Journal) flushLazy() {
+	if batch := j.takeLazy(nil); len(batch) > 0 {
+		for i, res := range j.commit(batch, nil) {
+			if res.err != nil {
+				j.log.Warn("journal: a done mark was not recorded; the event is replayed after a restart", "seq", batch[i].seq, "err", res.err)
+			}
+		}
+	}
+}
+
 func (j *Journal) rejectQueued() {
 	for {
 		select {

@@ -29,9 +29,9 @@ type Stage func(ctx context.Context, ev *event.Event, log *slog.Logger) ([]*even
 type Sink func(ctx context.Context, events []*event.Event, log *slog.Logger) error
 
 // Journal is where accepted events are recorded; the pipeline tells it when
-// one is finished or given up.
+// one is finished (without waiting: a lost mark means a replay) or given up.
 type Journal interface {
-	Done(ctx context.Context, seq uint64) error
+	MarkDone(seq uint64)
 	Fail(ctx context.Context, seq uint64, reason string) error
 }
 
@@ -260,9 +260,7 @@ func (p *Pipeline) process(ctx context.Context, it item) {
 	if errors.Is(err, coord.ErrDuplicate) {
 		metrics.EventsProcessed.WithLabelValues("duplicate").Inc()
 		log.Info("event skipped: another replica claimed it")
-		if err := p.journal.Done(jctx, it.seq); err != nil {
-			log.Error("marking the event done failed; it will be looked at again after a restart", "err", err)
-		}
+		p.journal.MarkDone(it.seq)
 		return
 	}
 	if err != nil {
@@ -274,9 +272,7 @@ func (p *Pipeline) process(ctx context.Context, it item) {
 		err = p.once(ctx, ev, log)
 		if err == nil {
 			metrics.EventsProcessed.WithLabelValues("done").Inc()
-			if err := p.journal.Done(jctx, it.seq); err != nil {
-				log.Error("marking the event done failed; it will be processed again after a restart", "err", err)
-			}
+			p.journal.MarkDone(it.seq)
 			return
 		}
 		if ctx.Err() != nil {
