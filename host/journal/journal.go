@@ -492,6 +492,7 @@ func (j *Journal) run() {
 		select {
 		case <-j.quit:
 			j.rejectQueued()
+			j.flushLazy()
 			return
 		default:
 		}

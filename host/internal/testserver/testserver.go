@@ -10,6 +10,7 @@ package testserver
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -128,24 +129,30 @@ func Start(t testing.TB, bin string, args []string, ready func() bool) *Process 
 // StartEnv is Start with the process environment env (nil: the test's own).
 func StartEnv(t testing.TB, bin string, args, env []string, ready func() bool) *Process {
 	t.Helper()
-	skipShort(t)
-	p := &Process{t: t, name: filepath.Base(bin), args: append([]string{bin}, args...), env: env, log: filepath.Join(t.TempDir(), filepath.Base(bin)+".log"), ready: ready}
-	p.Start()
-	t.Cleanup(p.Stop)
-	return p
+	return startFresh(t, func() (string, []string, []string, func() bool) { return bin, args, env, ready })
 }
 
 // Start (re)starts the process and waits until it is ready.
 func (p *Process) Start() {
 	p.t.Helper()
+	if err := p.start(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// errExited reports a server that quit during start-up, typically because
+// another process took one of its ports after FreePort chose it.
+var errExited = errors.New("exited during start-up")
+
+func (p *Process) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd != nil {
-		return
+		return nil
 	}
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		p.t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(p.args[0], p.args[1:]...)
 	cmd.Env = p.env
@@ -168,7 +175,7 @@ func (p *Process) Start() {
 	err = <-started
 	logf.Close()
 	if err != nil {
-		p.t.Fatalf("start %s: %v", p.name, err)
+		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	p.cmd = cmd
 	p.exited = exited
@@ -177,14 +184,38 @@ func (p *Process) Start() {
 		select {
 		case <-exited:
 			p.cmd = nil
-			p.t.Fatalf("%s exited during start-up:\n%s", p.name, p.tail())
+			return fmt.Errorf("%s %w:\n%s", p.name, errExited, p.tail())
 		default:
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%s not ready after 30 s:\n%s", p.name, p.tail())
+			return fmt.Errorf("%s not ready after 30 s:\n%s", p.name, p.tail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return nil
+}
+
+// startFresh starts a server whose command line names its ports, and
+// starts it again with new ports (from a new call of build) if it exits
+// during start-up: tests run in parallel, and a port FreePort chose may be
+// taken before the server binds it.
+func startFresh(t testing.TB, build func() (bin string, args, env []string, ready func() bool)) *Process {
+	t.Helper()
+	skipShort(t)
+	var err error
+	for range 3 {
+		bin, args, env, ready := build()
+		p := &Process{t: t, name: filepath.Base(bin), args: append([]string{bin}, args...), env: env, log: filepath.Join(t.TempDir(), filepath.Base(bin)+".log"), ready: ready}
+		if err = p.start(); err == nil {
+			t.Cleanup(p.Stop)
+			return p
+		}
+		if !errors.Is(err, errExited) {
+			break
+		}
+	}
+	t.Fatal(err)
+	return nil
 }
 
 // Stop terminates the process (SIGTERM, then SIGKILL after 5 s).
@@ -260,11 +291,13 @@ func StartS3(t testing.TB) *S3 {
 	t.Helper()
 	skipShort(t)
 	dir := t.TempDir()
-	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-	s := &S3{Endpoint: "http://" + addr, AccessKey: "lkedgetest", SecretKey: "lkedgetestsecret123", Dir: dir}
-	s.Process = Start(t, Binary(t, VersityGW),
-		[]string{"--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey, "--quiet", "posix", dir},
-		httpReady(s.Endpoint))
+	s := &S3{AccessKey: "lkedgetest", SecretKey: "lkedgetestsecret123", Dir: dir}
+	bin := Binary(t, VersityGW)
+	s.Process = startFresh(t, func() (string, []string, []string, func() bool) {
+		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+		s.Endpoint = "http://" + addr
+		return bin, []string{"--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey, "--quiet", "posix", dir}, nil, httpReady(s.Endpoint)
+	})
 	return s
 }
 
@@ -278,12 +311,13 @@ type Redis struct {
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
 	skipShort(t)
-	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-	_, port, _ := net.SplitHostPort(addr)
-	r := &Redis{Addr: addr}
-	r.Process = Start(t, LookPath(t, "redis-server"),
-		[]string{"--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", t.TempDir()},
-		tcpReady(addr))
+	r := &Redis{}
+	bin, dir := LookPath(t, "redis-server"), t.TempDir()
+	r.Process = startFresh(t, func() (string, []string, []string, func() bool) {
+		port := strconv.Itoa(FreePort(t))
+		r.Addr = "127.0.0.1:" + port
+		return bin, []string{"--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", dir}, nil, tcpReady(r.Addr)
+	})
 	return r
 }
 
@@ -300,20 +334,24 @@ type LiveKit struct {
 func StartLiveKit(t testing.TB, webhookURL string, redis *Redis) *LiveKit {
 	t.Helper()
 	skipShort(t)
-	port, tcp, udp := FreePort(t), FreePort(t), FreePort(t)
-	lk := &LiveKit{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Key: "devkey", Secret: "secret"}
-	var cfg bytes.Buffer
-	fmt.Fprintf(&cfg, "port: %d\nbind_addresses: [127.0.0.1]\nkeys: {%s: %s}\n", port, lk.Key, lk.Secret)
-	fmt.Fprintf(&cfg, "webhook: {api_key: %s, urls: [%q]}\n", lk.Key, webhookURL)
-	fmt.Fprintf(&cfg, "rtc: {node_ip: 127.0.0.1, use_external_ip: false, tcp_port: %d, udp_port: %d}\n", tcp, udp)
-	if redis != nil {
-		fmt.Fprintf(&cfg, "redis: {address: %s}\n", redis.Addr)
-	}
-	path := filepath.Join(t.TempDir(), "livekit.yaml")
-	if err := os.WriteFile(path, cfg.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lk.Process = Start(t, Binary(t, LiveKitV), []string{"--dev", "--config", path}, httpReady(lk.URL))
+	lk := &LiveKit{Key: "devkey", Secret: "secret"}
+	bin, dir := Binary(t, LiveKitV), t.TempDir()
+	lk.Process = startFresh(t, func() (string, []string, []string, func() bool) {
+		port, tcp, udp := FreePort(t), FreePort(t), FreePort(t)
+		lk.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
+		var cfg bytes.Buffer
+		fmt.Fprintf(&cfg, "port: %d\nbind_addresses: [127.0.0.1]\nkeys: {%s: %s}\n", port, lk.Key, lk.Secret)
+		fmt.Fprintf(&cfg, "webhook: {api_key: %s, urls: [%q]}\n", lk.Key, webhookURL)
+		fmt.Fprintf(&cfg, "rtc: {node_ip: 127.0.0.1, use_external_ip: false, tcp_port: %d, udp_port: %d}\n", tcp, udp)
+		if redis != nil {
+			fmt.Fprintf(&cfg, "redis: {address: %s}\n", redis.Addr)
+		}
+		path := filepath.Join(dir, "livekit.yaml")
+		if err := os.WriteFile(path, cfg.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return bin, []string{"--dev", "--config", path}, nil, httpReady(lk.URL)
+	})
 	return lk
 }
 
@@ -347,13 +385,17 @@ type Consul struct {
 func StartConsul(t testing.TB) *Consul {
 	t.Helper()
 	skipShort(t)
-	httpPort, serfLAN, server := FreePort(t), FreePort(t), FreePort(t)
-	c := &Consul{Addr: fmt.Sprintf("127.0.0.1:%d", httpPort)}
-	hcl := fmt.Sprintf(`ports { http = %d, dns = -1, grpc = -1, grpc_tls = -1, serf_lan = %d, serf_wan = -1, server = %d }`, httpPort, serfLAN, server)
-	c.Process = Start(t, Binary(t, ConsulV), []string{
-		"agent", "-server", "-bootstrap-expect=1", "-data-dir=" + t.TempDir(), "-node=lkedge-test",
-		"-bind=127.0.0.1", "-client=127.0.0.1", "-log-level=warn", "-hcl", hcl,
-	}, consulReady(c.Addr))
+	c := &Consul{}
+	bin, dir := Binary(t, ConsulV), t.TempDir()
+	c.Process = startFresh(t, func() (string, []string, []string, func() bool) {
+		httpPort, serfLAN, server := FreePort(t), FreePort(t), FreePort(t)
+		c.Addr = fmt.Sprintf("127.0.0.1:%d", httpPort)
+		hcl := fmt.Sprintf(`ports { http = %d, dns = -1, grpc = -1, grpc_tls = -1, serf_lan = %d, serf_wan = -1, server = %d }`, httpPort, serfLAN, server)
+		return bin, []string{
+			"agent", "-server", "-bootstrap-expect=1", "-data-dir=" + dir, "-node=lkedge-test",
+			"-bind=127.0.0.1", "-client=127.0.0.1", "-log-level=warn", "-hcl", hcl,
+		}, nil, consulReady(c.Addr)
+	})
 	return c
 }
 
@@ -437,13 +479,17 @@ type LKEdgeProcess struct {
 // waits until /healthz answers.
 func StartLKEdge(t testing.TB, env map[string]string) *LKEdgeProcess {
 	t.Helper()
+	skipShort(t)
 	bin := LKEdge(t)
-	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-	p := &LKEdgeProcess{URL: "http://" + addr}
-	vars := []string{"LKEDGE_LISTEN=" + addr, "LKEDGE_LOG_FORMAT=json", "PATH=" + os.Getenv("PATH")}
-	for k, v := range env {
-		vars = append(vars, k+"="+v)
-	}
-	p.Process = StartEnv(t, bin, []string{"serve"}, vars, httpReady(p.URL+"/healthz"))
+	p := &LKEdgeProcess{}
+	p.Process = startFresh(t, func() (string, []string, []string, func() bool) {
+		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+		p.URL = "http://" + addr
+		vars := []string{"LKEDGE_LISTEN=" + addr, "LKEDGE_LOG_FORMAT=json", "PATH=" + os.Getenv("PATH")}
+		for k, v := range env {
+			vars = append(vars, k+"="+v)
+		}
+		return bin, []string{"serve"}, vars, httpReady(p.URL + "/healthz")
+	})
 	return p
 }
