@@ -86,9 +86,13 @@ type Coordinator struct {
 }
 
 type orderState struct {
-	active int         // claims in progress on the key
-	timer  *time.Timer // pending idle release
-	sid    string      // session that holds it
+	// txn serializes the key's lock and release transactions, so a release
+	// that has decided the key is idle cannot delete it under a claim made
+	// meanwhile.
+	txn    sync.Mutex
+	active int         // claims in progress on the key (under Coordinator.mu)
+	timer  *time.Timer // pending idle release (under Coordinator.mu)
+	sid    string      // session that holds it (under Coordinator.mu)
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -434,7 +438,9 @@ func (c *Coordinator) claim(ctx context.Context, eventID, orderK, owner string, 
 				&api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: cur, Value: []byte(owner), Index: 0}},
 			)
 		}
+		st.txn.Lock()
 		ok, resp, _, err := c.c.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+		st.txn.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("consul: claim %s: %w", eventID, err)
 		}
@@ -521,15 +527,18 @@ func (c *Coordinator) end(key string, st *orderState) {
 func (c *Coordinator) releaseOrder(key string, st *orderState) {
 	wait := time.Second
 	for {
+		st.txn.Lock()
 		c.mu.Lock()
 		if st.active > 0 || c.held[key] != st {
 			c.mu.Unlock()
+			st.txn.Unlock()
 			return
 		}
 		sid := st.sid
 		if sid == "" {
 			delete(c.held, key)
 			c.mu.Unlock()
+			st.txn.Unlock()
 			return
 		}
 		c.mu.Unlock()
@@ -539,6 +548,7 @@ func (c *Coordinator) releaseOrder(key string, st *orderState) {
 		}
 		// ok is false when the key is no longer ours (session lost): done too.
 		_, _, _, err := c.c.Txn().Txn(ops, nil)
+		st.txn.Unlock()
 		if err == nil {
 			c.mu.Lock()
 			if st.active == 0 && c.held[key] == st {
