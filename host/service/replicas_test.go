@@ -160,7 +160,7 @@ func (c *cluster) lockHeld(room string) bool {
 	return err != nil || (pair != nil && pair.Session != "")
 }
 
-func (c *cluster) leader(t *testing.T) string {
+func (c *cluster) leader() string {
 	pair, _, err := c.kv.KV().Get("lkedge/leader/leader", nil)
 	if err != nil || pair == nil || pair.Session == "" {
 		return ""
@@ -175,7 +175,7 @@ func TestLeaderKilled(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	a := c.replica(t, "a", "LKEDGE_LOCK_GC_INTERVAL", "1s")
-	eventually(t, 10*time.Second, "a leads", func() bool { return c.leader(t) == "a" })
+	eventually(t, 10*time.Second, "a leads", func() bool { return c.leader() == "a" })
 	c.replica(t, "b", "LKEDGE_LOCK_GC_INTERVAL", "1s")
 
 	c.plantOldLock(t, "orphan-1")
@@ -184,7 +184,7 @@ func TestLeaderKilled(t *testing.T) {
 	a.Kill()
 	killed := time.Now()
 	c.plantOldLock(t, "orphan-2")
-	eventually(t, 45*time.Second, "b leads after a's session lapses", func() bool { return c.leader(t) == "b" })
+	eventually(t, 45*time.Second, "b leads after a's session lapses", func() bool { return c.leader() == "b" })
 	t.Logf("b leads %s after a was killed (session TTL 10s)", time.Since(killed).Round(time.Second))
 	eventually(t, 10*time.Second, "the new leader collects", func() bool { return !c.lockHeld("orphan-2") })
 }
