@@ -58,6 +58,8 @@ const (
 
 // ServeWebhook handles POST /livekit/webhook.
 func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	defer func() { metrics.AcceptSeconds.Observe(time.Since(start).Seconds()) }()
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		h.refuse(ctx, fasthttp.StatusMethodNotAllowed, reasonMethod, nil)

@@ -36,6 +36,22 @@ var (
 	LiveKitErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lkedge_livekit_errors_total", Help: "Failed LiveKit server API calls, by call.",
 	}, []string{"call"})
+	// AcceptSeconds is how long answering a webhook takes, refusals included:
+	// what LiveKit's sender waits for.
+	AcceptSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "lkedge_accept_seconds", Help: "Time to answer a webhook request.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
+	})
+	// ProcessSeconds is how long one attempt at an event's stages takes, by
+	// stage (claim, meet, sink).
+	ProcessSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "lkedge_process_seconds", Help: "Time of one processing attempt, by stage.",
+		Buckets: []float64{.0005, .001, .005, .01, .05, .1, .5, 1, 5},
+	}, []string{"stage"})
+	// CoordinationErrors counts failed claims (the coordinator unreachable).
+	CoordinationErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lkedge_coordination_errors_total", Help: "Failed event claims: the coordinator was unreachable.",
+	})
 	// StoreErrors counts failed storage operations by operation.
 	StoreErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lkedge_store_errors_total", Help: "Failed storage operations, by operation.",
@@ -47,5 +63,6 @@ func init() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		WebhooksReceived, WebhooksRejected, WebhooksDuplicate, EventsProcessed, Backlog, LiveKitErrors, StoreErrors,
+		AcceptSeconds, ProcessSeconds, CoordinationErrors,
 	)
 }

@@ -230,13 +230,16 @@ func (p *Pipeline) claim(ctx context.Context, it item, log *slog.Logger) (coord.
 	owner := p.opts.Replica + "/" + strconv.FormatUint(it.seq, 10)
 	wait := p.opts.Backoff
 	for {
+		start := time.Now()
 		claim, err := p.opts.Claimer.Claim(ctx, it.ev.ID, it.ev.OrderKey(), owner)
+		metrics.ProcessSeconds.WithLabelValues("claim").Observe(time.Since(start).Seconds())
 		if err == nil || errors.Is(err, coord.ErrDuplicate) {
 			return claim, err
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		metrics.CoordinationErrors.Inc()
 		metrics.EventsProcessed.WithLabelValues("claim_retried").Inc()
 		log.Warn("cannot claim the event; retrying", "retry_in", wait, "err", err)
 		select {
@@ -304,11 +307,16 @@ func (p *Pipeline) once(ctx context.Context, ev *event.Event, log *slog.Logger) 
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
+	start := time.Now()
 	derived, err := p.stage(ctx, ev, log)
+	metrics.ProcessSeconds.WithLabelValues("meet").Observe(time.Since(start).Seconds())
 	if err != nil {
 		return err
 	}
-	return p.sink(ctx, append([]*event.Event{ev}, derived...), log)
+	start = time.Now()
+	err = p.sink(ctx, append([]*event.Event{ev}, derived...), log)
+	metrics.ProcessSeconds.WithLabelValues("sink").Observe(time.Since(start).Seconds())
+	return err
 }
 
 // WaitIdle blocks until no event is queued or being processed, or ctx ends.
