@@ -45,7 +45,8 @@ func statusOf(s livekit.EgressStatus) Status {
 }
 
 // rank orders statuses so that stored metadata never moves backwards: a
-// recording only goes forward, and every final status outranks the rest.
+// recording only goes forward, and every final status outranks the rest. A
+// stored status lkedge does not know ranks lowest, so a real state replaces it.
 func (s Status) rank() int {
 	switch s {
 	case StatusStarting:
@@ -54,8 +55,10 @@ func (s Status) rank() int {
 		return 1
 	case StatusEnding:
 		return 2
+	case StatusComplete, StatusFailed, StatusAborted, StatusLimitReached:
+		return 3
 	}
-	return 3
+	return -1
 }
 
 // RecordingInfo is MeetRecordingInfo (§6.2). Field order and omitempty

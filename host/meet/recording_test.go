@@ -299,3 +299,22 @@ func TestMarshalJSNoHTMLEscape(t *testing.T) {
 		t.Errorf("marshalJS = %s, want %s", got, want)
 	}
 }
+
+func TestStatusRank(t *testing.T) {
+	order := []Status{StatusStarting, StatusActive, StatusEnding}
+	for i := 1; i < len(order); i++ {
+		if order[i-1].rank() >= order[i].rank() {
+			t.Errorf("%s must rank below %s", order[i-1], order[i])
+		}
+	}
+	for _, final := range []Status{StatusComplete, StatusFailed, StatusAborted, StatusLimitReached} {
+		if final.rank() <= StatusEnding.rank() {
+			t.Errorf("final %s must outrank ENDING", final)
+		}
+	}
+	for _, unknown := range []Status{"", "PAUSED"} {
+		if unknown.rank() >= StatusStarting.rank() {
+			t.Errorf("an unknown stored status %q must not block real states", unknown)
+		}
+	}
+}
