@@ -450,6 +450,9 @@ func (c *Coordinator) claim(ctx context.Context, eventID, orderK, owner string, 
 			c.mu.Unlock()
 			return &claim{c: c, key: orderK, st: st}, nil
 		}
+		if resp == nil || len(resp.Errors) == 0 {
+			return nil, fmt.Errorf("consul: claim %s: transaction rolled back without a reason", eventID)
+		}
 		failed := resp.Errors[0]
 		switch {
 		case failed.OpIndex > 0: // the event was claimed: by this owner (a replay) or another
