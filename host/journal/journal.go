@@ -32,7 +32,7 @@ import (
 )
 
 const (
-	defaultDedupWindow = 24 * time.Hour
+	defaultDedupWindow = 10 * time.Minute
 	// openTimeout bounds the wait for bbolt's file lock so that a second
 	// process fails fast with a clear error instead of hanging.
 	openTimeout   = time.Second
@@ -87,7 +87,7 @@ type FailedRecord struct {
 // Options tunes a Journal. The zero value is ready for production use; the
 // fields exist mainly so tests can inject a clock and a logger.
 type Options struct {
-	DedupWindow time.Duration    // how long a seen event id is remembered; default 24h
+	DedupWindow time.Duration    // how long a seen event id is remembered; default 10 min
 	Now         func() time.Time // default time.Now
 	Logger      *slog.Logger     // default slog.Default()
 }
