@@ -17,8 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/livekit/protocol/auth"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
@@ -123,15 +122,6 @@ func (p *fakePipeline) submits() []submitCall {
 
 // ---- helpers ----
 
-func counter(t testing.TB, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatalf("read metric: %v", err)
-	}
-	return m.GetCounter().GetValue()
-}
-
 var allReasons = []string{
 	"method_not_allowed", "unsupported_media_type", "body_too_large", "malformed_json",
 	"overloaded", "journal_error", "bad_request", "unauthorized",
@@ -152,12 +142,12 @@ func snapMetrics(t testing.TB) metricSnap {
 	t.Helper()
 	s := metricSnap{rejected: map[string]float64{}, received: map[string]float64{}}
 	for _, r := range allReasons {
-		s.rejected[r] = counter(t, metrics.WebhooksRejected.WithLabelValues(r))
+		s.rejected[r] = testutil.ToFloat64(metrics.WebhooksRejected.WithLabelValues(r))
 	}
 	for _, e := range eventTypes {
-		s.received[e] = counter(t, metrics.WebhooksReceived.WithLabelValues(e))
+		s.received[e] = testutil.ToFloat64(metrics.WebhooksReceived.WithLabelValues(e))
 	}
-	s.dup = counter(t, metrics.WebhooksDuplicate)
+	s.dup = testutil.ToFloat64(metrics.WebhooksDuplicate)
 	return s
 }
 

@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/metrics"
@@ -25,26 +24,14 @@ import (
 
 var quiet = slog.New(slog.DiscardHandler)
 
-// counter reads a counter's current value. (prometheus/testutil.ToFloat64
-// would do the same, but it pulls in github.com/kylelemons/godebug, which
-// go.mod/go.sum do not carry.)
-func counter(t testing.TB, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatalf("read metric: %v", err)
-	}
-	return m.GetCounter().GetValue()
-}
-
 type outcomes struct{ done, retried, failed float64 }
 
 func processed(t testing.TB) outcomes {
 	t.Helper()
 	return outcomes{
-		done:    counter(t, metrics.EventsProcessed.WithLabelValues("done")),
-		retried: counter(t, metrics.EventsProcessed.WithLabelValues("retried")),
-		failed:  counter(t, metrics.EventsProcessed.WithLabelValues("failed")),
+		done:    testutil.ToFloat64(metrics.EventsProcessed.WithLabelValues("done")),
+		retried: testutil.ToFloat64(metrics.EventsProcessed.WithLabelValues("retried")),
+		failed:  testutil.ToFloat64(metrics.EventsProcessed.WithLabelValues("failed")),
 	}
 }
 

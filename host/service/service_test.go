@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -191,7 +192,7 @@ func TestRecordingFlow(t *testing.T) {
 	}
 
 	// LiveKit retries and duplicate deliveries are recognized: 200, not processed again.
-	dupsBefore := counter(t, metrics.WebhooksDuplicate)
+	dupsBefore := testutil.ToFloat64(metrics.WebhooksDuplicate)
 	if code := post(t, url, egressBody("EV_4", "egress_ended", "EGRESS_COMPLETE", "1745318193000000000")); code != http.StatusOK {
 		t.Fatalf("duplicate: status %d", code)
 	}
