@@ -1,4 +1,4 @@
-# lkedge — see README.md. Needs Go 1.26 (go.mod); the first build downloads
+# lkedge — see README.md. Needs Go 1.26.8 (go.mod); the first build downloads
 # the Go modules listed in go.sum from the Go module proxy.
 
 GO      ?= go
