@@ -1,0 +1,342 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/lkedge/lkedge/host/plugin/internal/interrupt"
+)
+
+// hostModule is the import module of the ABI's host functions.
+const hostModule = "lkedge"
+
+// Status codes the host functions return to the guest (docs/abi.md). A
+// host function never traps the guest: bad input gets a status.
+const (
+	statusOK         int32 = 0
+	statusNoEvent    int32 = -1
+	statusBadMemory  int32 = -2
+	statusNotFound   int32 = -3
+	statusMalformed  int32 = -4
+	statusTooMany    int32 = -5
+	statusTooLarge   int32 = -6
+	statusNotAllowed int32 = -7
+)
+
+// Per-call bounds on what a plugin may log, so a chatty or hostile plugin
+// cannot flood the host's log.
+const (
+	maxLogLines    = 64
+	maxLogLineSize = 4 << 10
+	maxFailSize    = 4 << 10
+)
+
+type callKey struct{}
+
+// call is the state of one guest call, found by the host functions
+// through the context.
+type call struct {
+	plugin   *Plugin
+	event    []byte
+	log      *slog.Logger
+	actions  []Action
+	refused  error
+	failMsg  string
+	logLines int
+	// deadline is when the call's time is up (Unix ns); timedOut records
+	// that interruptCheck stopped it.
+	deadline int64
+	timedOut bool
+}
+
+type hostFunc struct {
+	fn      api.GoModuleFunc
+	params  []api.ValueType
+	results []api.ValueType
+}
+
+var i32 = api.ValueTypeI32
+
+var hostFunctions = map[string]hostFunc{
+	"event_read":  {eventRead, []api.ValueType{i32, i32}, []api.ValueType{i32}},
+	"config_get":  {configGet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
+	"action_emit": {actionEmit, []api.ValueType{i32, i32}, []api.ValueType{i32}},
+	"log":         {logLine, []api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32}},
+	"fail":        {failCall, []api.ValueType{i32, i32}, []api.ValueType{i32}},
+	// Imported by the instrumentation, not by plugins (package interrupt).
+	interrupt.Name: {interruptCheck, nil, []api.ValueType{i32}},
+}
+
+// interruptCheck answers an instrumented guest whose check budget ran out:
+// a new budget, or 0 once the call is past its deadline, which makes the
+// guest trap.
+func interruptCheck(ctx context.Context, _ api.Module, stack []uint64) {
+	c := current(ctx)
+	if c != nil && time.Now().UnixNano() >= c.deadline {
+		c.timedOut = true
+		status(stack, 0)
+		return
+	}
+	status(stack, checkBudget)
+}
+
+func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
+	b := rt.NewHostModuleBuilder(hostModule)
+	for name, f := range hostFunctions {
+		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).Export(name)
+	}
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+func current(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+func status(stack []uint64, s int32) { stack[0] = api.EncodeI32(s) }
+
+// eventRead(buf, size) copies the event into the guest's buffer if it fits
+// and returns the event's length.
+func eventRead(ctx context.Context, mod api.Module, stack []uint64) {
+	c := current(ctx)
+	if c == nil || c.event == nil {
+		status(stack, statusNoEvent)
+		return
+	}
+	buf, size := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
+	if int(size) >= len(c.event) && !mod.Memory().Write(buf, c.event) {
+		status(stack, statusBadMemory)
+		return
+	}
+	status(stack, int32(len(c.event)))
+}
+
+// configGet(key, keyLen, buf, size) copies the value of key if it fits and
+// returns its length.
+func configGet(ctx context.Context, mod api.Module, stack []uint64) {
+	c := current(ctx)
+	key, ok := mod.Memory().Read(api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	if !ok || c == nil {
+		status(stack, statusBadMemory)
+		return
+	}
+	v, found := c.plugin.opts.Config[string(key)]
+	if !found {
+		status(stack, statusNotFound)
+		return
+	}
+	buf, size := api.DecodeU32(stack[2]), api.DecodeU32(stack[3])
+	if int(size) >= len(v) && !mod.Memory().WriteString(buf, v) {
+		status(stack, statusBadMemory)
+		return
+	}
+	status(stack, int32(len(v)))
+}
+
+// actionEmit(ptr, len) hands the host one action.
+func actionEmit(ctx context.Context, mod api.Module, stack []uint64) {
+	c := current(ctx)
+	if c == nil || c.event == nil {
+		status(stack, statusNoEvent)
+		return
+	}
+	size := api.DecodeU32(stack[1])
+	lim := c.plugin.limits
+	if len(c.actions) >= lim.MaxActions {
+		c.refuse(fmt.Errorf("more than %d actions for one event", lim.MaxActions))
+		status(stack, statusTooMany)
+		return
+	}
+	if int(size) > lim.MaxActionBytes {
+		c.refuse(fmt.Errorf("action of %d bytes is over the limit of %d", size, lim.MaxActionBytes))
+		status(stack, statusTooLarge)
+		return
+	}
+	b, ok := mod.Memory().Read(api.DecodeU32(stack[0]), size)
+	if !ok {
+		status(stack, statusBadMemory)
+		return
+	}
+	a, err := parseAction(b)
+	if err != nil {
+		c.refuse(err)
+		status(stack, statusMalformed)
+		return
+	}
+	if check := c.plugin.opts.CheckAction; check != nil {
+		if err := check(&a); err != nil {
+			c.refuse(err)
+			status(stack, statusNotAllowed)
+			return
+		}
+	}
+	c.actions = append(c.actions, a)
+	status(stack, statusOK)
+}
+
+// refuse remembers the first refused action: the call fails with it even if
+// the plugin ignores the status, so nothing it meant to send is silently
+// dropped.
+func (c *call) refuse(err error) {
+	if c.refused == nil {
+		c.refused = err
+	}
+}
+
+// logLine(level, msg, msgLen, attrs, attrsLen) writes a line to the host's
+// log; attrs are key\x00value\x00 pairs.
+func logLine(ctx context.Context, mod api.Module, stack []uint64) {
+	c := current(ctx)
+	mem := mod.Memory()
+	msg, ok1 := mem.Read(api.DecodeU32(stack[1]), api.DecodeU32(stack[2]))
+	attrs, ok2 := mem.Read(api.DecodeU32(stack[3]), api.DecodeU32(stack[4]))
+	if !ok1 || !ok2 || c == nil {
+		status(stack, statusBadMemory)
+		return
+	}
+	c.logLines++
+	if c.logLines > maxLogLines {
+		if c.logLines == maxLogLines+1 {
+			c.log.Warn("plugin log lines over the per-event limit are dropped", "limit", maxLogLines)
+		}
+		status(stack, statusTooMany)
+		return
+	}
+	level := slog.Level(api.DecodeI32(stack[0]))
+	args := []any{}
+	fields := bytes.Split(truncate(attrs, maxLogLineSize), []byte{0})
+	for i := 0; i+1 < len(fields); i += 2 {
+		args = append(args, slog.String("plugin."+string(fields[i]), string(fields[i+1])))
+	}
+	c.log.Log(ctx, level, string(truncate(msg, maxLogLineSize)), args...)
+	status(stack, statusOK)
+}
+
+// failCall(msg, len) sets the error message of the call.
+func failCall(ctx context.Context, mod api.Module, stack []uint64) {
+	c := current(ctx)
+	msg, ok := mod.Memory().Read(api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	if !ok || c == nil {
+		status(stack, statusBadMemory)
+		return
+	}
+	c.failMsg = string(truncate(msg, maxFailSize))
+	status(stack, statusOK)
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// Action is an HTTP request a plugin asked the host to send.
+type Action struct {
+	Method  string
+	URL     string
+	Headers [][2]string
+	Body    []byte
+	Sign    *Sign
+	// IdempotencyKey, if the plugin set one; the host derives one otherwise.
+	IdempotencyKey string
+	// Resource overrides the ordering key (by default the event's room or
+	// egress).
+	Resource string
+}
+
+// Sign is how the host should sign an action (docs/abi.md).
+type Sign struct {
+	Scheme          string `json:"scheme"`
+	Secret          string `json:"secret"`
+	Header          string `json:"header"`
+	TimestampHeader string `json:"timestampHeader"`
+	Template        string `json:"template"`
+	Timestamp       string `json:"timestamp"`
+}
+
+// Signing schemes.
+const (
+	SchemeHMAC             = "hmac-sha256-hex"
+	SchemeStandardWebhooks = "standard-webhooks"
+)
+
+type wireAction struct {
+	Type           string      `json:"type"`
+	Method         string      `json:"method"`
+	URL            string      `json:"url"`
+	Headers        [][2]string `json:"headers"`
+	Body           string      `json:"body"`
+	BodyBase64     []byte      `json:"bodyBase64"`
+	Sign           *Sign       `json:"sign"`
+	IdempotencyKey string      `json:"idempotencyKey"`
+	Resource       string      `json:"resource"`
+}
+
+func parseAction(b []byte) (Action, error) {
+	var w wireAction
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return Action{}, fmt.Errorf("malformed action: %w", err)
+	}
+	if w.Type != "http" {
+		return Action{}, fmt.Errorf("malformed action: unknown type %q", w.Type)
+	}
+	a := Action{Method: w.Method, URL: w.URL, Headers: w.Headers, Body: []byte(w.Body), Sign: w.Sign,
+		IdempotencyKey: w.IdempotencyKey, Resource: w.Resource}
+	if w.BodyBase64 != nil {
+		if w.Body != "" {
+			return Action{}, errors.New("malformed action: both body and bodyBase64")
+		}
+		a.Body = w.BodyBase64
+	}
+	if a.Method == "" {
+		a.Method = "POST"
+	}
+	if !isToken(a.Method) {
+		return Action{}, fmt.Errorf("malformed action: bad method %q", a.Method)
+	}
+	u, err := url.Parse(a.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Action{}, fmt.Errorf("malformed action: url %q is not an absolute http(s) URL", a.URL)
+	}
+	for _, h := range a.Headers {
+		if !isToken(h[0]) || strings.ContainsAny(h[1], "\r\n\x00") {
+			return Action{}, fmt.Errorf("malformed action: bad header %q", h[0])
+		}
+	}
+	if s := a.Sign; s != nil {
+		if s.Scheme != SchemeHMAC && s.Scheme != SchemeStandardWebhooks {
+			return Action{}, fmt.Errorf("malformed action: unknown signing scheme %q", s.Scheme)
+		}
+		if s.Secret == "" {
+			return Action{}, errors.New("malformed action: signing without a secret name")
+		}
+	}
+	return a, nil
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7F || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}

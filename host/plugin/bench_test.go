@@ -1,0 +1,44 @@
+package plugin
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/lkedge/lkedge/host/plugin/plugintest"
+)
+
+// BenchmarkCall compares one pooled call of a typical plugin on a 1 KB
+// event with no time limit, with lkedge's interrupt check, and with
+// wazero's WithCloseOnContextDone.
+func BenchmarkCall(b *testing.B) {
+	wasm := plugintest.Build(b, "testdata/plugins/typical")
+	event, err := os.ReadFile("../../testdata/events/egress_updated.event.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		stop stopMode
+	}{
+		{"unlimited", stopNone},
+		{"interrupt", stopInterrupt},
+		{"closeOnContextDone", stopContextDone},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			p, err := Load(ctx, wasm, Options{Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}, stop: bc.stop})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(ctx)
+			b.SetBytes(int64(len(event)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Call(ctx, event, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

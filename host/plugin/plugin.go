@@ -1,0 +1,468 @@
+// Package plugin runs one WebAssembly plugin in wazero: it checks the
+// module against lkedge's ABI (docs/abi.md), compiles it once, keeps a
+// bounded pool of warm instances, and turns one event into the actions the
+// plugin asks for. Every call has a time limit that costs almost nothing
+// (see package interrupt); an instance that trapped, timed out, panicked or
+// grew past its memory budget is discarded, never reused.
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/lkedge/lkedge/host/plugin/internal/interrupt"
+)
+
+// ABIVersion is the plugin ABI this host speaks (docs/abi.md).
+const ABIVersion = 1
+
+// Names of the ABI's exports.
+const (
+	exportABI     = "lkedge_abi_v1"
+	exportOnEvent = "lkedge_on_event"
+	exportInit    = "_initialize"
+)
+
+// checkBudget is how many interrupt checks a guest runs between two looks
+// at the clock: a Go guest passes a check every few tens of nanoseconds, so
+// it looks about every few hundred microseconds, for well under 1% of its
+// time.
+const checkBudget = 10000
+
+// Limits bound what one plugin may use.
+type Limits struct {
+	// Memory is the most linear memory one instance may grow to, in bytes
+	// (default 64 MiB; a Go plugin needs at least 4 MiB).
+	Memory uint64
+	// Timeout is the wall time one call may take (default 1 s).
+	Timeout time.Duration
+	// Instances is how many calls may run at once, each in its own warm
+	// instance (default 2).
+	Instances int
+	// MaxActions is how many actions one call may emit (default 16).
+	MaxActions int
+	// MaxActionBytes is the largest encoded action (default 1 MiB).
+	MaxActionBytes int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.Memory == 0 {
+		l.Memory = 64 << 20
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = time.Second
+	}
+	if l.Instances <= 0 {
+		l.Instances = 2
+	}
+	if l.MaxActions <= 0 {
+		l.MaxActions = 16
+	}
+	if l.MaxActionBytes <= 0 {
+		l.MaxActionBytes = 1 << 20
+	}
+	return l
+}
+
+// Options configure a plugin.
+type Options struct {
+	// Name identifies the plugin in logs and errors.
+	Name   string
+	Limits Limits
+	// Config holds the values the plugin can read (secrets are not here:
+	// plugins only name them).
+	Config map[string]string
+	// CheckAction vets each action as the plugin emits it, so the plugin
+	// learns at once that a destination is refused; a non-nil error makes
+	// the host answer the guest with NotAllowed.
+	CheckAction func(*Action) error
+	// Cache shares compiled code between plugins and across restarts.
+	Cache  wazero.CompilationCache
+	Logger *slog.Logger
+
+	// stop chooses how calls are stopped at their time limit; tests compare
+	// the choices.
+	stop stopMode
+}
+
+type stopMode int
+
+const (
+	stopInterrupt   stopMode = iota // the instrumented global (production)
+	stopContextDone                 // wazero's WithCloseOnContextDone
+	stopNone                        // no limit at all, for comparison only
+)
+
+// Plugin is one loaded plugin version. It is safe for concurrent use.
+type Plugin struct {
+	name    string
+	opts    Options
+	limits  Limits
+	log     *slog.Logger
+	rt      wazero.Runtime
+	code    wazero.CompiledModule
+	slots   chan struct{}
+	idle    chan *instance
+	serial  atomic.Uint64
+	calls   sync.WaitGroup
+	closing atomic.Bool
+	closed  sync.Once
+}
+
+// Load checks and compiles a plugin and starts one instance, so that a
+// plugin that cannot even initialize is refused at load, not at its first
+// event.
+func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
+	p := &Plugin{name: opts.Name, opts: opts, limits: opts.Limits.withDefaults(), log: opts.Logger}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	p.log = p.log.With("plugin", p.name)
+	var err error
+	if opts.stop == stopInterrupt {
+		if wasm, err = interrupt.Instrument(wasm, checkBudget); err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", p.name, err)
+		}
+	}
+	pages := (p.limits.Memory + 65535) / 65536
+	if pages > 65536 {
+		pages = 65536
+	}
+	cfg := wazero.NewRuntimeConfig().
+		WithMemoryLimitPages(uint32(pages)).
+		WithCloseOnContextDone(opts.stop == stopContextDone).
+		WithCustomSections(false)
+	if opts.Cache != nil {
+		cfg = cfg.WithCompilationCache(opts.Cache)
+	}
+	p.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	if err := p.init(ctx, wasm); err != nil {
+		_ = p.rt.Close(ctx)
+		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
+	}
+	return p, nil
+}
+
+func (p *Plugin) init(ctx context.Context, wasm []byte) error {
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
+		return fmt.Errorf("wasi: %w", err)
+	}
+	if err := instantiateHost(ctx, p.rt); err != nil {
+		return fmt.Errorf("host module: %w", err)
+	}
+	code, err := p.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return fmt.Errorf("compile: %w", err)
+	}
+	if err := checkModule(code); err != nil {
+		return err
+	}
+	p.code = code
+	p.slots = make(chan struct{}, p.limits.Instances)
+	p.idle = make(chan *instance, p.limits.Instances)
+	inst, err := p.newInstance(ctx)
+	if err != nil {
+		return err
+	}
+	p.idle <- inst
+	return nil
+}
+
+// Name is the plugin's name.
+func (p *Plugin) Name() string { return p.name }
+
+// Limits are the plugin's effective limits.
+func (p *Plugin) Limits() Limits { return p.limits }
+
+// ErrClosed is returned by Call on a plugin that was replaced or stopped.
+var ErrClosed = errors.New("plugin closed")
+
+// Call runs the plugin on one event (its JSON, docs/events.md) and returns
+// the actions it emitted. A failed call returns a *CallError.
+func (p *Plugin) Call(ctx context.Context, event []byte, log *slog.Logger) ([]Action, error) {
+	p.calls.Add(1)
+	defer p.calls.Done()
+	if p.closing.Load() {
+		return nil, ErrClosed
+	}
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("plugin %s: waiting for an instance: %w", p.name, ctx.Err())
+	}
+	defer func() { <-p.slots }()
+	var inst *instance
+	select {
+	case inst = <-p.idle:
+	default:
+		var err error
+		if inst, err = p.newInstance(ctx); err != nil {
+			return nil, &CallError{Plugin: p.name, Kind: KindInit, Err: err}
+		}
+	}
+	if log == nil {
+		log = p.log
+	}
+	c := &call{plugin: p, event: event, log: log.With("plugin", p.name)}
+	actions, err := inst.run(ctx, c)
+	if err != nil || !inst.healthy() {
+		inst.close()
+	} else {
+		p.idle <- inst
+	}
+	return actions, err
+}
+
+// Close stops the plugin once the calls in flight have finished, so a
+// replaced version drains while the new one takes the new events.
+func (p *Plugin) Close(ctx context.Context) error {
+	p.closing.Store(true)
+	var err error
+	p.closed.Do(func() {
+		p.calls.Wait()
+		close(p.idle)
+		for inst := range p.idle {
+			inst.close()
+		}
+		err = p.rt.Close(ctx)
+	})
+	return err
+}
+
+// Kinds of call failure, for logs and metrics.
+const (
+	KindInit    = "init"    // no instance could be started
+	KindTimeout = "timeout" // the time limit stopped it
+	KindTrap    = "trap"    // a trap: a Go panic, a deadlock, memory exhausted
+	KindExit    = "exit"    // the plugin exited
+	KindError   = "error"   // the handler returned an error
+	KindOutput  = "output"  // it emitted something the host refused
+)
+
+// CallError is a failed plugin call.
+type CallError struct {
+	Plugin string
+	Kind   string
+	Err    error
+	// Stderr is what the plugin wrote to stderr during the call; Go prints
+	// a panic's message and stack there.
+	Stderr string
+}
+
+func (e *CallError) Error() string {
+	msg := fmt.Sprintf("plugin %s: %s: %v", e.Plugin, e.Kind, e.Err)
+	if e.Stderr != "" {
+		msg += "; stderr: " + e.Stderr
+	}
+	return msg
+}
+
+func (e *CallError) Unwrap() error { return e.Err }
+
+func checkModule(code wazero.CompiledModule) error {
+	exports := code.ExportedFunctions()
+	if _, ok := exports[exportABI]; !ok {
+		for name := range exports {
+			var v int
+			if _, err := fmt.Sscanf(name, "lkedge_abi_v%d", &v); err == nil {
+				return fmt.Errorf("plugin speaks ABI v%d; this lkedge speaks v%d", v, ABIVersion)
+			}
+		}
+		return fmt.Errorf("not an lkedge plugin: no %s export (build it with the lkedge SDK)", exportABI)
+	}
+	on, ok := exports[exportOnEvent]
+	if !ok {
+		return fmt.Errorf("missing export %s", exportOnEvent)
+	}
+	if !sameTypes(on.ParamTypes(), api.ValueTypeI32) || !sameTypes(on.ResultTypes(), api.ValueTypeI32) {
+		return fmt.Errorf("export %s must be (i32) -> i32", exportOnEvent)
+	}
+	if _, ok := code.ExportedMemories()["memory"]; !ok {
+		return errors.New("missing exported memory \"memory\"")
+	}
+	for _, f := range code.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		switch mod {
+		case hostModule:
+			if _, ok := hostFunctions[name]; !ok {
+				return fmt.Errorf("imports %s.%s, which this lkedge does not provide", mod, name)
+			}
+		case wasi_snapshot_preview1.ModuleName:
+		default:
+			return fmt.Errorf("imports from module %q; plugins may import only %q and %q", mod, hostModule, wasi_snapshot_preview1.ModuleName)
+		}
+	}
+	return nil
+}
+
+func sameTypes(got []api.ValueType, want ...api.ValueType) bool {
+	return bytes.Equal(got, want)
+}
+
+// instance is one warm plugin instance, used by one call at a time.
+type instance struct {
+	p        *Plugin
+	mod      api.Module
+	onEvent  api.Function
+	deadline atomic.Int64
+	stderr   capped
+	broken   bool
+}
+
+func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
+	inst := &instance{p: p}
+	inst.stderr.limit = 8 << 10
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithSysWalltime().WithSysNanotime().WithNanosleep(inst.sleep).
+		WithRandSource(rand.Reader).
+		WithStdout(&inst.stderr).WithStderr(&inst.stderr)
+	mod, err := p.rt.InstantiateModule(ctx, p.code, mc)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	inst.mod = mod
+	inst.onEvent = mod.ExportedFunction(exportOnEvent)
+	if f := mod.ExportedFunction(exportInit); f != nil {
+		c := &call{plugin: p, log: p.log}
+		if _, err := inst.run(ctx, c); err != nil {
+			inst.close()
+			return nil, fmt.Errorf("initialize: %w", err)
+		}
+	}
+	return inst, nil
+}
+
+// run calls the guest with the time limit armed.
+func (inst *instance) run(ctx context.Context, c *call) ([]Action, error) {
+	p := inst.p
+	limit := p.limits.Timeout
+	inst.stderr.Reset()
+	c.deadline = time.Now().Add(limit).UnixNano()
+	inst.deadline.Store(c.deadline)
+	cctx := context.WithValue(ctx, callKey{}, c)
+	if p.opts.stop == stopContextDone {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(cctx, limit)
+		defer cancel()
+	}
+	var res []uint64
+	var err error
+	if c.event == nil {
+		_, err = inst.mod.ExportedFunction(exportInit).Call(cctx)
+	} else {
+		res, err = inst.onEvent.Call(cctx, uint64(len(c.event)))
+	}
+	timedOut := c.timedOut
+	if err != nil {
+		inst.broken = true
+	}
+	stderr := inst.stderr.String()
+	fail := func(kind string, err error) ([]Action, error) {
+		return nil, &CallError{Plugin: p.name, Kind: kind, Err: err, Stderr: stderr}
+	}
+	var exit *sys.ExitError
+	switch {
+	case timedOut && err != nil, errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded:
+		return fail(KindTimeout, fmt.Errorf("stopped after its time limit of %s", limit))
+	case errors.As(err, &exit):
+		return fail(KindExit, fmt.Errorf("exited with code %d", exit.ExitCode()))
+	case err != nil:
+		return fail(KindTrap, err)
+	case c.refused != nil:
+		return fail(KindOutput, c.refused)
+	case c.event != nil && res[0] != 0:
+		msg := c.failMsg
+		if msg == "" {
+			msg = fmt.Sprintf("handler returned %d", int32(res[0]))
+		}
+		return fail(KindError, errors.New(msg))
+	}
+	if stderr != "" {
+		c.log.Debug("plugin output", "output", stderr)
+	}
+	return c.actions, nil
+}
+
+// sleep is the guest's nanosleep (Go's scheduler sleeps through it): it
+// never sleeps past the call's deadline, so a sleeping plugin meets its
+// time limit too.
+func (inst *instance) sleep(ns int64) {
+	left := inst.deadline.Load() - time.Now().UnixNano()
+	if ns > left {
+		ns = left
+	}
+	if ns > 0 {
+		time.Sleep(time.Duration(ns))
+	}
+}
+
+// maxMemoryShare is how much of its memory budget an instance may keep
+// after a call; linear memory never shrinks, so a bloated instance is
+// replaced by a fresh one.
+const maxMemoryShare = 0.75
+
+func (inst *instance) healthy() bool {
+	if inst.broken {
+		return false
+	}
+	return float64(inst.mod.Memory().Size()) <= maxMemoryShare*float64(inst.p.limits.Memory)
+}
+
+func (inst *instance) close() {
+	_ = inst.mod.Close(context.Background())
+}
+
+// capped keeps the first limit bytes written to it: Go's panic message
+// comes first, the goroutine dump after it.
+type capped struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	limit int
+	lost  int
+}
+
+func (c *capped) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	room := c.limit - c.buf.Len()
+	if room < len(b) {
+		if room > 0 {
+			c.buf.Write(b[:room])
+		}
+		c.lost += len(b) - max(room, 0)
+		return len(b), nil
+	}
+	c.buf.Write(b)
+	return len(b), nil
+}
+
+func (c *capped) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := string(bytes.TrimSpace(c.buf.Bytes()))
+	if c.lost > 0 {
+		s += fmt.Sprintf(" [%d more bytes dropped]", c.lost)
+	}
+	return s
+}
+
+func (c *capped) Reset() {
+	c.mu.Lock()
+	c.buf.Reset()
+	c.lost = 0
+	c.mu.Unlock()
+}

@@ -1,0 +1,265 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/lkedge/lkedge/host/plugin/plugintest"
+)
+
+// testCache spares the tests compiling the same module again.
+var testCache = wazero.NewCompilationCache()
+
+func readEvent(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../testdata/events/egress_updated.event.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// allowExampleCom is the allow-list check the tests use: only
+// https://example.com.
+func allowExampleCom(a *Action) error {
+	u, _ := url.Parse(a.URL)
+	if u.Scheme != "https" || u.Host != "example.com" {
+		return fmt.Errorf("destination %s://%s is not allowed", u.Scheme, u.Host)
+	}
+	return nil
+}
+
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestTypicalPlugin(t *testing.T) {
+	ctx := context.Background()
+	p, err := Load(ctx, plugintest.Build(t, "testdata/plugins/typical"), Options{
+		Cache: testCache, Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}, CheckAction: allowExampleCom,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	actions, err := p.Call(ctx, readEvent(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(actions) != 1 {
+		t.Fatalf("got %d actions, want 1", len(actions))
+	}
+	a := actions[0]
+	want := `{"event":"egress_updated","id":"EV_x1","room":"room-123"}`
+	if a.Method != "POST" || a.URL != "https://example.com/hook" || string(a.Body) != want {
+		t.Errorf("action = %s %s %s, want POST https://example.com/hook %s", a.Method, a.URL, a.Body, want)
+	}
+	if a.Sign == nil || a.Sign.Scheme != SchemeHMAC || a.Sign.Secret != "key" {
+		t.Errorf("sign = %+v", a.Sign)
+	}
+	if len(a.Headers) != 1 || a.Headers[0] != [2]string{"Content-Type", "application/json"} {
+		t.Errorf("headers = %v", a.Headers)
+	}
+}
+
+func TestLoadRefuses(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"not wasm", []byte("hello"), "not a WebAssembly binary"},
+		{"future ABI", plugintest.Build(t, "testdata/plugins/abiv2"), "plugin speaks ABI v2; this lkedge speaks v1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(ctx, tc.wasm, Options{Name: "bad", Cache: testCache})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "plugin bad") {
+				t.Fatalf("Load error = %v, want one naming the plugin and %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestMisbehavingPlugins runs each misbehaviour next to a well-behaved
+// plugin: the bad call fails with the right kind and a clear message, the
+// bad instance is replaced, and the good plugin keeps answering.
+func TestMisbehavingPlugins(t *testing.T) {
+	ctx := context.Background()
+	bad := plugintest.Build(t, "testdata/plugins/misbehave")
+	event := readEvent(t)
+	for _, tc := range []struct {
+		mode   string
+		kind   string
+		msg    string // in the error
+		stderr string // in the captured stderr
+	}{
+		{"loop", KindTimeout, "time limit of 200ms", ""},
+		{"sleep", KindTimeout, "time limit of 200ms", ""},
+		{"deadlock", KindTrap, "unreachable", "all goroutines are asleep - deadlock!"},
+		{"membomb", KindTrap, "unreachable", "out of memory"},
+		{"panic", KindTrap, "unreachable", "panic: boom from plugin"},
+		{"exit", KindExit, "exited with code 3", ""},
+		{"huge", KindOutput, "over the limit", ""},
+		{"malformed", KindOutput, "malformed action", ""},
+		{"flood", KindOutput, "more than 16 actions", ""},
+		{"outside", KindOutput, "https://evil.example.net is not allowed", ""},
+		{"loopback", KindOutput, "http://127.0.0.1:1 is not allowed", ""},
+		{"metadata", KindOutput, "http://169.254.169.254 is not allowed", ""},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			var logs logBuf
+			p, err := Load(ctx, bad, Options{
+				Cache: testCache, Name: "bad-" + tc.mode, Config: map[string]string{"mode": tc.mode}, CheckAction: allowExampleCom,
+				Limits: Limits{Timeout: 200 * time.Millisecond, Memory: 32 << 20},
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close(ctx)
+			for range 2 { // the second call runs in a fresh instance
+				start := time.Now()
+				_, err = p.Call(ctx, event, nil)
+				var ce *CallError
+				if !errors.As(err, &ce) {
+					t.Fatalf("Call error = %v, want a *CallError", err)
+				}
+				if ce.Kind != tc.kind || !strings.Contains(ce.Error(), tc.msg) || !strings.Contains(ce.Stderr, tc.stderr) {
+					t.Fatalf("Call error = kind %s: %v; want kind %s with %q and stderr with %q", ce.Kind, ce, tc.kind, tc.msg, tc.stderr)
+				}
+				if !strings.Contains(ce.Error(), "plugin bad-"+tc.mode) {
+					t.Errorf("error %q does not name the plugin", ce)
+				}
+				if d := time.Since(start); d > 2*time.Second {
+					t.Errorf("call took %s", d)
+				}
+			}
+			// The well-behaved mode of the same plugin still works after
+			// the failures: the pool replaced the broken instances.
+			p.opts.Config = map[string]string{"mode": ""}
+			if actions, err := p.Call(ctx, event, nil); err != nil || len(actions) != 1 {
+				t.Fatalf("healthy call after %s: %d actions, %v", tc.mode, len(actions), err)
+			}
+		})
+	}
+}
+
+func TestNoisyPluginsAreBounded(t *testing.T) {
+	ctx := context.Background()
+	bad := plugintest.Build(t, "testdata/plugins/misbehave")
+	for _, mode := range []string{"stderr", "logflood"} {
+		t.Run(mode, func(t *testing.T) {
+			var logs logBuf
+			p, err := Load(ctx, bad, Options{
+				Cache: testCache, Name: "noisy", Config: map[string]string{"mode": mode}, CheckAction: allowExampleCom,
+				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close(ctx)
+			actions, err := p.Call(ctx, readEvent(t), nil)
+			if err != nil || len(actions) != 1 {
+				t.Fatalf("Call = %d actions, %v", len(actions), err)
+			}
+			if n := logs.b.Len(); n > 64<<10 {
+				t.Errorf("the plugin wrote %d bytes of host log", n)
+			}
+		})
+	}
+}
+
+// TestConcurrentCalls checks that the pool is safe under concurrency and
+// never holds more instances than its limit.
+func TestConcurrentCalls(t *testing.T) {
+	ctx := context.Background()
+	p, err := Load(ctx, plugintest.Build(t, "testdata/plugins/typical"), Options{
+		Cache: testCache, Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}, Limits: Limits{Instances: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := readEvent(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for range 8 {
+		wg.Go(func() {
+			for range 5 {
+				if _, err := p.Call(ctx, event, nil); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := len(p.idle); n > 3 {
+		t.Errorf("%d idle instances, limit 3", n)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Call(ctx, event, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Call after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestSpinningPluginDoesNotStallGC: compiled wasm cannot be preempted, so a
+// plugin spinning in a loop could hold up a stop-the-world pause of Go's
+// garbage collector, and with it the whole service, until its time limit.
+// The interrupt checks call the host often enough for the collector to get
+// through.
+func TestSpinningPluginDoesNotStallGC(t *testing.T) {
+	ctx := context.Background()
+	p, err := Load(ctx, plugintest.Build(t, "testdata/plugins/misbehave"), Options{
+		Cache: testCache, Name: "spin", Config: map[string]string{"mode": "loop"}, Limits: Limits{Timeout: 3 * time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := p.Call(ctx, readEvent(t), nil); done <- err }()
+	time.Sleep(200 * time.Millisecond) // let it spin
+	var worst time.Duration
+	for range 10 {
+		start := time.Now()
+		runtime.GC()
+		worst = max(worst, time.Since(start))
+	}
+	if worst > 500*time.Millisecond {
+		t.Errorf("a GC took %s while the plugin spun", worst)
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "time limit") {
+		t.Errorf("Call = %v, want a timeout", err)
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/lkedge/lkedge/sdk
+
+go 1.24

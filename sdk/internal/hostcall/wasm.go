@@ -1,0 +1,79 @@
+//go:build wasip1
+
+package hostcall
+
+import "unsafe"
+
+//go:wasmimport lkedge event_read
+func eventRead(buf unsafe.Pointer, size uint32) int32
+
+//go:wasmimport lkedge config_get
+func configGet(key unsafe.Pointer, keyLen uint32, buf unsafe.Pointer, size uint32) int32
+
+//go:wasmimport lkedge action_emit
+func actionEmit(p unsafe.Pointer, size uint32) int32
+
+//go:wasmimport lkedge log
+func logLine(level int32, msg unsafe.Pointer, msgLen uint32, attrs unsafe.Pointer, attrsLen uint32) int32
+
+//go:wasmimport lkedge fail
+func fail(msg unsafe.Pointer, size uint32) int32
+
+// lkedgeABIv1 marks the ABI version this SDK speaks; the host checks for it
+// before it runs anything.
+//
+//go:wasmexport lkedge_abi_v1
+func lkedgeABIv1() {}
+
+//go:wasmexport lkedge_on_event
+func onEvent(size uint32) int32 {
+	current = wasmHost{size: size}
+	return Dispatch(current)
+}
+
+var current wasmHost
+
+// Current is the host of the call in progress.
+func Current() Host { return current }
+
+type wasmHost struct{ size uint32 }
+
+func ptr(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&b[0])
+}
+
+func strptr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s)) }
+
+func (h wasmHost) Event() []byte {
+	buf := make([]byte, h.size)
+	n := eventRead(ptr(buf), h.size)
+	if n < 0 || uint32(n) > h.size {
+		return nil
+	}
+	return buf[:n]
+}
+
+func (wasmHost) Config(key string) (string, bool) {
+	buf := make([]byte, 256)
+	for {
+		n := configGet(strptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)))
+		if n < 0 {
+			return "", false
+		}
+		if int(n) <= len(buf) {
+			return string(buf[:n]), true
+		}
+		buf = make([]byte, n)
+	}
+}
+
+func (wasmHost) Emit(action []byte) int32 { return actionEmit(ptr(action), uint32(len(action))) }
+
+func (wasmHost) Log(level int32, msg string, attrs []byte) {
+	logLine(level, strptr(msg), uint32(len(msg)), ptr(attrs), uint32(len(attrs)))
+}
+
+func (wasmHost) Fail(msg string) { fail(strptr(msg), uint32(len(msg))) }

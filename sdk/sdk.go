@@ -1,0 +1,86 @@
+// Package sdk is how a Go plugin for lkedge is written: one function that
+// receives an event and asks the host for HTTP requests.
+//
+//	func init() { sdk.Handle(notify) }
+//
+//	func notify(ev *sdk.Event) error {
+//		if ev.Type != "egress_ended" {
+//			return nil
+//		}
+//		return sdk.POST(sdk.MustConfig("url")).JSON(ev.Egress).Send()
+//	}
+//
+//	func main() {}
+//
+// Build it with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared.
+// The host sends the requests, signs them, retries them and keeps them
+// across restarts; the plugin never sees a secret or a socket.
+package sdk
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/lkedge/lkedge/sdk/internal/hostcall"
+)
+
+// ABIVersion is the version of lkedge's plugin ABI this SDK speaks.
+const ABIVersion = 1
+
+// Handle registers the plugin's handler. Call it from init.
+func Handle(fn func(ev *Event) error) {
+	hostcall.Handler = func() error {
+		ev, err := ParseEvent(hostcall.Current().Event())
+		if err != nil {
+			return err
+		}
+		return fn(ev)
+	}
+}
+
+// ErrNoConfig is returned by Config for a key the operator did not set.
+var ErrNoConfig = errors.New("config key not set")
+
+// Config returns the value the operator set for key in plugins.yaml.
+func Config(key string) (string, error) {
+	v, ok := hostcall.Current().Config(key)
+	if !ok {
+		return "", fmt.Errorf("%w: %q", ErrNoConfig, key)
+	}
+	return v, nil
+}
+
+// ConfigOr returns the value for key, or def when it is not set.
+func ConfigOr(key, def string) string {
+	if v, ok := hostcall.Current().Config(key); ok {
+		return v
+	}
+	return def
+}
+
+// Log levels, the same numbers as log/slog's.
+const (
+	LevelDebug int32 = -4
+	LevelInfo  int32 = 0
+	LevelWarn  int32 = 4
+	LevelError int32 = 8
+)
+
+// Log writes a structured line to the host's log, with the plugin's name
+// and the event id added by the host. args are alternating keys and values.
+func Log(level int32, msg string, args ...any) {
+	var attrs []byte
+	for i := 0; i+1 < len(args); i += 2 {
+		attrs = fmt.Appendf(attrs, "%v\x00%v\x00", args[i], args[i+1])
+	}
+	if len(args)%2 == 1 {
+		attrs = fmt.Appendf(attrs, "!BADKEY\x00%v\x00", args[len(args)-1])
+	}
+	hostcall.Current().Log(level, msg, attrs)
+}
+
+// Info logs at info level.
+func Info(msg string, args ...any) { Log(LevelInfo, msg, args...) }
+
+// Warn logs at warn level.
+func Warn(msg string, args ...any) { Log(LevelWarn, msg, args...) }
