@@ -1,0 +1,419 @@
+// Package egress decides where a plugin's outbound HTTP requests may go.
+//
+// Plugins name their destinations in an allow-list. Matching a URL against
+// that list is not enough on its own: a public-looking hostname can resolve
+// (or re-resolve, between a check and the connect) to a loopback, private or
+// cloud-metadata address and turn the host into a proxy for its own network.
+// Client therefore resolves every host itself, refuses such addresses unless
+// the allow-list names them explicitly, and connects to the very address it
+// checked.
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrNotAllowed is wrapped by every error about a destination that no
+// allow-list entry matches, so callers can treat it as final (retrying cannot
+// help) with errors.Is.
+var ErrNotAllowed = errors.New("not in the plugin's allow-list")
+
+// ErrForbiddenAddress is wrapped by every error about a destination that
+// resolved to an address the allow-list does not name explicitly (loopback,
+// private, link-local, metadata, ...), so callers can treat it as final.
+var ErrForbiddenAddress = errors.New("forbidden address")
+
+// maxRedirects matches what a plugin can reasonably need while bounding the
+// work one delivery can cause.
+const maxRedirects = 5
+
+// Resolver looks up the addresses of host. It exists so tests can simulate a
+// public name resolving to an internal address.
+type Resolver func(ctx context.Context, host string) ([]netip.Addr, error)
+
+// Option configures an Allowlist.
+type Option func(*Allowlist)
+
+// WithResolver replaces the system resolver used by Client's dial guard.
+func WithResolver(r Resolver) Option {
+	return func(a *Allowlist) {
+		if r != nil {
+			a.resolve = r
+		}
+	}
+}
+
+// entry is one parsed allow-list entry.
+type entry struct {
+	scheme   string
+	host     string     // lower case, no trailing dot; for a wildcard, the part after "*."
+	wildcard bool       // host matches one or more labels in front of host
+	addr     netip.Addr // valid when host is an IP literal
+	port     uint16
+}
+
+// Allowlist is a plugin's allowed destinations. A nil or empty Allowlist
+// allows nothing.
+type Allowlist struct {
+	entries []entry
+	resolve Resolver
+
+	once      sync.Once
+	transport *http.Transport
+}
+
+// ParseAllowlist parses entries of the form scheme://host[:port], for
+// example "https://hooks.slack.com", "https://*.example.com",
+// "http://127.0.0.1:8080" or "https://[::1]:8443". The scheme must be http
+// or https and the port defaults to the scheme's. A leading "*." matches one
+// or more subdomain labels (not the bare domain). Paths (other than a lone
+// "/"), queries, fragments and userinfo are rejected, because an entry that
+// looks narrower than what it actually allows would mislead whoever reviews
+// it. The error names the offending entry.
+func ParseAllowlist(entries []string, opts ...Option) (*Allowlist, error) {
+	a := &Allowlist{resolve: systemResolver}
+	for _, o := range opts {
+		o(a)
+	}
+	for _, raw := range entries {
+		e, err := parseEntry(raw)
+		if err != nil {
+			return nil, fmt.Errorf("egress: allow-list entry %q: %w", raw, err)
+		}
+		a.entries = append(a.entries, e)
+	}
+	return a, nil
+}
+
+func parseEntry(raw string) (entry, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return entry{}, fmt.Errorf("not a URL: %w", err)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return entry{}, errors.New("scheme must be http or https (write e.g. https://hooks.example.com)")
+	}
+	switch {
+	case u.Opaque != "":
+		return entry{}, errors.New("missing // after the scheme")
+	case u.User != nil:
+		return entry{}, errors.New("userinfo is not allowed")
+	case u.Path != "" && u.Path != "/":
+		return entry{}, errors.New("paths are not allowed: an entry names an origin")
+	case u.RawQuery != "" || u.ForceQuery:
+		return entry{}, errors.New("queries are not allowed")
+	case u.Fragment != "":
+		return entry{}, errors.New("fragments are not allowed")
+	case u.Hostname() == "":
+		return entry{}, errors.New("missing host")
+	}
+	port, err := portOf(scheme, u.Port())
+	if err != nil {
+		return entry{}, err
+	}
+	e := entry{scheme: scheme, port: port}
+	host := canonicalHost(u.Hostname())
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Zone() != "" {
+			return entry{}, errors.New("IPv6 zones are not allowed")
+		}
+		e.addr = ip.Unmap()
+		e.host = e.addr.String()
+		return e, nil
+	}
+	if rest, ok := strings.CutPrefix(host, "*."); ok {
+		e.wildcard = true
+		host = rest
+	}
+	if err := validHostname(host); err != nil {
+		return entry{}, err
+	}
+	if e.wildcard && !strings.Contains(host, ".") {
+		return entry{}, errors.New("a wildcard needs at least two labels after \"*.\" (e.g. *.example.com)")
+	}
+	e.host = host
+	return e, nil
+}
+
+// validHostname accepts DNS names in ASCII; internationalised names must be
+// written in punycode so that what is matched is what is resolved. A name
+// ending in a numeric label is refused: no TLD is numeric, and such names
+// look like (or, as "127.1", resolve as) IP addresses, so an IP literal can
+// never match a name entry.
+func validHostname(h string) error {
+	if len(h) > 253 {
+		return errors.New("host name too long")
+	}
+	if last := h[strings.LastIndexByte(h, '.')+1:]; strings.Trim(last, "0123456789") == "" && last != "" {
+		return fmt.Errorf("host name %q ends in a numeric label: write an IP address in full", h)
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("invalid host name %q", h)
+		}
+		for _, c := range []byte(label) {
+			ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+			if !ok {
+				if c == '*' {
+					return errors.New("a wildcard is only allowed as a leading \"*.\"")
+				}
+				return fmt.Errorf("invalid character %q in host name (use punycode for non-ASCII names)", c)
+			}
+		}
+	}
+	return nil
+}
+
+func canonicalHost(h string) string {
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
+func portOf(scheme, p string) (uint16, error) {
+	if p == "" {
+		if scheme == "https" {
+			return 443, nil
+		}
+		return 80, nil
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("invalid port %q", p)
+	}
+	return uint16(n), nil
+}
+
+// Origin returns u's origin in the canonical form "scheme://host:port" (lower
+// case, default port made explicit, IPv6 in brackets), the unit that
+// allow-lists match and that deliverers use to key circuit breakers. It
+// never includes the path, which may carry a secret (Slack-style hook URLs).
+func Origin(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		}
+	}
+	host := canonicalHost(u.Hostname())
+	if port == "" {
+		return scheme + "://" + host
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// Check reports whether u's scheme, host and port match an entry. The error
+// wraps ErrNotAllowed and names the destination's origin.
+func (a *Allowlist) Check(u *url.URL) error {
+	if u == nil {
+		return fmt.Errorf("destination is missing: %w", ErrNotAllowed)
+	}
+	if a != nil && a.match(u) {
+		return nil
+	}
+	return fmt.Errorf("destination %q is %w", Origin(u), ErrNotAllowed)
+}
+
+func (a *Allowlist) match(u *url.URL) bool {
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return false
+	}
+	port, err := portOf(scheme, u.Port())
+	if err != nil {
+		return false
+	}
+	host := canonicalHost(u.Hostname())
+	ip, ipErr := netip.ParseAddr(host)
+	for _, e := range a.entries {
+		if e.scheme != scheme || e.port != port {
+			continue
+		}
+		switch {
+		case e.addr.IsValid():
+			if ipErr == nil && ip.Zone() == "" && ip.Unmap() == e.addr {
+				return true
+			}
+		case e.wildcard:
+			if prefix, ok := strings.CutSuffix(host, "."+e.host); ok && prefix != "" {
+				return true
+			}
+		case host == e.host:
+			return true
+		}
+	}
+	return false
+}
+
+// permits reports whether the allow-list names ip explicitly for dialing
+// host:port, the only way an address classified as forbidden is let through.
+// It ignores the scheme: RoundTrip has already matched the full URL, and the
+// transport never mixes schemes on one connection key.
+func (a *Allowlist) permits(host string, port uint16, ip netip.Addr) bool {
+	for _, e := range a.entries {
+		if e.port != port {
+			continue
+		}
+		if e.addr.IsValid() && e.addr == ip {
+			return true
+		}
+		if !e.wildcard && e.host == "localhost" && host == "localhost" && ip.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	cgnat      = netip.MustParsePrefix("100.64.0.0/10")
+	thisNet    = netip.MustParsePrefix("0.0.0.0/8") // Linux connects these to the local host
+	metadataV4 = netip.MustParseAddr("169.254.169.254")
+	metadataV6 = netip.MustParseAddr("fd00:ec2::254")
+)
+
+// forbidden returns why ip must not be dialed unless named explicitly, or ""
+// if it is an ordinary public address.
+func forbidden(ip netip.Addr) string {
+	ip = ip.Unmap()
+	switch {
+	case ip == metadataV4 || ip == metadataV6:
+		return "cloud metadata"
+	case ip.IsLoopback():
+		return "loopback"
+	case ip.IsUnspecified() || thisNet.Contains(ip):
+		return "unspecified"
+	case ip.IsPrivate():
+		return "private"
+	case ip.IsLinkLocalUnicast():
+		return "link-local"
+	case ip.IsMulticast():
+		return "multicast"
+	case cgnat.Contains(ip):
+		return "carrier-grade NAT"
+	}
+	return ""
+}
+
+func systemResolver(ctx context.Context, host string) ([]netip.Addr, error) {
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+}
+
+// dial resolves addr's host once, keeps only the addresses the allow-list
+// permits, and connects to one of those very addresses, so a DNS answer that
+// changes between check and connect cannot redirect the connection.
+func (a *Allowlist) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("egress: dial %s: %w", addr, err)
+	}
+	host = canonicalHost(host)
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("egress: dial %s: invalid port: %w", addr, err)
+	}
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else if ips, err = a.resolve(ctx, host); err != nil {
+		return nil, fmt.Errorf("egress: resolve %s: %w", host, err)
+	}
+	var allowed []netip.Addr
+	var refused []string
+	for _, ip := range ips {
+		ip = ip.Unmap()
+		if why := forbidden(ip); why != "" && !a.permits(host, uint16(port), ip) {
+			refused = append(refused, fmt.Sprintf("%s (%s)", ip, why))
+			continue
+		}
+		allowed = append(allowed, ip)
+	}
+	if len(allowed) == 0 {
+		if len(refused) == 0 {
+			return nil, fmt.Errorf("egress: resolve %s: no addresses", host)
+		}
+		return nil, fmt.Errorf("egress: %s resolves to %s, which the allow-list does not name: %w",
+			host, strings.Join(refused, ", "), ErrForbiddenAddress)
+	}
+	var d net.Dialer
+	var errs []error
+	for _, ip := range allowed {
+		conn, err := d.DialContext(ctx, network, netip.AddrPortFrom(ip, uint16(port)).String())
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("egress: dial %s: %w", addr, errors.Join(errs...))
+}
+
+// guardedTransport checks every request, not only redirects, so that a
+// caller who forgets Check still cannot leave the allow-list.
+type guardedTransport struct {
+	a    *Allowlist
+	base http.RoundTripper
+}
+
+// RoundTrip refuses requests outside the allow-list before any dial.
+func (t guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.a.Check(req.URL); err != nil {
+		if req.Body != nil {
+			_ = req.Body.Close() // RoundTrip must close the body even on error
+		}
+		return nil, err
+	}
+	return t.base.RoundTrip(req)
+}
+
+// Client returns an *http.Client restricted to this allow-list: every
+// request and redirect target is checked against it (at most 5 redirects),
+// and connections go only to addresses the dial guard accepted. No proxy is
+// used, since a proxy would connect on our behalf past the guard. The
+// clients returned share one connection pool. Timeouts are left to the
+// request's context.
+func (a *Allowlist) Client() *http.Client {
+	if a == nil {
+		a = &Allowlist{resolve: systemResolver}
+	}
+	a.once.Do(func() {
+		a.transport = &http.Transport{
+			Proxy:                 nil,
+			DialContext:           a.dial,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          100,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	})
+	return &http.Client{
+		Transport: guardedTransport{a: a, base: a.transport},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) > maxRedirects {
+				return fmt.Errorf("egress: stopped after %d redirects", maxRedirects)
+			}
+			if err := a.Check(req.URL); err != nil {
+				return fmt.Errorf("egress: redirect: %w", err)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,438 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatalf("parse %q: %v", s, err)
+	}
+	return u
+}
+
+func TestParseAllowlistRejectsBadEntries(t *testing.T) {
+	tests := []struct {
+		entry string
+		want  string // part of the reason
+	}{
+		{"hooks.slack.com", "scheme must be http or https"},
+		{"ftp://files.example.com", "scheme must be http or https"},
+		{"https:hooks.example.com", "missing // after the scheme"},
+		{"https://user:pw@hooks.example.com", "userinfo is not allowed"},
+		{"https://hooks.example.com/services/T0", "paths are not allowed"},
+		{"https://hooks.example.com?x=1", "queries are not allowed"},
+		{"https://hooks.example.com?", "queries are not allowed"},
+		{"https://hooks.example.com#frag", "fragments are not allowed"},
+		{"https://", "missing host"},
+		{"https://:8443", "missing host"},
+		{"https://hooks.example.com:0", "invalid port"},
+		{"https://hooks.example.com:70000", "invalid port"},
+		{"https://hooks.example.com:https", "invalid port"},
+		{"https://api.*.example.com", "only allowed as a leading"},
+		{"https://**.example.com", "only allowed as a leading"},
+		{"https://*.com", "at least two labels"},
+		{"https://*.", "only allowed as a leading"},
+		{"https://a..example.com", "invalid host name"},
+		{"http://127.1", "numeric label"},
+		{"https://*.0.0.1", "numeric label"},
+		{"http://10.0.0.256", "numeric label"},
+		{"https://bücher.example", "punycode"},
+		{"http://[fe80::1%25eth0]:80", "zones"},
+		{"https://" + strings.Repeat("a", 64) + ".example.com", "invalid host name"},
+		{"http://%zz", "not a URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.entry, func(t *testing.T) {
+			_, err := ParseAllowlist([]string{"https://ok.example.com", tt.entry})
+			if err == nil {
+				t.Fatalf("ParseAllowlist(%q) succeeded, want error", tt.entry)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", tt.entry)) {
+				t.Errorf("error %q does not name the entry", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	entries := []string{
+		"https://hooks.slack.com",
+		"https://*.example.com",
+		"http://127.0.0.1:8080",
+		"http://localhost:5080",
+		"https://api.example.org:8443/",
+		"HTTPS://Upper.Example.NET.",
+		"http://[::1]:9000",
+	}
+	a, err := ParseAllowlist(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		url string
+		ok  bool
+	}{
+		{"https://hooks.slack.com/services/T/B/secret", true},
+		{"https://hooks.slack.com:443/x", true},
+		{"https://HOOKS.SLACK.COM./x", true},
+		{"http://hooks.slack.com/x", false},           // scheme differs
+		{"https://hooks.slack.com:8443/x", false},     // port differs
+		{"https://evil.hooks.slack.com/x", false},     // no wildcard on that entry
+		{"https://a.example.com/", true},              // one label
+		{"https://a.b.example.com/", true},            // several labels
+		{"https://example.com/", false},               // the bare domain is not a subdomain
+		{"https://badexample.com/", false},            // suffix without a dot boundary
+		{"https://.example.com/", false},              // an empty label is not a subdomain
+		{"https://a.example.com.evil.net/", false},    // example.com not at the end
+		{"https://a.example.com:444/", false},         // wildcard keeps the port
+		{"http://127.0.0.1:8080/hook", true},          // IP literal
+		{"http://127.0.0.1/hook", false},              // default port 80 is not 8080
+		{"http://[::ffff:127.0.0.1]:8080/hook", true}, // v4-mapped is the same address
+		{"http://127.0.0.2:8080/hook", false},         // another loopback address
+		{"http://localhost:5080/", true},              // name
+		{"http://127.0.0.1:5080/", false},             // "localhost" does not vouch for an IP literal
+		{"https://api.example.org:8443/v1?q=1", true}, // path and query of the URL do not matter
+		{"https://api.example.org/v1", false},         // default port is not 8443
+		{"https://upper.example.net/x", true},         // entry was canonicalised
+		{"http://[::1]:9000/", true},                  // IPv6 literal
+		{"http://[0:0:0:0:0:0:0:1]:9000/", true},      // same address, other spelling
+		{"ftp://hooks.slack.com/", false},             // scheme not http(s)
+		{"https://hooks.slack.com:99999/", false},     // unparsable port
+		{"/relative/path", false},                     // no host
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			err := a.Check(mustURL(t, tt.url))
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("Check(%s) = %v, want allowed", tt.url, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNotAllowed) {
+				t.Fatalf("Check(%s) = %v, want ErrNotAllowed", tt.url, err)
+			}
+		})
+	}
+}
+
+func TestCheckMessageAndNil(t *testing.T) {
+	a, err := ParseAllowlist([]string{"https://hooks.slack.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Check(mustURL(t, "https://evil.com/steal?token=x"))
+	want := `destination "https://evil.com:443" is not in the plugin's allow-list`
+	if err == nil || err.Error() != want {
+		t.Errorf("Check error = %v, want %q", err, want)
+	}
+	if err := a.Check(nil); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("Check(nil) = %v, want ErrNotAllowed", err)
+	}
+	var none *Allowlist
+	if err := none.Check(mustURL(t, "https://hooks.slack.com")); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("nil allow-list Check = %v, want ErrNotAllowed", err)
+	}
+	if resp, err := none.Client().Get("http://127.0.0.1:1/"); !errors.Is(err, ErrNotAllowed) {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		t.Errorf("nil allow-list Client().Get = %v, want ErrNotAllowed", err)
+	}
+	empty, err := ParseAllowlist(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := empty.Check(mustURL(t, "https://hooks.slack.com")); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("empty allow-list Check = %v, want ErrNotAllowed", err)
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://Hooks.Slack.com/services/secret", "https://hooks.slack.com:443"},
+		{"http://example.com", "http://example.com:80"},
+		{"http://example.com.:8080/x", "http://example.com:8080"},
+		{"http://[::1]/x", "http://[::1]:80"},
+		{"HTTP://127.0.0.1:5080", "http://127.0.0.1:5080"},
+	}
+	for _, tt := range tests {
+		if got := Origin(mustURL(t, tt.in)); got != tt.want {
+			t.Errorf("Origin(%s) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	if got := Origin(nil); got != "" {
+		t.Errorf("Origin(nil) = %q, want empty", got)
+	}
+}
+
+func TestForbiddenClassification(t *testing.T) {
+	tests := []struct {
+		ip   string
+		want string
+	}{
+		{"127.0.0.1", "loopback"},
+		{"127.8.9.10", "loopback"},
+		{"::1", "loopback"},
+		{"::ffff:127.0.0.1", "loopback"},
+		{"10.1.2.3", "private"},
+		{"172.16.0.1", "private"},
+		{"192.168.1.1", "private"},
+		{"fc00::1", "private"},
+		{"fd12:3456::1", "private"},
+		{"169.254.1.1", "link-local"},
+		{"fe80::1", "link-local"},
+		{"169.254.169.254", "cloud metadata"},
+		{"fd00:ec2::254", "cloud metadata"},
+		{"0.0.0.0", "unspecified"},
+		{"0.1.2.3", "unspecified"},
+		{"::", "unspecified"},
+		{"224.0.0.1", "multicast"},
+		{"ff02::1", "multicast"},
+		{"100.64.0.1", "carrier-grade NAT"},
+		{"100.127.255.254", "carrier-grade NAT"},
+		{"100.128.0.1", ""},
+		{"8.8.8.8", ""},
+		{"172.32.0.1", ""},
+		{"2606:4700::1111", ""},
+	}
+	for _, tt := range tests {
+		if got := forbidden(netip.MustParseAddr(tt.ip)); got != tt.want {
+			t.Errorf("forbidden(%s) = %q, want %q", tt.ip, got, tt.want)
+		}
+	}
+}
+
+// staticResolver answers every lookup with addrs, simulating DNS that points
+// a public-looking name wherever the test wants (rebinding included).
+func staticResolver(addrs ...string) Resolver {
+	return func(ctx context.Context, host string) ([]netip.Addr, error) {
+		out := make([]netip.Addr, len(addrs))
+		for i, a := range addrs {
+			out[i] = netip.MustParseAddr(a)
+		}
+		return out, nil
+	}
+}
+
+func TestClientDialGuard(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	port := mustURL(t, srv.URL).Port()
+	at := func(host string) string { return "http://" + host + ":" + port }
+
+	tests := []struct {
+		name     string
+		entries  []string
+		resolver Resolver
+		url      string
+		want     error  // nil = the request reaches the server
+		mention  string // part of the error text
+	}{
+		{name: "loopback IP named explicitly", entries: []string{at("127.0.0.1")}, url: at("127.0.0.1") + "/hook"},
+		{name: "v4-mapped spelling of a named IP", entries: []string{at("127.0.0.1")}, url: at("[::ffff:127.0.0.1]") + "/hook"},
+		{name: "localhost named explicitly", entries: []string{at("localhost")},
+			resolver: staticResolver("127.0.0.1"), url: at("localhost") + "/hook"},
+		{name: "localhost entry only vouches for loopback: private answer dropped, loopback used",
+			entries: []string{at("localhost")}, resolver: staticResolver("10.1.2.3", "127.0.0.1"), url: at("localhost")},
+		{name: "localhost resolving only to a private address", entries: []string{at("localhost")},
+			resolver: staticResolver("192.168.1.1"), url: at("localhost"), want: ErrForbiddenAddress, mention: "192.168.1.1 (private)"},
+		{name: "public name rebinding to loopback", entries: []string{at("hooks.example.com")},
+			resolver: staticResolver("127.0.0.1"), url: at("hooks.example.com"), want: ErrForbiddenAddress, mention: "127.0.0.1 (loopback)"},
+		{name: "public name rebinding to metadata", entries: []string{at("hooks.example.com")},
+			resolver: staticResolver("169.254.169.254"), url: at("hooks.example.com"), want: ErrForbiddenAddress, mention: "cloud metadata"},
+		{name: "wildcard name rebinding to IPv6 loopback", entries: []string{"http://*.example.com:" + port},
+			resolver: staticResolver("::1"), url: at("a.example.com"), want: ErrForbiddenAddress, mention: "::1 (loopback)"},
+		{name: "every answer forbidden", entries: []string{at("hooks.example.com")},
+			resolver: staticResolver("10.0.0.1", "100.64.1.1", "fd00:ec2::254"), url: at("hooks.example.com"), want: ErrForbiddenAddress,
+			mention: "10.0.0.1 (private), 100.64.1.1 (carrier-grade NAT), fd00:ec2::254 (cloud metadata)"},
+		{name: "not in the allow-list even without Check", entries: []string{at("127.0.0.1")},
+			url: "http://127.0.0.1:1/hook", want: ErrNotAllowed, mention: `"http://127.0.0.1:1"`},
+		{name: "named IP on another port does not vouch", entries: []string{"http://127.0.0.1:1"},
+			url: at("127.0.0.1"), want: ErrNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var opts []Option
+			if tt.resolver != nil {
+				opts = append(opts, WithResolver(tt.resolver))
+			}
+			a, err := ParseAllowlist(tt.entries, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, tt.url, strings.NewReader("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := a.Client().Do(req)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Do: %v", err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				if string(body) != "ok" {
+					t.Fatalf("body %q, want ok", body)
+				}
+				return
+			}
+			if err == nil {
+				resp.Body.Close()
+				t.Fatalf("Do succeeded, want %v", tt.want)
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Do error = %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.mention) {
+				t.Errorf("error %q does not mention %q", err, tt.mention)
+			}
+		})
+	}
+}
+
+func TestPermits(t *testing.T) {
+	a, err := ParseAllowlist([]string{
+		"http://169.254.169.254", "http://[fd00:ec2::254]:8080", "http://localhost:5080", "https://*.example.com",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		host string
+		port uint16
+		ip   string
+		want bool
+	}{
+		{"169.254.169.254", 80, "169.254.169.254", true},
+		{"169.254.169.254", 81, "169.254.169.254", false}, // the entry names port 80
+		{"fd00:ec2::254", 8080, "fd00:ec2::254", true},
+		{"localhost", 5080, "127.0.0.1", true},
+		{"localhost", 5080, "::1", true},
+		{"localhost", 5080, "10.0.0.1", false}, // localhost vouches for loopback only
+		{"localhost", 5081, "127.0.0.1", false},
+		{"a.example.com", 443, "127.0.0.1", false}, // names never vouch for forbidden addresses
+		{"a.example.com", 443, "169.254.169.254", false},
+	}
+	for _, tt := range tests {
+		if got := a.permits(tt.host, tt.port, netip.MustParseAddr(tt.ip)); got != tt.want {
+			t.Errorf("permits(%s, %d, %s) = %v, want %v", tt.host, tt.port, tt.ip, got, tt.want)
+		}
+	}
+}
+
+// TestDialGuardLetsNamedAddressThrough shows that an explicitly named
+// forbidden-range address gets a real connection attempt (which fails here:
+// nothing routes to that ULA address), not a refusal.
+func TestDialGuardLetsNamedAddressThrough(t *testing.T) {
+	a, err := ParseAllowlist([]string{"http://[fd00::1]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	conn, err := a.dial(ctx, "tcp", "[fd00::1]:80")
+	if conn != nil {
+		conn.Close()
+	}
+	if errors.Is(err, ErrForbiddenAddress) {
+		t.Fatalf("dial refused an explicitly named address: %v", err)
+	}
+	// The same address under a name that resolves to it is refused.
+	b, err := ParseAllowlist([]string{"http://ula.example.com"}, WithResolver(staticResolver("fd00::1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.dial(ctx, "tcp", "ula.example.com:80"); !errors.Is(err, ErrForbiddenAddress) {
+		t.Fatalf("dial via name = %v, want ErrForbiddenAddress", err)
+	}
+}
+
+func TestClientRedirects(t *testing.T) {
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	mux.HandleFunc("/end", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "end")
+	})
+	mux.HandleFunc("/to-end", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/end", http.StatusFound)
+	})
+	mux.HandleFunc("/to-evil", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://evil.example.com/collect", http.StatusFound)
+	})
+	mux.HandleFunc("/to-metadata", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusTemporaryRedirect)
+	})
+	// /chain/N redirects N more times before landing on /end.
+	mux.HandleFunc("/chain/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.PathValue("n"))
+		if n <= 1 {
+			http.Redirect(w, r, "/end", http.StatusFound)
+			return
+		}
+		http.Redirect(w, r, "/chain/"+strconv.Itoa(n-1), http.StatusFound)
+	})
+
+	a, err := ParseAllowlist([]string{srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path    string
+		want    error
+		mention string
+	}{
+		{path: "/to-end"},
+		{path: "/chain/5"},
+		{path: "/chain/6", mention: "stopped after 5 redirects"},
+		{path: "/to-evil", want: ErrNotAllowed, mention: `egress: redirect: destination "http://evil.example.com:80"`},
+		{path: "/to-metadata", want: ErrNotAllowed, mention: `egress: redirect: destination "http://169.254.169.254:80"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, err := a.Client().Get(srv.URL + tt.path)
+			if tt.mention == "" {
+				if err != nil {
+					t.Fatalf("Get: %v", err)
+				}
+				defer resp.Body.Close()
+				if resp.Request.URL.Path != "/end" {
+					t.Fatalf("ended at %s, want /end", resp.Request.URL.Path)
+				}
+				return
+			}
+			if err == nil {
+				resp.Body.Close()
+				t.Fatal("Get succeeded, want an error")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("error %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.mention) {
+				t.Errorf("error %q does not mention %q", err, tt.mention)
+			}
+		})
+	}
+}
