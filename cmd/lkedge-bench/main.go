@@ -363,7 +363,7 @@ func run() error {
 	specs := []spec{
 		{"baseline: net/http + ReceiveWebhookEvent", func(addr string) []string { return []string{self, "baseline", addr} }, func(string) []string { return nil }},
 		{"lkedge", func(string) []string { return []string{*lkedgeBin, "serve"} }, func(addr string) []string {
-			return []string{"LKEDGE_LISTEN=" + addr, "LKEDGE_DATA_DIR=" + dataDir, "LKEDGE_STORE=file://" + filepath.Join(dataDir, "store"),
+			return []string{"LKEDGE_LISTEN=" + addr, "LKEDGE_ADMIN_LISTEN=127.0.0.1:0", "LKEDGE_DATA_DIR=" + dataDir, "LKEDGE_STORE=file://" + filepath.Join(dataDir, "store"),
 				"LKEDGE_LOG_LEVEL=error", "LIVEKIT_URL=http://" + deadLiveKit}
 		}},
 	}

@@ -46,7 +46,10 @@ type Config struct {
 	// LockGCInterval is how often the leader collects orphan recording locks.
 	LockGCInterval time.Duration
 
-	Listen       string
+	Listen string
+	// AdminListen serves the operator API (dead letters) that lkedge dlq
+	// uses; loopback by default, since it is not for LiveKit's side.
+	AdminListen  string
 	StoreDir     string // root of the file store (LKEDGE_STORE=file://DIR); "" with S3
 	DataDir      string
 	PluginsFile  string
@@ -124,10 +127,11 @@ var settings = map[string]setting{
 		}
 		return err
 	}},
-	"LKEDGE_LISTEN":   {":6080", func(c *Config, v string) error { c.Listen = v; return listenAddr(v) }},
-	"LKEDGE_STORE":    {"file://./data", func(c *Config, v string) (err error) { c.StoreDir, err = storeDir(v); return err }},
-	"LKEDGE_DATA_DIR": {"./data", func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
-	"LKEDGE_PLUGINS":  {"./plugins.yaml", func(c *Config, v string) error { c.PluginsFile = v; return nil }},
+	"LKEDGE_LISTEN":       {":6080", func(c *Config, v string) error { c.Listen = v; return listenAddr(v) }},
+	"LKEDGE_ADMIN_LISTEN": {"127.0.0.1:6081", func(c *Config, v string) error { c.AdminListen = v; return listenAddr(v) }},
+	"LKEDGE_STORE":        {"file://./data", func(c *Config, v string) (err error) { c.StoreDir, err = storeDir(v); return err }},
+	"LKEDGE_DATA_DIR":     {"./data", func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
+	"LKEDGE_PLUGINS":      {"./plugins.yaml", func(c *Config, v string) error { c.PluginsFile = v; return nil }},
 	"LKEDGE_MAX_BODY_BYTES": {"1048576", func(c *Config, v string) (err error) {
 		c.MaxBodyBytes, err = strconv.Atoi(v)
 		if err == nil && (c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20) {

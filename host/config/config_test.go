@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		LiveKitURL: "http://127.0.0.1:7880", APIKey: "devkey", APISecret: "secret",
 		MeetNameID: "openviduMeet", S3Bucket: "openvidu", S3Subbucket: "openvidu-meet",
-		Listen: ":6080", StoreDir: "data", DataDir: "./data", PluginsFile: "./plugins.yaml",
+		Listen: ":6080", AdminListen: "127.0.0.1:6081", StoreDir: "data", DataDir: "./data", PluginsFile: "./plugins.yaml",
 		MaxBodyBytes: 1 << 20, ClockLeeway: 0, LogLevel: "info", LogFormat: "auto", LockGCInterval: 30 * time.Minute,
 	}
 	got := *c

@@ -115,7 +115,7 @@ type Plugin struct {
 	code    wazero.CompiledModule
 	slots   chan struct{}
 	idle    chan *instance
-	serial  atomic.Uint64
+	live    atomic.Int64 // instances alive, idle or busy
 	calls   sync.WaitGroup
 	closing atomic.Bool
 	closed  sync.Once
@@ -179,6 +179,9 @@ func (p *Plugin) init(ctx context.Context, wasm []byte) error {
 	p.idle <- inst
 	return nil
 }
+
+// Instances is the number of live instances, idle or in a call.
+func (p *Plugin) Instances() int { return int(p.live.Load()) }
 
 // Name is the plugin's name.
 func (p *Plugin) Name() string { return p.name }
@@ -335,6 +338,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	inst.mod = mod
+	p.live.Add(1)
 	inst.onEvent = mod.ExportedFunction(exportOnEvent)
 	if f := mod.ExportedFunction(exportInit); f != nil {
 		c := &call{plugin: p, log: p.log}
@@ -423,6 +427,7 @@ func (inst *instance) healthy() bool {
 }
 
 func (inst *instance) close() {
+	inst.p.live.Add(-1)
 	_ = inst.mod.Close(context.Background())
 }
 

@@ -40,6 +40,7 @@ func TestEndToEnd(t *testing.T) {
 	lk := testserver.StartLiveKit(t, fmt.Sprintf("http://127.0.0.1:%d/livekit/webhook", port), redis)
 	env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"] = lk.URL, lk.Key, lk.Secret
 	env["LKEDGE_LISTEN"] = "127.0.0.1:" + strconv.Itoa(port)
+	env["LKEDGE_ADMIN_LISTEN"] = "127.0.0.1:0"
 	ctx := context.Background()
 	const roomID = "e2e-room"
 	roomKey := "openvidu-meet/rooms/" + roomID + "/" + roomID + ".json"
@@ -253,7 +254,7 @@ func waitFor(t *testing.T, rec *recorder, typ, room, id string) *event.Event {
 func TestS3Outage(t *testing.T) {
 	s3srv, s3, env := startS3(t)
 	lk := livekittest.New(t, "devkey", "secret")
-	env["LIVEKIT_URL"], env["LKEDGE_LISTEN"] = lk.URL(), "127.0.0.1:0"
+	env["LIVEKIT_URL"], env["LKEDGE_LISTEN"], env["LKEDGE_ADMIN_LISTEN"] = lk.URL(), "127.0.0.1:0", "127.0.0.1:0"
 	const rooms = 5
 	putRooms(t, s3, "outage", rooms)
 	rec := newRecorder()

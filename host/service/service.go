@@ -1,5 +1,5 @@
 // Package service assembles lkedge from its stages and runs it: ingest →
-// pipeline → meet → (plugins) with the embedded defaults — a file store, an
+// pipeline → meet → plugins (dispatch) → outbox (deliver), with the embedded defaults — a file store, an
 // in-process coordinator and an on-disk journal — so one machine needs no
 // other server.
 package service
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,8 @@ import (
 	"github.com/lkedge/lkedge/host/config"
 	"github.com/lkedge/lkedge/host/coord"
 	"github.com/lkedge/lkedge/host/coord/consulcoord"
+	"github.com/lkedge/lkedge/host/deliver"
+	"github.com/lkedge/lkedge/host/dispatch"
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/ingest"
 	"github.com/lkedge/lkedge/host/journal"
@@ -42,6 +45,9 @@ import (
 // file store's bucket folders when both share one directory.
 func JournalPath(dataDir string) string { return filepath.Join(dataDir, "_lkedge", "journal.db") }
 
+// OutboxPath is where the outbound requests wait under the data directory.
+func OutboxPath(dataDir string) string { return filepath.Join(dataDir, "_lkedge", "outbox.db") }
+
 // Service is one running lkedge.
 type Service struct {
 	cfg      *config.Config
@@ -53,6 +59,10 @@ type Service struct {
 	ingest   *ingest.Handler
 	coord    Coordinator
 	meet     *meet.Handler
+	outbox   *deliver.Outbox
+	plugins  *dispatch.Dispatcher
+	admin    *http.Server
+	adminLn  net.Listener
 }
 
 // Coordinator is a coordination backend as the service holds it.
@@ -66,7 +76,7 @@ type Options struct {
 	Logger  *slog.Logger
 	Now     func() time.Time // webhook verification clock (default time.Now)
 	LiveKit meet.LiveKit     // default: the LiveKit server API at cfg.LiveKitURL
-	Sink    pipeline.Sink    // default: log the events (the plugin host takes them from here)
+	Sink    pipeline.Sink    // default: the plugins of cfg.PluginsFile
 	// Pipeline tunes retries and concurrency.
 	Pipeline pipeline.Options
 }
@@ -105,21 +115,53 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		co.Close()
 		return nil, err
 	}
+	secrets := &pluginSecrets{}
+	outbox, err := deliver.Open(OutboxPath(cfg.DataDir), deliver.Options{Secrets: secrets, Logger: log, Registerer: metrics.Registry})
+	if err != nil {
+		j.Close()
+		co.Close()
+		return nil, err
+	}
+	plugins, err := dispatch.New(ctx, dispatch.Options{
+		Path: cfg.PluginsFile, CacheDir: filepath.Join(cfg.DataDir, "_lkedge", "wasm-cache"),
+		Outbox: outbox, Logger: log, Registerer: metrics.Registry,
+	})
+	if err != nil {
+		outbox.Close()
+		j.Close()
+		co.Close()
+		return nil, err
+	}
+	secrets.d = plugins
+	log.Info("plugins loaded", "file", cfg.PluginsFile, "plugins", plugins.Loaded())
 	sink := opts.Sink
 	if sink == nil {
-		sink = logSink
+		sink = plugins.Handle
 	}
 	popts := opts.Pipeline
 	popts.Logger = log
 	popts.Claimer, popts.Replica = co, replica
 	p := pipeline.New(handler.Handle, sink, j, popts)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
+	closeAll := func() {
+		_ = plugins.Close(context.Background())
+		outbox.Close()
 		j.Close()
 		co.Close()
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		closeAll()
 		return nil, fmt.Errorf("listen on %s (LKEDGE_LISTEN): %w", cfg.Listen, err)
 	}
-	s := &Service{cfg: cfg, log: log.With("replica", replica), journal: j, pipeline: p, ln: ln, coord: co, meet: handler}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		ln.Close()
+		closeAll()
+		return nil, fmt.Errorf("listen on %s (LKEDGE_ADMIN_LISTEN): %w", cfg.AdminListen, err)
+	}
+	s := &Service{cfg: cfg, log: log.With("replica", replica), journal: j, pipeline: p, ln: ln, coord: co, meet: handler,
+		outbox: outbox, plugins: plugins, adminLn: adminLn}
+	s.admin = &http.Server{Handler: adminHandler(outbox), ReadHeaderTimeout: 10 * time.Second}
 	s.ingest = &ingest.Handler{
 		Verifier: webhook.NewVerifier(auth.NewFileBasedKeyProviderFromMap(cfg.Keys), cfg.ClockLeeway, now),
 		Journal:  j, Pipeline: p, MaxBody: cfg.MaxBodyBytes, Log: log, Now: time.Now,
@@ -235,6 +277,15 @@ func (s *Service) readyz(ctx *fasthttp.RequestCtx) {
 // Addr is the address the service listens on.
 func (s *Service) Addr() net.Addr { return s.ln.Addr() }
 
+// AdminAddr is the address of the operator API.
+func (s *Service) AdminAddr() net.Addr { return s.adminLn.Addr() }
+
+// pluginSecrets lets the outbox, opened before the plugins, resolve their
+// secrets.
+type pluginSecrets struct{ d *dispatch.Dispatcher }
+
+func (p *pluginSecrets) Secret(plugin, name string) ([]byte, error) { return p.d.Secret(plugin, name) }
+
 // Run replays the events accepted but not finished before the last stop,
 // serves until ctx ends, then shuts down gracefully: it stops accepting,
 // lets the pipeline finish what it has for up to drain, and closes. What is
@@ -246,6 +297,14 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	go func() { s.pipeline.Run(workCtx); close(done) }()
 	leading := make(chan struct{})
 	go func() { _ = s.coord.Lead(workCtx, "leader", s.leaderWork); close(leading) }()
+	sending := make(chan struct{})
+	go func() { s.outbox.Run(workCtx); close(sending) }()
+	go s.plugins.Run(workCtx)
+	go func() {
+		if err := s.admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin API stopped", "err", err)
+		}
+	}()
 	if err := s.replay(); err != nil {
 		s.log.Error("replay failed", "err", err)
 	}
@@ -266,11 +325,16 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	if s.pipeline.WaitIdle(dctx) != nil {
 		s.log.Warn("shutdown: unfinished events stay in the journal for the next start", "backlog", s.pipeline.Backlog())
 	}
+	if s.outbox.WaitIdle(dctx) != nil {
+		s.log.Warn("shutdown: unsent requests stay in the outbox for the next start", "pending", s.outbox.Pending())
+	}
 	cancel()
+	_ = s.admin.Shutdown(context.Background())
 	stopWork()
 	<-done
 	<-leading
-	if cerr := errors.Join(s.journal.Close(), s.coord.Close()); cerr != nil && err == nil {
+	<-sending
+	if cerr := errors.Join(s.plugins.Close(context.Background()), s.outbox.Close(), s.journal.Close(), s.coord.Close()); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
@@ -328,15 +392,6 @@ func (s *Service) replay() error {
 	}
 	if len(pending) > 0 {
 		s.log.Info("replaying events accepted before the last stop", "count", len(pending))
-	}
-	return nil
-}
-
-// logSink is the end of the pipeline until the plugin host takes over: it
-// records that each event is ready for the plugins.
-func logSink(_ context.Context, events []*event.Event, log *slog.Logger) error {
-	for _, ev := range events {
-		log.Debug("event processed", "type", ev.Type, "id", ev.ID, "source", ev.Source)
 	}
 	return nil
 }

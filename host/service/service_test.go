@@ -79,7 +79,7 @@ func newFixture(t *testing.T) *fixture {
 	dir := t.TempDir()
 	lk := livekittest.New(t, "devkey", "secret")
 	cfg := loadConfig(t, map[string]string{
-		"LIVEKIT_URL": lk.URL(), "LKEDGE_LISTEN": "127.0.0.1:0", "LKEDGE_STORE": "file://" + dir, "LKEDGE_DATA_DIR": dir,
+		"LIVEKIT_URL": lk.URL(), "LKEDGE_LISTEN": "127.0.0.1:0", "LKEDGE_ADMIN_LISTEN": "127.0.0.1:0", "LKEDGE_STORE": "file://" + dir, "LKEDGE_DATA_DIR": dir,
 	})
 	roomFile := filepath.Join(dir, "openvidu", "openvidu-meet", "rooms", room, room+".json")
 	if err := os.MkdirAll(filepath.Dir(roomFile), 0o755); err != nil {

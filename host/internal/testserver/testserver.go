@@ -473,6 +473,8 @@ func LKEdge(t testing.TB) string {
 type LKEdgeProcess struct {
 	*Process
 	URL string
+	// AdminURL is its operator API (LKEDGE_ADMIN_LISTEN).
+	AdminURL string
 }
 
 // StartLKEdge runs `lkedge serve` with env (LKEDGE_LISTEN is set here) and
@@ -485,7 +487,9 @@ func StartLKEdge(t testing.TB, env map[string]string) *LKEdgeProcess {
 	p.Process = startFresh(t, func() (string, []string, []string, func() bool) {
 		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
 		p.URL = "http://" + addr
-		vars := []string{"LKEDGE_LISTEN=" + addr, "LKEDGE_LOG_FORMAT=json", "PATH=" + os.Getenv("PATH")}
+		admin := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+		p.AdminURL = "http://" + admin
+		vars := []string{"LKEDGE_LISTEN=" + addr, "LKEDGE_ADMIN_LISTEN=" + admin, "LKEDGE_LOG_FORMAT=json", "PATH=" + os.Getenv("PATH")}
 		for k, v := range env {
 			vars = append(vars, k+"="+v)
 		}

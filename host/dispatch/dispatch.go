@@ -1,0 +1,464 @@
+// Package dispatch is the plugin stage of the pipeline: it keeps the
+// plugins listed in plugins.yaml loaded (reloading them when the file or a
+// module changes), gives each processed event to the plugins that
+// subscribed to it, and stores the requests they return in the outbox
+// before the event counts as handled.
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tetratelabs/wazero"
+
+	"github.com/lkedge/lkedge/host/deliver"
+	"github.com/lkedge/lkedge/host/egress"
+	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/plugin"
+	"github.com/lkedge/lkedge/host/pluginconf"
+)
+
+// Outbox is where the requests plugins ask for are stored durably.
+type Outbox interface {
+	Enqueue(ctx context.Context, ds []deliver.Delivery) error
+}
+
+// Options configure a Dispatcher.
+type Options struct {
+	// Path is plugins.yaml. A missing file means no plugins.
+	Path string
+	// CacheDir keeps compiled plugins across restarts ("" = memory only).
+	CacheDir string
+	Outbox   Outbox
+	Logger   *slog.Logger
+	// Poll is how often the file and the modules are checked for changes
+	// (default 2 s).
+	Poll time.Duration
+	// Registerer receives the plugin metrics (nil = not registered).
+	Registerer prometheus.Registerer
+}
+
+// callAttempts is how often a failed plugin call is tried, each time in a
+// fresh instance, before its failure policy applies: a timeout under a
+// CPU spike deserves a second chance, a deterministic crash does not
+// deserve more.
+const callAttempts = 2
+
+// Dispatcher runs the plugin stage. It is safe for concurrent use.
+type Dispatcher struct {
+	opts    Options
+	log     *slog.Logger
+	cache   wazero.CompilationCache
+	current atomic.Pointer[set]
+	// secrets keeps every plugin's secret references, also of plugins since
+	// removed, so that their stored requests can still be signed.
+	secretsMu sync.RWMutex
+	secrets   map[string]map[string]pluginconf.SecretRef
+	reloadMu  sync.Mutex
+	stamp     string // what the files looked like at the last load
+	m         *metrics
+}
+
+// set is one consistent generation of loaded plugins.
+type set struct {
+	plugins []*loaded
+}
+
+type loaded struct {
+	conf  pluginconf.Plugin
+	p     *plugin.Plugin
+	sum   string // module sha256
+	allow *egress.Allowlist
+}
+
+// New loads plugins.yaml and every plugin in it. At start-up any error is
+// fatal, so a mistake is seen at once rather than at the first event.
+func New(ctx context.Context, opts Options) (*Dispatcher, error) {
+	if opts.Poll <= 0 {
+		opts.Poll = 2 * time.Second
+	}
+	d := &Dispatcher{opts: opts, log: opts.Logger, secrets: map[string]map[string]pluginconf.SecretRef{}, m: newMetrics(opts.Registerer)}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	if opts.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("plugin compilation cache: %w", err)
+		}
+		d.cache = c
+	} else {
+		d.cache = wazero.NewCompilationCache()
+	}
+	d.current.Store(&set{})
+	if err := d.reload(ctx, true); err != nil {
+		_ = d.cache.Close(ctx)
+		return nil, err
+	}
+	return d, nil
+}
+
+// Run reloads plugins when plugins.yaml or a module changes, until ctx
+// ends.
+func (d *Dispatcher) Run(ctx context.Context) {
+	t := time.NewTicker(d.opts.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.reload(ctx, false); err != nil {
+				d.log.Error("plugins not reloaded; the running versions stay", "err", err)
+			}
+		}
+	}
+}
+
+// Close stops every plugin after its calls in flight.
+func (d *Dispatcher) Close(ctx context.Context) error {
+	old := d.current.Swap(&set{})
+	var errs []error
+	for _, l := range old.plugins {
+		errs = append(errs, l.p.Close(ctx))
+	}
+	errs = append(errs, d.cache.Close(ctx))
+	return errors.Join(errs...)
+}
+
+// Loaded lists the names of the running plugins.
+func (d *Dispatcher) Loaded() []string {
+	var names []string
+	for _, l := range d.current.Load().plugins {
+		names = append(names, l.conf.Name)
+	}
+	return names
+}
+
+// stamp summarizes the files a load depends on: cheap to compute every
+// poll, and different whenever an edit could matter.
+func (d *Dispatcher) fileStamp(f *pluginconf.File) string {
+	var b bytes.Buffer
+	for _, path := range append([]string{d.opts.Path}, wasmPaths(f)...) {
+		if st, err := os.Stat(path); err == nil {
+			fmt.Fprintf(&b, "%s|%d|%d;", path, st.Size(), st.ModTime().UnixNano())
+		} else {
+			fmt.Fprintf(&b, "%s|missing;", path)
+		}
+	}
+	return b.String()
+}
+
+func wasmPaths(f *pluginconf.File) []string {
+	var paths []string
+	if f != nil {
+		for _, p := range f.Plugins {
+			paths = append(paths, p.Wasm)
+		}
+	}
+	return paths
+}
+
+// reload reads the file and loads what changed. At start-up (strict) any
+// error fails; later, a plugin that does not load keeps its running
+// version.
+func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	cur := d.current.Load()
+	if !strict && d.stamp == d.fileStamp(cur.file()) {
+		return nil
+	}
+	f, err := d.readFile()
+	if err != nil {
+		d.stamp = d.fileStamp(cur.file()) // do not retry until the files change again
+		d.m.reloads.WithLabelValues("failed").Inc()
+		return err
+	}
+	stamp := d.fileStamp(f)
+	next := &set{}
+	var errs []error
+	var retired []*loaded
+	for _, conf := range f.Plugins {
+		old := cur.find(conf.Name)
+		l, err := d.load(ctx, conf, old)
+		switch {
+		case err == nil:
+			next.plugins = append(next.plugins, l)
+			if old != nil && old != l {
+				retired = append(retired, old)
+			}
+		case old != nil && !strict:
+			d.log.Error("plugin not reloaded; its running version stays", "plugin", conf.Name, "err", err)
+			next.plugins = append(next.plugins, old)
+			errs = append(errs, err)
+		default:
+			errs = append(errs, err)
+		}
+	}
+	if strict && len(errs) > 0 {
+		for _, l := range next.plugins {
+			_ = l.p.Close(ctx)
+		}
+		return errors.Join(errs...)
+	}
+	for _, l := range cur.plugins {
+		if next.find(l.conf.Name) == nil {
+			retired = append(retired, l)
+		}
+	}
+	d.current.Store(next)
+	d.stamp = stamp
+	d.m.loaded.Set(float64(len(next.plugins)))
+	for _, l := range retired {
+		go func() {
+			// Calls in flight finish on the old version.
+			if err := l.p.Close(context.Background()); err != nil {
+				d.log.Warn("closing a replaced plugin", "plugin", l.conf.Name, "err", err)
+			}
+		}()
+	}
+	if !strict {
+		outcome := "ok"
+		if len(errs) > 0 {
+			outcome = "partial"
+		}
+		d.m.reloads.WithLabelValues(outcome).Inc()
+		d.log.Info("plugins reloaded", "plugins", next.names(), "replaced", len(retired))
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Dispatcher) readFile() (*pluginconf.File, error) {
+	if _, err := os.Stat(d.opts.Path); errors.Is(err, os.ErrNotExist) {
+		return &pluginconf.File{}, nil
+	}
+	return pluginconf.Load(d.opts.Path)
+}
+
+func (s *set) find(name string) *loaded {
+	for _, l := range s.plugins {
+		if l.conf.Name == name {
+			return l
+		}
+	}
+	return nil
+}
+
+func (s *set) names() []string {
+	var n []string
+	for _, l := range s.plugins {
+		n = append(n, l.conf.Name)
+	}
+	return n
+}
+
+// file rebuilds the list of modules of the running set, for the stamp.
+func (s *set) file() *pluginconf.File {
+	f := &pluginconf.File{}
+	for _, l := range s.plugins {
+		f.Plugins = append(f.Plugins, l.conf)
+	}
+	return f
+}
+
+// load returns old when neither its entry nor its module changed, else a
+// newly compiled version.
+func (d *Dispatcher) load(ctx context.Context, conf pluginconf.Plugin, old *loaded) (*loaded, error) {
+	wasm, err := os.ReadFile(conf.Wasm)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: wasm: %w", conf.Name, err)
+	}
+	sum := sha256.Sum256(wasm)
+	hexsum := hex.EncodeToString(sum[:])
+	if conf.SHA256 != "" && conf.SHA256 != hexsum {
+		return nil, fmt.Errorf("plugin %s: sha256: %s has sha256 %s, plugins.yaml pins %s", conf.Name, conf.Wasm, hexsum, conf.SHA256)
+	}
+	if old != nil && old.sum == hexsum && sameConf(old.conf, conf) {
+		return old, nil
+	}
+	allow, err := egress.ParseAllowlist(conf.Allow)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: allow: %w", conf.Name, err)
+	}
+	l := &loaded{conf: conf, sum: hexsum, allow: allow}
+	p, err := plugin.Load(ctx, wasm, plugin.Options{
+		Name:        conf.Name,
+		Limits:      plugin.Limits(conf.Limits),
+		Config:      conf.Config,
+		CheckAction: l.check,
+		Cache:       d.cache,
+		Logger:      d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.p = p
+	d.secretsMu.Lock()
+	d.secrets[conf.Name] = conf.Secrets
+	d.secretsMu.Unlock()
+	return l, nil
+}
+
+func sameConf(a, b pluginconf.Plugin) bool {
+	return fmt.Sprintf("%#v", a) == fmt.Sprintf("%#v", b)
+}
+
+// check vets an action as the plugin emits it: the destination must be in
+// its allow-list and a signing secret must be one it was given.
+func (l *loaded) check(a *plugin.Action) error {
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		return fmt.Errorf("url %q: %w", a.URL, err)
+	}
+	if err := l.allow.Check(u); err != nil {
+		return err
+	}
+	if a.Sign != nil {
+		if _, ok := l.conf.Secrets[a.Sign.Secret]; !ok {
+			return fmt.Errorf("secret %q is not one of this plugin's secrets in plugins.yaml", a.Sign.Secret)
+		}
+	}
+	return nil
+}
+
+// Secret resolves a plugin's secret by name when a request is signed.
+func (d *Dispatcher) Secret(pluginName, name string) ([]byte, error) {
+	d.secretsMu.RLock()
+	ref, ok := d.secrets[pluginName][name]
+	d.secretsMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("plugin %s has no secret %q", pluginName, name)
+	}
+	v, err := ref.Value()
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s secret %s: %w", pluginName, name, err)
+	}
+	return v, nil
+}
+
+// Handle is the pipeline's sink: it runs the plugins on each event and
+// stores every request they ask for in one durable write.
+func (d *Dispatcher) Handle(ctx context.Context, events []*event.Event, log *slog.Logger) error {
+	s := d.current.Load()
+	if len(s.plugins) == 0 {
+		return nil
+	}
+	var ds []deliver.Delivery
+	for _, ev := range events {
+		owned := ev.Meet != nil && ev.Meet.Owned
+		var body []byte
+		for _, l := range s.plugins {
+			if !l.conf.Receives(ev.Type, owned) {
+				continue
+			}
+			if body == nil {
+				var err error
+				if body, err = ev.MarshalJSON(); err != nil {
+					return fmt.Errorf("encode event %s for plugins: %w", ev.ID, err)
+				}
+			}
+			actions, err := d.call(ctx, l, body, log)
+			if err != nil {
+				if l.conf.Failure == pluginconf.FailureHold {
+					return err
+				}
+				log.Error("plugin failed; event skipped for it (failure: skip)", "plugin", l.conf.Name, "err", err)
+				continue
+			}
+			for i, a := range actions {
+				ds = append(ds, delivery(ev, l.conf, i, a))
+			}
+		}
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	if err := d.opts.Outbox.Enqueue(ctx, ds); err != nil {
+		return fmt.Errorf("store %d plugin requests: %w", len(ds), err)
+	}
+	return nil
+}
+
+func (d *Dispatcher) call(ctx context.Context, l *loaded, body []byte, log *slog.Logger) ([]plugin.Action, error) {
+	var err error
+	for attempt := 1; attempt <= callAttempts; attempt++ {
+		start := time.Now()
+		var actions []plugin.Action
+		actions, err = l.p.Call(ctx, body, log)
+		d.m.seconds.WithLabelValues(l.conf.Name).Observe(time.Since(start).Seconds())
+		d.m.instances.WithLabelValues(l.conf.Name).Set(float64(l.p.Instances()))
+		if err == nil {
+			d.m.calls.WithLabelValues(l.conf.Name, "ok").Inc()
+			return actions, nil
+		}
+		kind := "error"
+		var ce *plugin.CallError
+		if errors.As(err, &ce) {
+			kind = ce.Kind
+		}
+		d.m.calls.WithLabelValues(l.conf.Name, kind).Inc()
+		log.Warn("plugin call failed", "plugin", l.conf.Name, "attempt", attempt, "kind", kind, "err", err)
+		if errors.Is(err, plugin.ErrClosed) {
+			// Replaced while we waited: the new version takes it.
+			if nl := d.current.Load().find(l.conf.Name); nl != nil && nl != l {
+				l = nl
+				attempt--
+				continue
+			}
+		}
+		if ctx.Err() != nil || kind == plugin.KindOutput || kind == plugin.KindError {
+			break // the plugin's own verdict: trying again changes nothing
+		}
+	}
+	return nil, err
+}
+
+// delivery turns the n-th action of a plugin for an event into an outbox
+// entry whose id is stable, so a replayed event does not send twice.
+func delivery(ev *event.Event, conf pluginconf.Plugin, n int, a plugin.Action) deliver.Delivery {
+	id := ev.ID + "/" + conf.Name + "/" + strconv.Itoa(n)
+	d := deliver.Delivery{
+		ID:             id,
+		Plugin:         conf.Name,
+		EventID:        ev.ID,
+		Resource:       a.Resource,
+		Method:         a.Method,
+		URL:            a.URL,
+		Header:         slices.Clone(a.Headers),
+		Body:           a.Body,
+		IdempotencyKey: a.IdempotencyKey,
+		Policy: deliver.Policy{
+			Attempts:   conf.Delivery.Attempts,
+			Backoff:    conf.Delivery.Backoff,
+			MaxBackoff: conf.Delivery.MaxBackoff,
+			Schedule:   conf.Delivery.Schedule,
+			Timeout:    conf.Delivery.Timeout,
+			Allow:      conf.Allow,
+		},
+	}
+	if d.Resource == "" {
+		d.Resource = ev.OrderKey()
+	}
+	if d.IdempotencyKey == "" {
+		d.IdempotencyKey = id
+	}
+	if s := a.Sign; s != nil {
+		d.Sign = &deliver.Sign{Scheme: s.Scheme, Secret: s.Secret, Header: s.Header,
+			TimestampHeader: s.TimestampHeader, Template: s.Template, Timestamp: s.Timestamp}
+	}
+	return d
+}

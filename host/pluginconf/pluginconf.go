@@ -1,0 +1,443 @@
+// Package pluginconf reads plugins.yaml: which plugins run, on which
+// events, with what configuration, secrets, destinations and limits. A file
+// is checked as a whole; every error names the plugin and the field.
+package pluginconf
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lkedge/lkedge/host/egress"
+)
+
+// File is a checked plugins.yaml.
+type File struct {
+	Plugins []Plugin
+}
+
+// Rooms selects which rooms' events a plugin receives.
+const (
+	RoomsMeet = "meet" // rooms owned by OpenVidu Meet (the default)
+	RoomsAll  = "all"
+)
+
+// Failure policies: what happens to an event when a plugin call fails after
+// its retries.
+const (
+	// FailureSkip logs and counts the failure and goes on: one broken
+	// plugin never holds up a room's events.
+	FailureSkip = "skip"
+	// FailureHold fails the event, so lkedge retries it with back-off and
+	// finally keeps it in the journal's failed records.
+	FailureHold = "hold"
+)
+
+// Plugin is one checked plugin entry.
+type Plugin struct {
+	Name string
+	// Wasm is the module's path, resolved against the file's folder.
+	Wasm string
+	// SHA256 pins the module's content when set (lower-case hex).
+	SHA256 string
+	// Events are the event types it receives; "*" means all.
+	Events []string
+	Rooms  string
+	// Config holds the resolved plain values the plugin can read.
+	Config map[string]string
+	// Secrets maps the names the plugin may sign with to where the values
+	// live; values are read only when a request is signed.
+	Secrets map[string]SecretRef
+	// Allow is the egress allow-list (host/egress syntax), with config:KEY
+	// entries resolved to the origin of that config value.
+	Allow    []string
+	Limits   Limits
+	Failure  string
+	Delivery Delivery
+}
+
+// Limits bound a plugin's calls.
+type Limits struct {
+	Memory         uint64
+	Timeout        time.Duration
+	Instances      int
+	MaxActions     int
+	MaxActionBytes int
+}
+
+// Delivery is the plugin's retry policy for its requests; zero values
+// take the host's defaults (OpenVidu Meet's: 6 attempts, 300 ms doubling,
+// 5 s per attempt).
+type Delivery struct {
+	Attempts   int
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	Schedule   []time.Duration
+	Timeout    time.Duration
+}
+
+// SecretRef says where a secret's value lives.
+type SecretRef struct {
+	Env  string
+	File string
+}
+
+// Value reads the secret now, so a rotated secret is picked up without a
+// reload.
+func (r SecretRef) Value() ([]byte, error) {
+	if r.Env != "" {
+		v, ok := os.LookupEnv(r.Env)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("environment variable %s is not set", r.Env)
+		}
+		return []byte(v), nil
+	}
+	b, err := os.ReadFile(r.File)
+	if err != nil {
+		return nil, fmt.Errorf("read secret file: %w", err)
+	}
+	return bytes.TrimRight(b, "\r\n"), nil
+}
+
+// Receives tells whether the plugin subscribed to events of type typ in a
+// room Meet owns or not.
+func (p *Plugin) Receives(typ string, meetOwned bool) bool {
+	if p.Rooms == RoomsMeet && !meetOwned {
+		return false
+	}
+	for _, e := range p.Events {
+		if e == "*" || e == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// The YAML shapes. Scalars that may come from the environment are
+// valueNodes.
+type fileYAML struct {
+	Plugins []pluginYAML `yaml:"plugins"`
+}
+
+type pluginYAML struct {
+	Name     string                `yaml:"name"`
+	Wasm     string                `yaml:"wasm"`
+	SHA256   string                `yaml:"sha256"`
+	Events   []string              `yaml:"events"`
+	Rooms    string                `yaml:"rooms"`
+	Config   map[string]valueYAML  `yaml:"config"`
+	Secrets  map[string]secretYAML `yaml:"secrets"`
+	Allow    []string              `yaml:"allow"`
+	Limits   limitsYAML            `yaml:"limits"`
+	Failure  string                `yaml:"failure"`
+	Delivery deliveryYAML          `yaml:"delivery"`
+}
+
+type limitsYAML struct {
+	Memory         string `yaml:"memory"`
+	Timeout        string `yaml:"timeout"`
+	Instances      int    `yaml:"instances"`
+	MaxActions     int    `yaml:"maxActions"`
+	MaxActionBytes int    `yaml:"maxActionBytes"`
+}
+
+type deliveryYAML struct {
+	Attempts   int      `yaml:"attempts"`
+	Backoff    string   `yaml:"backoff"`
+	MaxBackoff string   `yaml:"maxBackoff"`
+	Schedule   []string `yaml:"schedule"`
+	Timeout    string   `yaml:"timeout"`
+}
+
+// valueYAML is a config value: a plain scalar, or {env: NAME, default: V}.
+type valueYAML struct {
+	plain   *string
+	Env     string  `yaml:"env"`
+	Default *string `yaml:"default"`
+}
+
+func (v *valueYAML) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		s := n.Value
+		v.plain = &s
+		return nil
+	}
+	type plain valueYAML
+	var p plain
+	if err := decodeStrict(n, &p); err != nil {
+		return err
+	}
+	if p.Env == "" {
+		return errors.New("a config value is a string or {env: NAME, default: VALUE}")
+	}
+	*v = valueYAML(p)
+	return nil
+}
+
+// secretYAML is {env: NAME} or {file: PATH}; a plain string is refused so
+// that no secret sits in plugins.yaml in clear.
+type secretYAML struct {
+	Env  string `yaml:"env"`
+	File string `yaml:"file"`
+}
+
+func (s *secretYAML) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		return errors.New("a secret must be {env: NAME} or {file: PATH}, never its value in plugins.yaml")
+	}
+	type plain secretYAML
+	var p plain
+	if err := decodeStrict(n, &p); err != nil {
+		return err
+	}
+	if (p.Env == "") == (p.File == "") {
+		return errors.New("a secret needs exactly one of env or file")
+	}
+	*s = secretYAML(p)
+	return nil
+}
+
+func decodeStrict(n *yaml.Node, v any) error {
+	// yaml.Node.Decode does not refuse unknown fields; re-encode and decode
+	// strictly so a typo in a key is an error, not a silent default.
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Load reads and checks the file at path.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("plugins file: %w", err)
+	}
+	f, err := Parse(b, filepath.Dir(path), os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Parse checks a plugins.yaml; dir resolves relative wasm paths and lookup
+// reads the environment.
+func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*File, error) {
+	var raw fileYAML
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) { // an empty file has no plugins
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	f := &File{}
+	seen := map[string]bool{}
+	var errs []error
+	for i, rp := range raw.Plugins {
+		p, err := check(rp, dir, lookup)
+		if err != nil {
+			name := rp.Name
+			if name == "" {
+				name = fmt.Sprintf("#%d", i+1)
+			}
+			errs = append(errs, fmt.Errorf("plugin %s: %w", name, err))
+			continue
+		}
+		if seen[p.Name] {
+			errs = append(errs, fmt.Errorf("plugin %s: name used twice", p.Name))
+			continue
+		}
+		seen[p.Name] = true
+		f.Plugins = append(f.Plugins, p)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return f, nil
+}
+
+func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugin, error) {
+	p := Plugin{Name: rp.Name, SHA256: strings.ToLower(rp.SHA256), Events: rp.Events, Rooms: rp.Rooms, Failure: rp.Failure}
+	if !nameRE.MatchString(p.Name) {
+		return p, fmt.Errorf("name: %q must be lower-case letters, digits and dashes", p.Name)
+	}
+	if rp.Wasm == "" {
+		return p, errors.New("wasm: the module's path is required")
+	}
+	p.Wasm = rp.Wasm
+	if !filepath.IsAbs(p.Wasm) {
+		p.Wasm = filepath.Join(dir, p.Wasm)
+	}
+	if p.SHA256 != "" {
+		if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != sha256.Size {
+			return p, fmt.Errorf("sha256: %q is not 64 hex digits", rp.SHA256)
+		}
+	}
+	if len(p.Events) == 0 {
+		return p, errors.New(`events: list the event types it receives, or "*"`)
+	}
+	for _, e := range p.Events {
+		if e == "" {
+			return p, errors.New("events: empty event name")
+		}
+	}
+	switch p.Rooms {
+	case "":
+		p.Rooms = RoomsMeet
+	case RoomsMeet, RoomsAll:
+	default:
+		return p, fmt.Errorf("rooms: %q is not meet or all", p.Rooms)
+	}
+	switch p.Failure {
+	case "":
+		p.Failure = FailureSkip
+	case FailureSkip, FailureHold:
+	default:
+		return p, fmt.Errorf("failure: %q is not skip or hold", p.Failure)
+	}
+	p.Config = map[string]string{}
+	for k, v := range rp.Config {
+		switch {
+		case v.plain != nil:
+			p.Config[k] = *v.plain
+		default:
+			if val, ok := lookup(v.Env); ok && val != "" {
+				p.Config[k] = val
+			} else if v.Default != nil {
+				p.Config[k] = *v.Default
+			}
+		}
+	}
+	p.Secrets = map[string]SecretRef{}
+	for k, s := range rp.Secrets {
+		ref := SecretRef{Env: s.Env, File: s.File}
+		if ref.File != "" && !filepath.IsAbs(ref.File) {
+			ref.File = filepath.Join(dir, ref.File)
+		}
+		p.Secrets[k] = ref
+	}
+	for _, a := range rp.Allow {
+		key, isConfig := strings.CutPrefix(a, "config:")
+		if !isConfig {
+			p.Allow = append(p.Allow, a)
+			continue
+		}
+		v, ok := p.Config[key]
+		if !ok || v == "" {
+			continue // nothing configured, nothing allowed
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" {
+			return p, fmt.Errorf("allow: %s: config %s = %q is not an absolute URL", a, key, v)
+		}
+		p.Allow = append(p.Allow, u.Scheme+"://"+u.Host)
+	}
+	if _, err := egress.ParseAllowlist(p.Allow); err != nil {
+		return p, fmt.Errorf("allow: %w", err)
+	}
+	var err error
+	if p.Limits, err = checkLimits(rp.Limits); err != nil {
+		return p, err
+	}
+	if p.Delivery, err = checkDelivery(rp.Delivery); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+func checkLimits(l limitsYAML) (Limits, error) {
+	out := Limits{Instances: l.Instances, MaxActions: l.MaxActions, MaxActionBytes: l.MaxActionBytes}
+	if l.Memory != "" {
+		n, err := parseBytes(l.Memory)
+		if err != nil {
+			return out, fmt.Errorf("limits.memory: %w", err)
+		}
+		if n < 4<<20 {
+			return out, fmt.Errorf("limits.memory: %s is below the 4MiB a Go plugin needs", l.Memory)
+		}
+		out.Memory = n
+	}
+	var err error
+	if out.Timeout, err = duration("limits.timeout", l.Timeout); err != nil {
+		return out, err
+	}
+	if out.Instances < 0 || out.MaxActions < 0 || out.MaxActionBytes < 0 {
+		return out, errors.New("limits: counts cannot be negative")
+	}
+	return out, nil
+}
+
+func checkDelivery(d deliveryYAML) (Delivery, error) {
+	out := Delivery{Attempts: d.Attempts}
+	var err error
+	if out.Backoff, err = duration("delivery.backoff", d.Backoff); err != nil {
+		return out, err
+	}
+	if out.MaxBackoff, err = duration("delivery.maxBackoff", d.MaxBackoff); err != nil {
+		return out, err
+	}
+	if out.Timeout, err = duration("delivery.timeout", d.Timeout); err != nil {
+		return out, err
+	}
+	for i, s := range d.Schedule {
+		v, err := duration(fmt.Sprintf("delivery.schedule[%d]", i), s)
+		if err != nil {
+			return out, err
+		}
+		out.Schedule = append(out.Schedule, v)
+	}
+	if out.Attempts < 0 {
+		return out, errors.New("delivery.attempts: cannot be negative")
+	}
+	if len(out.Schedule) > 0 && out.Attempts != 0 && out.Attempts != len(out.Schedule)+1 {
+		return out, fmt.Errorf("delivery.attempts: %d disagrees with a schedule of %d waits (attempts = waits + 1)", out.Attempts, len(out.Schedule))
+	}
+	return out, nil
+}
+
+func duration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: %q is not a positive duration like 500ms or 2h", field, s)
+	}
+	return d, nil
+}
+
+var bytesRE = regexp.MustCompile(`^(\d+)\s*(B|KiB|MiB|GiB)?$`)
+
+func parseBytes(s string) (uint64, error) {
+	m := bytesRE.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size like 64MiB", s)
+	}
+	var n uint64
+	if _, err := fmt.Sscan(m[1], &n); err != nil {
+		return 0, fmt.Errorf("%q: %w", s, err)
+	}
+	switch m[2] {
+	case "KiB":
+		n <<= 10
+	case "MiB":
+		n <<= 20
+	case "GiB":
+		n <<= 30
+	}
+	return n, nil
+}

@@ -1,0 +1,102 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/lkedge/lkedge/host/deliver"
+)
+
+// adminHandler is the operator API behind lkedge dlq:
+//
+//	GET  /dlq?since=RFC3339&limit=N  dead letters, oldest first
+//	GET  /dlq/show?id=ID             one dead letter
+//	POST /dlq/replay?id=ID           send one again
+//	POST /dlq/replay?since=RFC3339   send again all dead since then
+func adminHandler(o *deliver.Outbox) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /dlq", func(w http.ResponseWriter, r *http.Request) {
+		since, err := sinceParam(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		limit := 0
+		if l := r.URL.Query().Get("limit"); l != "" {
+			if limit, err = strconv.Atoi(l); err != nil || limit < 0 {
+				http.Error(w, "limit: not a non-negative integer", http.StatusBadRequest)
+				return
+			}
+		}
+		dls, err := o.DeadLetters(since, limit)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, dls)
+	})
+	mux.HandleFunc("GET /dlq/show", func(w http.ResponseWriter, r *http.Request) {
+		dl, err := o.DeadLetter(r.URL.Query().Get("id"))
+		if errors.Is(err, deliver.ErrNotFound) {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		} else if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, dl)
+	})
+	mux.HandleFunc("POST /dlq/replay", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		switch {
+		case q.Get("id") != "":
+			err := o.Replay(r.Context(), q.Get("id"))
+			if errors.Is(err, deliver.ErrNotFound) {
+				http.Error(w, err.Error(), http.StatusNotFound)
+				return
+			} else if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			writeJSON(w, map[string]int{"replayed": 1})
+		case q.Get("since") != "":
+			since, err := sinceParam(r)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			n, err := o.ReplaySince(r.Context(), since)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			writeJSON(w, map[string]int{"replayed": n})
+		default:
+			http.Error(w, "replay needs id or since", http.StatusBadRequest)
+		}
+	})
+	return mux
+}
+
+func sinceParam(r *http.Request) (time.Time, error) {
+	s := r.URL.Query().Get("since")
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("since: %q is not an RFC 3339 time", s)
+	}
+	return t, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
