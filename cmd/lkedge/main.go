@@ -5,6 +5,7 @@
 //	lkedge send  [--config FILE] [--url URL] FILE
 //	                                      sign a webhook body with the configured key and POST it
 //	lkedge lock  acquire|release|list ...  the recording locks (with LKEDGE_COORDINATOR=consul)
+//	lkedge dlq   list|show|replay ...      dead letters of outbound requests
 package main
 
 import (
@@ -37,6 +38,10 @@ const usage = `usage:
   lkedge lock release [--force] ROOM           release it unless LiveKit reports an active
                                                egress in ROOM (--force: release anyway)
   lkedge lock list                             list the recording locks
+  lkedge dlq list [--since T] [--limit N] [--json]
+                                               requests that failed every attempt
+  lkedge dlq show ID                           one of them, in full
+  lkedge dlq replay ID | --since T             send them again (T: RFC 3339 or e.g. 2h)
 ` + "`" + `lkedge lock` + "`" + ` needs LKEDGE_COORDINATOR=consul: the in-process coordinator
 lives inside one lkedge process.
 
@@ -57,6 +62,8 @@ func main() {
 		err = send(os.Args[2:], os.Stdout)
 	case "lock":
 		err = lock(os.Args[2:], os.Stdout)
+	case "dlq":
+		err = dlq(os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
