@@ -126,10 +126,6 @@ func (p *Plugin) Receives(typ string, meetOwned bool) bool {
 
 // The YAML shapes. Scalars that may come from the environment are
 // valueNodes.
-type fileYAML struct {
-	Plugins []pluginYAML `yaml:"plugins"`
-}
-
 type pluginYAML struct {
 	Name     string                `yaml:"name"`
 	Wasm     string                `yaml:"wasm"`
@@ -238,7 +234,11 @@ func Load(path string) (*File, error) {
 // Parse checks a plugins.yaml; dir resolves relative wasm paths and lookup
 // reads the environment.
 func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*File, error) {
-	var raw fileYAML
+	// Each entry is decoded on its own, so that an error, even one from
+	// deep inside an entry, names the plugin it is in.
+	var raw struct {
+		Plugins []yaml.Node `yaml:"plugins"`
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) { // an empty file has no plugins
@@ -247,13 +247,15 @@ func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*File, 
 	f := &File{}
 	seen := map[string]bool{}
 	var errs []error
-	for i, rp := range raw.Plugins {
+	for i, node := range raw.Plugins {
+		name := entryName(&node, i)
+		var rp pluginYAML
+		if err := decodeStrict(&node, &rp); err != nil {
+			errs = append(errs, fmt.Errorf("plugin %s (line %d): %w", name, node.Line, err))
+			continue
+		}
 		p, err := check(rp, dir, lookup)
 		if err != nil {
-			name := rp.Name
-			if name == "" {
-				name = fmt.Sprintf("#%d", i+1)
-			}
 			errs = append(errs, fmt.Errorf("plugin %s: %w", name, err))
 			continue
 		}
@@ -268,6 +270,18 @@ func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*File, 
 		return nil, errors.Join(errs...)
 	}
 	return f, nil
+}
+
+// entryName is the name of the i-th entry, or its position if it has none.
+func entryName(n *yaml.Node, i int) string {
+	if n.Kind == yaml.MappingNode {
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			if n.Content[j].Value == "name" && n.Content[j+1].Value != "" {
+				return n.Content[j+1].Value
+			}
+		}
+	}
+	return fmt.Sprintf("#%d", i+1)
 }
 
 func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugin, error) {

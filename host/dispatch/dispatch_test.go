@@ -1,0 +1,295 @@
+package dispatch
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lkedge/lkedge/host/deliver"
+	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/plugin/plugintest"
+)
+
+// outbox records what would be stored.
+type outbox struct {
+	mu sync.Mutex
+	ds []deliver.Delivery
+}
+
+func (o *outbox) Enqueue(_ context.Context, ds []deliver.Delivery) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.ds = append(o.ds, ds...)
+	return nil
+}
+
+func (o *outbox) take() []deliver.Delivery {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ds := o.ds
+	o.ds = nil
+	return ds
+}
+
+func loadEvent(t *testing.T, name string, owned bool) *event.Event {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("../../testdata/events", name+".webhook.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := event.FromWebhook(b, time.UnixMilli(1745318190000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Meet = &event.Meet{Owned: owned, RoomID: "room-123"}
+	return ev
+}
+
+// setup writes the test plugins and plugins.yaml into a folder.
+func setup(t *testing.T, yaml string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, src := range map[string]string{"typical.wasm": "typical", "misbehave.wasm": "misbehave"} {
+		if err := os.WriteFile(filepath.Join(dir, name), plugintest.Build(t, "../plugin/testdata/plugins/"+src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(dir, "plugins.yaml"), yaml)
+	return dir
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cacheDir is shared by the tests so that each module compiles once.
+var cacheDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lkedge-dispatch-cache")
+	if err != nil {
+		panic(err)
+	}
+	cacheDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func newDispatcher(t *testing.T, dir string, out Outbox) *Dispatcher {
+	t.Helper()
+	d, err := New(context.Background(), Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: out, Poll: 20 * time.Millisecond, CacheDir: cacheDir,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(context.Background()) })
+	return d
+}
+
+func TestHandleRoutesEventsToSubscribers(t *testing.T) {
+	dir := setup(t, `plugins:
+  - name: meet-egress
+    wasm: typical.wasm
+    events: [egress_updated]
+    config: {url: "https://hooks.example.com/a"}
+    secrets: {key: {env: SOME_KEY}}
+    allow: ["config:url"]
+    delivery: {attempts: 3, backoff: 1s}
+  - name: everything
+    wasm: typical.wasm
+    events: ["*"]
+    rooms: all
+    config: {url: "https://hooks.example.com/b"}
+    secrets: {key: {env: SOME_KEY}}
+    allow: ["https://hooks.example.com"]
+`)
+	out := &outbox{}
+	d := newDispatcher(t, dir, out)
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		event  *event.Event
+		wantTo []string
+	}{
+		{loadEvent(t, "egress_updated", true), []string{"https://hooks.example.com/a", "https://hooks.example.com/b"}},
+		{loadEvent(t, "egress_updated", false), []string{"https://hooks.example.com/b"}},
+		{loadEvent(t, "participant_joined", true), []string{"https://hooks.example.com/b"}},
+	} {
+		if err := d.Handle(context.Background(), []*event.Event{tc.event}, log); err != nil {
+			t.Fatal(err)
+		}
+		ds := out.take()
+		var to []string
+		for _, x := range ds {
+			to = append(to, x.URL)
+		}
+		if strings.Join(to, " ") != strings.Join(tc.wantTo, " ") {
+			t.Errorf("%s (owned %v) went to %v, want %v", tc.event.Type, tc.event.Meet.Owned, to, tc.wantTo)
+		}
+	}
+	if err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, log); err != nil {
+		t.Fatal(err)
+	}
+	x := out.take()[0]
+	want := deliver.Delivery{ID: "EV_x1/meet-egress/0", Plugin: "meet-egress", EventID: "EV_x1", Resource: "room:room-123",
+		Method: "POST", URL: "https://hooks.example.com/a", IdempotencyKey: "EV_x1/meet-egress/0"}
+	if x.ID != want.ID || x.Plugin != want.Plugin || x.EventID != want.EventID || x.Resource != want.Resource ||
+		x.Method != want.Method || x.IdempotencyKey != want.IdempotencyKey {
+		t.Errorf("delivery = %+v, want %+v", x, want)
+	}
+	if x.Sign == nil || x.Sign.Scheme != deliver.SchemeHMACSHA256Hex || x.Sign.Secret != "key" {
+		t.Errorf("sign = %+v", x.Sign)
+	}
+	if x.Policy.Attempts != 3 || x.Policy.Backoff != time.Second || strings.Join(x.Policy.Allow, ",") != "https://hooks.example.com" {
+		t.Errorf("policy = %+v", x.Policy)
+	}
+}
+
+func TestFailurePolicy(t *testing.T) {
+	for _, tc := range []struct {
+		failure string
+		wantErr bool
+	}{{"skip", false}, {"hold", true}} {
+		t.Run(tc.failure, func(t *testing.T) {
+			dir := setup(t, `plugins:
+  - name: broken
+    wasm: misbehave.wasm
+    events: ["*"]
+    config: {mode: panic}
+    failure: `+tc.failure+`
+  - name: fine
+    wasm: typical.wasm
+    events: ["*"]
+    config: {url: "https://hooks.example.com/a"}
+    secrets: {key: {env: SOME_KEY}}
+    allow: ["config:url"]
+`)
+			out := &outbox{}
+			d := newDispatcher(t, dir, out)
+			err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, slog.New(slog.DiscardHandler))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Handle = %v, want error %v", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				if !strings.Contains(err.Error(), "plugin broken") || !strings.Contains(err.Error(), "panic: boom from plugin") {
+					t.Errorf("error %q should name the plugin and carry its panic", err)
+				}
+				return
+			}
+			if ds := out.take(); len(ds) != 1 || ds[0].Plugin != "fine" {
+				t.Errorf("stored %+v, want the fine plugin's request", ds)
+			}
+		})
+	}
+}
+
+// TestReload edits plugins.yaml and the module under a running
+// dispatcher: good edits take effect without a restart, bad ones leave the
+// running version in place.
+func TestReload(t *testing.T) {
+	conf := func(url string) string {
+		return `plugins:
+  - name: hook
+    wasm: typical.wasm
+    events: ["*"]
+    config: {url: "` + url + `"}
+    secrets: {key: {env: SOME_KEY}}
+    allow: ["config:url"]
+`
+	}
+	dir := setup(t, conf("https://a.example.com/hook"))
+	out := &outbox{}
+	d := newDispatcher(t, dir, out)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	ev := loadEvent(t, "egress_updated", true)
+	sendsTo := func() string {
+		if err := d.Handle(context.Background(), []*event.Event{ev}, slog.New(slog.DiscardHandler)); err != nil {
+			return "error: " + err.Error()
+		}
+		ds := out.take()
+		if len(ds) == 0 {
+			return "nothing"
+		}
+		return ds[0].URL
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for got := sendsTo(); got != want; got = sendsTo() {
+			if time.Now().After(deadline) {
+				t.Fatalf("sends to %q, want %q", got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("https://a.example.com/hook")
+
+	writeFile(t, filepath.Join(dir, "plugins.yaml"), conf("https://b.example.com/hook"))
+	waitFor("https://b.example.com/hook")
+
+	// A module that does not compile keeps the running version.
+	typical, _ := os.ReadFile(filepath.Join(dir, "typical.wasm"))
+	writeFile(t, filepath.Join(dir, "typical.wasm"), "not wasm")
+	writeFile(t, filepath.Join(dir, "plugins.yaml"), conf("https://c.example.com/hook"))
+	time.Sleep(200 * time.Millisecond)
+	waitFor("https://b.example.com/hook")
+
+	// Broken YAML too.
+	writeFile(t, filepath.Join(dir, "plugins.yaml"), "plugins: [")
+	time.Sleep(200 * time.Millisecond)
+	waitFor("https://b.example.com/hook")
+
+	// Fixed again: the new module and config take over.
+	writeFile(t, filepath.Join(dir, "typical.wasm"), string(typical))
+	writeFile(t, filepath.Join(dir, "plugins.yaml"), conf("https://c.example.com/hook"))
+	waitFor("https://c.example.com/hook")
+
+	writeFile(t, filepath.Join(dir, "plugins.yaml"), "plugins: []\n")
+	waitFor("nothing")
+}
+
+func TestStartupRefusesBadPlugins(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"pin mismatch", `plugins:
+  - name: pinned
+    wasm: typical.wasm
+    sha256: "0000000000000000000000000000000000000000000000000000000000000000"
+    events: ["*"]
+`, "plugin pinned: sha256"},
+		{"missing module", `plugins:
+  - name: gone
+    wasm: nowhere.wasm
+    events: ["*"]
+`, "plugin gone: wasm"},
+		{"secret in clear", `plugins:
+  - name: leaky
+    wasm: typical.wasm
+    events: ["*"]
+    secrets: {key: "s3cr3t"}
+`, "plugin leaky"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := setup(t, tc.yaml)
+			_, err := New(context.Background(), Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: &outbox{}, CacheDir: cacheDir})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
