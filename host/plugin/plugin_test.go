@@ -9,8 +9,10 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,5 +263,76 @@ func TestSpinningPluginDoesNotStallGC(t *testing.T) {
 	}
 	if err := <-done; err == nil || !strings.Contains(err.Error(), "time limit") {
 		t.Errorf("Call = %v, want a timeout", err)
+	}
+}
+
+// TestMisbehaviourDoesNotSlowOthers runs a well-behaved plugin while a
+// stream of misbehaving ones loops, bombs memory, panics, deadlocks and
+// floods next to it: the good plugin's median latency stays within 2x of
+// what it is alone.
+func TestMisbehaviourDoesNotSlowOthers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures latency")
+	}
+	ctx := context.Background()
+	event := readEvent(t)
+	good, err := Load(ctx, plugintest.Build(t, "testdata/plugins/typical"), Options{
+		Cache: testCache, Name: "good", Config: map[string]string{"url": "https://example.com/hook"}, Limits: Limits{Instances: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close(ctx)
+	var bad []*Plugin
+	for _, mode := range []string{"loop", "membomb", "panic", "deadlock", "flood", "huge", "malformed", "outside", "metadata"} {
+		p, err := Load(ctx, plugintest.Build(t, "testdata/plugins/misbehave"), Options{
+			Cache: testCache, Name: "bad-" + mode, Config: map[string]string{"mode": mode}, CheckAction: allowExampleCom,
+			Limits: Limits{Timeout: 100 * time.Millisecond, Memory: 32 << 20, Instances: 1},
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close(ctx)
+		bad = append(bad, p)
+	}
+	median := func(window time.Duration) time.Duration {
+		var d []time.Duration
+		for end := time.Now().Add(window); time.Now().Before(end); {
+			start := time.Now()
+			if _, err := good.Call(ctx, event, nil); err != nil {
+				t.Fatal(err)
+			}
+			d = append(d, time.Since(start))
+		}
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
+	alone := median(300 * time.Millisecond)
+	stop := make(chan struct{})
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := bad[i%len(bad)].Call(ctx, event, nil); err != nil {
+				failures.Add(1)
+			}
+		}
+	})
+	time.Sleep(50 * time.Millisecond)
+	crowded := median(2 * time.Second) // every misbehaviour gets its turn
+	close(stop)
+	wg.Wait()
+	t.Logf("good plugin median: alone %s, next to misbehaving plugins %s (%d bad calls failed meanwhile)", alone, crowded, failures.Load())
+	if n := failures.Load(); n < int64(len(bad)) {
+		t.Fatalf("only %d misbehaving calls ran", n)
+	}
+	if crowded > 2*alone {
+		t.Errorf("median latency %s next to misbehaving plugins, over 2x the %s alone", crowded, alone)
 	}
 }
