@@ -3,7 +3,9 @@ package service
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/lkedge/lkedge/host/internal/testserver"
 	"github.com/lkedge/lkedge/host/journal"
 	"github.com/lkedge/lkedge/host/livekitapi/livekittest"
+	"github.com/lkedge/lkedge/host/plugin/plugintest"
 	"github.com/lkedge/lkedge/host/webhook"
 )
 
@@ -22,7 +25,9 @@ import (
 // load of signed webhooks arrives, and restarted on the same data. The
 // sender behaves like LiveKit's: it retries until it gets a 200, and sends
 // a room's next event only after that. Afterwards every accepted event's
-// effect is in the store and nothing is left pending or failed.
+// effect is in the store, every outbound webhook a plugin asked for reached
+// the sink (a duplicate only with the same idempotency key and body), and
+// nothing is left pending or failed.
 func TestCrashUnderLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -38,8 +43,40 @@ func TestCrashUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The outbound side: the typical test plugin posts a signed JSON
+	// notification for every egress event to a local sink.
+	var sinkMu sync.Mutex
+	received := map[string]string{} // idempotency key -> body
+	duplicates := 0
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sinkMu.Lock()
+		defer sinkMu.Unlock()
+		key := r.Header.Get("Idempotency-Key")
+		if prev, ok := received[key]; ok {
+			duplicates++
+			if prev != string(body) {
+				t.Errorf("duplicate %s with a different body: %s vs %s", key, prev, body)
+			}
+		}
+		received[key] = string(body)
+	}))
+	defer sink.Close()
+	if err := os.WriteFile(filepath.Join(dir, "typical.wasm"), plugintest.Build(t, "../plugin/testdata/plugins/typical"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plugins := writePlugins(t, dir, `plugins:
+  - name: notify
+    wasm: typical.wasm
+    events: [egress_started, egress_updated, egress_ended]
+    config: {url: "`+sink.URL+`/hook"}
+    secrets: {key: {env: LKEDGE_TEST_HOOK_KEY}}
+    allow: ["config:url"]
+    delivery: {backoff: 50ms}
+`)
 	proc := testserver.StartLKEdge(t, map[string]string{
 		"LIVEKIT_URL": lk.URL(), "LKEDGE_STORE": "file://" + dir, "LKEDGE_DATA_DIR": dir,
+		"LKEDGE_PLUGINS": plugins, "LKEDGE_TEST_HOOK_KEY": "hook-secret",
 	})
 
 	var accepted, refused atomic.Int64
@@ -107,6 +144,26 @@ func TestCrashUnderLoad(t *testing.T) {
 	if n := len(lk.SentData()); n < want {
 		t.Errorf("%d data messages for %d accepted events: some event's work was lost", n, want)
 	}
+	eventually(t, 20*time.Second, "every outbound webhook at the sink", func() bool {
+		sinkMu.Lock()
+		defer sinkMu.Unlock()
+		return len(received) >= want
+	})
+	sinkMu.Lock()
+	for r := range rooms {
+		for step := range recordingSteps {
+			id := fmt.Sprintf("EV_crash_%d_%d", r, step)
+			body := fmt.Sprintf(`{"event":"%s","id":"%s","room":"crash-%d"}`, recordingSteps[step].typ, id, r)
+			if got := received[id+"/notify/0"]; got != body {
+				t.Errorf("webhook for %s = %q, want %q", id, got, body)
+			}
+		}
+	}
+	if len(received) != want {
+		t.Errorf("%d distinct webhooks at the sink, want %d", len(received), want)
+	}
+	t.Logf("%d webhooks at the sink, %d of them again after a crash (same key and body)", len(received), duplicates)
+	sinkMu.Unlock()
 	proc.Stop()
 	j, err := journal.Open(JournalPath(dir), journal.Options{})
 	if err != nil {

@@ -248,10 +248,12 @@ func waitFor(t *testing.T, rec *recorder, typ, room, id string) *event.Event {
 	}
 }
 
-// TestS3Outage: the S3 server stops while webhooks keep arriving. They are
-// all accepted (the journal is local), processing retries until S3 is back,
-// and afterwards every recording's metadata is in S3 exactly once, final.
+// TestS3Outage: the S3 server stops for 30 s while webhooks keep
+// arriving. They are all accepted (the journal is local), processing
+// retries until S3 is back, and afterwards every recording's metadata is in
+// S3 exactly once, final.
 func TestS3Outage(t *testing.T) {
+	t.Parallel()
 	s3srv, s3, env := startS3(t)
 	lk := livekittest.New(t, "devkey", "secret")
 	env["LIVEKIT_URL"], env["LKEDGE_LISTEN"], env["LKEDGE_ADMIN_LISTEN"] = lk.URL(), "127.0.0.1:0", "127.0.0.1:0"
@@ -279,9 +281,9 @@ func TestS3Outage(t *testing.T) {
 			send(r, step)
 		}
 	}
-	// Longer than the S3 client's own retries (about 1.5 s), so processing
-	// fails and the pipeline retries.
-	time.Sleep(3 * time.Second)
+	// Far longer than the S3 client's own retries (about 1.5 s), so
+	// processing fails and the pipeline retries for the whole outage.
+	time.Sleep(30 * time.Second)
 	s3srv.Start()
 	t.Cleanup(func() {
 		if t.Failed() {
