@@ -43,7 +43,8 @@ func (j *leanJournal) Append(_ context.Context, id string, at time.Time, _ []byt
 type leanPipeline struct{}
 
 func (leanPipeline) Submit(*event.Event, uint64, bool) error { return nil }
-func (leanPipeline) Full() bool                              { return false }
+func (leanPipeline) Reserve() bool                           { return true }
+func (leanPipeline) Unreserve()                              {}
 
 func fuzzSeeds(f *testing.F) {
 	f.Helper()

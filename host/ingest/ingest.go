@@ -33,7 +33,11 @@ type Journal interface {
 // Pipeline takes recorded events for processing.
 type Pipeline interface {
 	Submit(ev *event.Event, seq uint64, force bool) error
-	Full() bool
+	// Reserve takes a backlog slot before the event is recorded, so that
+	// concurrent requests cannot overshoot the bound; Unreserve gives it
+	// back once the event is submitted or refused.
+	Reserve() bool
+	Unreserve()
 }
 
 // Handler serves the webhook endpoint.
@@ -91,12 +95,13 @@ func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	log := h.Log.With("event_id", ev.ID, "event", ev.Type)
-	if h.Pipeline.Full() {
+	if !h.Pipeline.Reserve() {
 		// LiveKit's sender retries 5xx; the event is not lost, only late.
 		ctx.Response.Header.Set("Retry-After", "1")
 		h.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonOverloaded, nil)
 		return
 	}
+	defer h.Pipeline.Unreserve()
 	// Not the request's context: fasthttp cancels it when a graceful shutdown
 	// starts, and a webhook already being recorded should still be answered.
 	rec, dup, err := h.Journal.Append(context.WithoutCancel(ctx), ev.ID, now, body)

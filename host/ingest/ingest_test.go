@@ -93,11 +93,11 @@ type submitCall struct {
 }
 
 type fakePipeline struct {
-	mu      sync.Mutex
-	calls   []submitCall
-	full    bool
-	err     error
-	nFullCk int
+	mu       sync.Mutex
+	calls    []submitCall
+	full     bool
+	err      error
+	reserved int // slots taken and not given back
 }
 
 func (p *fakePipeline) Submit(ev *event.Event, seq uint64, force bool) error {
@@ -107,11 +107,20 @@ func (p *fakePipeline) Submit(ev *event.Event, seq uint64, force bool) error {
 	return p.err
 }
 
-func (p *fakePipeline) Full() bool {
+func (p *fakePipeline) Reserve() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.nFullCk++
-	return p.full
+	if p.full {
+		return false
+	}
+	p.reserved++
+	return true
+}
+
+func (p *fakePipeline) Unreserve() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reserved--
 }
 
 func (p *fakePipeline) submits() []submitCall {
@@ -513,6 +522,9 @@ func TestServeWebhook(t *testing.T) {
 			subs := p.submits()
 			if len(subs) != tt.wantSubmit {
 				t.Errorf("Submit called %d times, want %d", len(subs), tt.wantSubmit)
+			}
+			if p.reserved != 0 {
+				t.Errorf("%d backlog slots taken and never given back", p.reserved)
 			}
 			if len(apps) == 1 {
 				a := apps[0]

@@ -74,9 +74,12 @@ type Pipeline struct {
 	mu      sync.Mutex
 	queues  map[string][]item // waiting events per order key; present while a worker owns the key
 	backlog int
-	closed  bool
-	ready   chan string // keys with work and no worker
-	idle    *sync.Cond  // signalled when backlog drops
+	// reserved counts slots taken by webhooks being recorded: the bound
+	// holds even when many arrive at once.
+	reserved int
+	closed   bool
+	ready    chan string // keys with work and no worker
+	idle     *sync.Cond  // signalled when backlog drops
 }
 
 type item struct {
@@ -157,8 +160,32 @@ func (p *Pipeline) Backlog() int {
 	return p.backlog
 }
 
-// Full reports whether Submit would refuse a new event.
-func (p *Pipeline) Full() bool { return p.Backlog() >= p.opts.MaxBacklog }
+// Full reports whether the backlog is at its bound.
+func (p *Pipeline) Full() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.backlog+p.reserved >= p.opts.MaxBacklog
+}
+
+// Reserve takes a backlog slot for a webhook about to be recorded, or
+// reports false at the bound. The caller submits the event (forced) or
+// gives up, then calls Unreserve.
+func (p *Pipeline) Reserve() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.backlog+p.reserved >= p.opts.MaxBacklog {
+		return false
+	}
+	p.reserved++
+	return true
+}
+
+// Unreserve returns a slot Reserve took.
+func (p *Pipeline) Unreserve() {
+	p.mu.Lock()
+	p.reserved--
+	p.mu.Unlock()
+}
 
 // Run processes events until ctx ends; then it returns once the events being
 // processed are finished. Events still queued stay pending in the journal
