@@ -15,7 +15,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	return &metrics{
+	m := &metrics{
 		calls: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lkedge_plugin_calls_total", Help: "Plugin calls, by plugin and outcome (ok, timeout, trap, exit, error, output, init).",
 		}, []string{"plugin", "outcome"})),
@@ -33,6 +33,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "lkedge_plugin_reloads_total", Help: "Reloads of plugins.yaml or modules, by outcome (ok, partial, failed).",
 		}, []string{"outcome"})),
 	}
+	// Zero rather than absent, so a dashboard shows "no reloads failed".
+	for _, outcome := range []string{"ok", "partial", "failed"} {
+		m.reloads.WithLabelValues(outcome)
+	}
+	return m
 }
 
 // register adds c to reg, or returns the collector a previous Dispatcher
