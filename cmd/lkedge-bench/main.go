@@ -332,6 +332,10 @@ func run() error {
 	conns := flag.Int("conns", 64, "connections in the closed loop")
 	ratesFlag := flag.String("rates", "1000,2000", "fixed rates (events/s) of the open-loop phases")
 	maxRate := flag.Int("max-rate", 40000, "pre-signed requests per second of closed loop")
+	versitygw := flag.String("versitygw", ".cache/bin/versitygw-v1.8.0", "the S3 server of the full-path phase")
+	pluginWasm := flag.String("plugin", "plugins/openvidu-webhook.wasm", "the openvidu-webhook plugin of the full-path phase")
+	fullRates := flag.String("full-rates", "200,500", "fixed rates (events/s) of the full-path open loops")
+	fullOnly := flag.Bool("full-only", false, "run only the full-path phase")
 	flag.Parse()
 	var rates []int
 	for _, r := range strings.Split(*ratesFlag, ",") {
@@ -372,6 +376,9 @@ func run() error {
 	fmt.Println()
 	fmt.Println("| server | phase | events/s | p50 | p99 | p99.9 | CPU/event | ok | peak RSS |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	if *fullOnly {
+		specs = nil
+	}
 	for _, sp := range specs {
 		addr, err := freeAddr()
 		if err != nil {
@@ -418,7 +425,15 @@ func run() error {
 		}
 		s.stop()
 	}
-	return nil
+	var frates []int
+	for _, r := range strings.Split(*fullRates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--full-rates: %q is not a rate", r)
+		}
+		frates = append(frates, n)
+	}
+	return fullPath(*lkedgeBin, *versitygw, *pluginWasm, *duration, *conns, frates)
 }
 
 func row(name, phase string, r result, rss float64) {

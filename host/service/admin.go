@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -17,8 +18,11 @@ import (
 //	GET  /dlq/show?id=ID             one dead letter
 //	POST /dlq/replay?id=ID           send one again
 //	POST /dlq/replay?since=RFC3339   send again all dead since then
+//	GET  /debug/pprof/...            Go's profiler, for where the time goes
 func adminHandler(o *deliver.Outbox) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /dlq", func(w http.ResponseWriter, r *http.Request) {
 		since, err := sinceParam(r)
 		if err != nil {

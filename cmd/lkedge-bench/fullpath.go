@@ -1,0 +1,241 @@
+package main
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	lkwebhook "github.com/lkedge/lkedge/host/webhook"
+)
+
+// The full path: Meet-owned egress_updated events go through lkedge's
+// ownership check and recording metadata in S3 (versitygw), then the
+// openvidu-webhook plugin, and out as signed webhooks to a local sink. The
+// reference OpenVidu Meet backend does 196 events/s on this path on one
+// core.
+const (
+	fullRooms    = 256
+	meetAPIKey   = "bench-meet-api-key"
+	s3Access     = "lkedgebench"
+	s3Secret     = "lkedgebenchsecret123"
+	fullSinkPath = "/meet-webhook"
+)
+
+// sink receives the outbound webhooks and checks their signature.
+type sink struct {
+	got, bad atomic.Int64
+	mu       sync.Mutex
+	last     time.Time
+	srv      *fasthttp.Server
+	addr     string
+}
+
+func startSink() (*sink, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	s := &sink{addr: addr}
+	s.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		mac := hmac.New(sha256.New, []byte(meetAPIKey))
+		mac.Write(ctx.Request.Header.Peek("X-Timestamp"))
+		mac.Write([]byte("."))
+		mac.Write(ctx.PostBody())
+		if hex.EncodeToString(mac.Sum(nil)) != string(ctx.Request.Header.Peek("X-Signature")) {
+			s.bad.Add(1)
+		}
+		s.got.Add(1)
+		s.mu.Lock()
+		s.last = time.Now()
+		s.mu.Unlock()
+	}}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *sink) lastAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// fullPath runs the full-path phase: a closed loop, then each fixed rate.
+// Each connection owns its rooms and sends their updates in order, as
+// LiveKit's per-egress queues do, so every event is a fresh recording
+// state that the plugin reports.
+// adminAddr is where the full-path lkedge serves its operator API, so a
+// profile can be taken while it runs (go tool pprof http://ADDR/debug/pprof/profile).
+var adminAddr = flag.String("full-admin", "127.0.0.1:0", "LKEDGE_ADMIN_LISTEN of the full-path lkedge")
+
+func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns int, rates []int) error {
+	for _, f := range []string{versitygwBin, pluginWasm} {
+		if _, err := os.Stat(f); err != nil {
+			fmt.Printf("\nfull path skipped: %v (make servers plugins builds it)\n", err)
+			return nil
+		}
+	}
+	dir, err := os.MkdirTemp("", "lkedge-bench-full-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	s3dir := filepath.Join(dir, "s3")
+	for r := range fullRooms {
+		id := fmt.Sprintf("fp-%d", r)
+		path := filepath.Join(s3dir, "openvidu", "openvidu-meet", "rooms", id, id+".json")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(`{"roomId":"`+id+`"}`), 0o644); err != nil {
+			return err
+		}
+	}
+	s3addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	gw, err := start("versitygw", []string{versitygwBin, "--port", s3addr, "--access", s3Access, "--secret", s3Secret, "--quiet", "posix", s3dir}, nil, s3addr)
+	if err != nil {
+		return err
+	}
+	defer gw.stop()
+	sk, err := startSink()
+	if err != nil {
+		return err
+	}
+	defer sk.srv.Shutdown()
+	plugins := filepath.Join(dir, "plugins.yaml")
+	wasm, err := filepath.Abs(pluginWasm)
+	if err != nil {
+		return err
+	}
+	conf := fmt.Sprintf(`plugins:
+  - name: openvidu-webhook
+    wasm: %s
+    events: [egress_started, egress_updated, egress_ended]
+    config: {url: "http://%s%s", enabled: "true"}
+    secrets: {meet_api_key: {env: MEET_API_KEY}}
+    allow: ["config:url"]
+`, wasm, sk.addr, fullSinkPath)
+	if err := os.WriteFile(plugins, []byte(conf), 0o644); err != nil {
+		return err
+	}
+	dead, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	lk, err := start("lkedge (full path)", []string{lkedgeBin, "serve"}, []string{
+		"LKEDGE_LISTEN=" + addr, "LKEDGE_ADMIN_LISTEN=" + *adminAddr, "LKEDGE_DATA_DIR=" + filepath.Join(dir, "data"),
+		"LKEDGE_STORE=s3", "MEET_S3_SERVICE_ENDPOINT=http://" + s3addr, "MEET_S3_ACCESS_KEY=" + s3Access, "MEET_S3_SECRET_KEY=" + s3Secret,
+		"LKEDGE_PLUGINS=" + plugins, "MEET_API_KEY=" + meetAPIKey, "LKEDGE_LOG_LEVEL=error", "LIVEKIT_URL=http://" + dead,
+	}, addr)
+	if err != nil {
+		return err
+	}
+	defer lk.stop()
+
+	fmt.Println()
+	fmt.Println("Full path: Meet-owned egress_updated → S3 (versitygw) → openvidu-webhook plugin → signed webhook at a local sink.")
+	fmt.Println("lkedge and versitygw share CPU 0 (GOMAXPROCS=1 each); events/s counts webhooks at the sink.")
+	fmt.Println()
+	fmt.Println("| phase | accepted | end-to-end events/s | accept p50 | accept p99 | accept max | lkedge CPU/event | versitygw CPU/event | bad signatures |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	var step atomic.Int64
+	phase := func(name string, n, rate int) error {
+		reqs := make([][]request, conns)
+		for i := range n {
+			r := i % fullRooms
+			c := r % conns
+			st := step.Add(1)
+			room := fmt.Sprintf("fp-%d", r)
+			body := fmt.Sprintf(`{"event":"egress_updated","id":"EV_fp%d","createdAt":"%d","egressInfo":{"egressId":"EG_fp%d","roomId":"RM_fp%d","roomName":"%s","status":"EGRESS_ACTIVE","startedAt":"1745318182123456789","updatedAt":"%d","fileResults":[{"filename":"openvidu-meet/recordings/%s/%s--a1b2c3d4e5.mp4","startedAt":"1745318182123456789"}]}}`,
+				st, time.Now().Unix(), r, r, room, 1745318182200000000+st, room, room)
+			tok, err := lkwebhook.Sign([]byte(body), key, secret, time.Now())
+			if err != nil {
+				return err
+			}
+			reqs[c] = append(reqs[c], request{body: []byte(body), auth: []byte(tok)})
+		}
+		got0 := sk.got.Load()
+		lk0, _ := lk.cpu()
+		gw0, _ := gw.cpu()
+		c := client(lk.url, conns)
+		var lat []time.Duration
+		var mu sync.Mutex
+		var ok atomic.Int64
+		start := time.Now()
+		var interval time.Duration
+		if rate > 0 {
+			interval = time.Second * time.Duration(conns) / time.Duration(rate)
+		}
+		var wg sync.WaitGroup
+		for ci := range conns {
+			wg.Go(func() {
+				var l []time.Duration
+				for i, r := range reqs[ci] {
+					at := time.Now()
+					if interval > 0 {
+						at = start.Add(time.Duration(i) * interval)
+						time.Sleep(time.Until(at))
+					}
+					if post(c, lk.url, r) {
+						ok.Add(1)
+					}
+					l = append(l, time.Since(at))
+				}
+				mu.Lock()
+				lat = append(lat, l...)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		want := got0 + ok.Load()
+		for deadline := time.Now().Add(2 * time.Minute); sk.got.Load() < want && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		elapsed := sk.lastAt().Sub(start)
+		delivered := sk.got.Load() - got0
+		lk1, _ := lk.cpu()
+		gw1, _ := gw.cpu()
+		slices.Sort(lat)
+		pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
+		per := time.Duration(max(delivered, 1))
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s | %d |\n", name, ok.Load(), float64(delivered)/elapsed.Seconds(),
+			round(pct(0.5)), round(pct(0.99)), round(lat[len(lat)-1]), round((lk1-lk0)/per), round((gw1-gw0)/per), sk.bad.Load())
+		if delivered < ok.Load() {
+			fmt.Printf("  (only %d of %d accepted events reached the sink within 2 minutes)\n", delivered, ok.Load())
+		}
+		return nil
+	}
+	if err := phase("warm-up", 500, 0); err != nil {
+		return err
+	}
+	if err := phase(fmt.Sprintf("closed loop, %d conns", conns), int(4000*d.Seconds()), 0); err != nil {
+		return err
+	}
+	for _, rate := range rates {
+		if err := phase(fmt.Sprintf("open loop, %d/s", rate), int(float64(rate)*d.Seconds()), rate); err != nil {
+			return err
+		}
+	}
+	return nil
+}
