@@ -395,10 +395,13 @@ func (a *Allowlist) Client() *http.Client {
 	}
 	a.once.Do(func() {
 		a.transport = &http.Transport{
-			Proxy:                 nil,
-			DialContext:           a.dial,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          100,
+			Proxy:             nil,
+			DialContext:       a.dial,
+			ForceAttemptHTTP2: true,
+			MaxIdleConns:      100,
+			// Go's default of 2 idle connections per host would make the
+			// outbox's concurrent sends to one destination dial anew.
+			MaxIdleConnsPerHost:   16,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,

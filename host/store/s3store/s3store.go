@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -83,9 +84,16 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if opts.AccessKey != "" || opts.SecretKey != "" {
 		loaders = append(loaders, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(opts.AccessKey, opts.SecretKey, "")))
 	}
-	if opts.HTTPClient != nil {
-		loaders = append(loaders, awsconfig.WithHTTPClient(opts.HTTPClient))
+	var httpClient awsconfig.HTTPClient = opts.HTTPClient
+	if opts.HTTPClient == nil {
+		// Every pipeline worker may talk to S3 at once; with the default
+		// handful of idle connections per host, most requests would dial.
+		httpClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConns = 256
+			t.MaxIdleConnsPerHost = 128
+		})
 	}
+	loaders = append(loaders, awsconfig.WithHTTPClient(httpClient))
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, loaders...)
 	if err != nil {
 		return nil, fmt.Errorf("s3: load AWS configuration: %w", err)

@@ -513,6 +513,20 @@ func (rw *rewrite) custom(p []byte) ([]byte, error) {
 	case name != "name":
 		return p, nil
 	}
+	out, err := rw.names(p, r)
+	if err != nil {
+		// Names are only debug information, and wazero skips the
+		// subsections it does not read without looking inside: drop a
+		// name section the rewrite cannot follow rather than refuse a
+		// module wazero would run.
+		return nil, nil
+	}
+	return out, nil
+}
+
+// names renumbers the subsections of the name section p, which r has read
+// up to its first subsection.
+func (rw *rewrite) names(p []byte, r reader) ([]byte, error) {
 	out := append([]byte(nil), p[:r.off]...)
 	for r.off < len(p) {
 		id, err := r.byte()
@@ -576,9 +590,11 @@ func (rw *rewrite) nameMap(p []byte, indirect bool) ([]byte, error) {
 }
 
 func appendI32Const(b []byte, v uint32) []byte {
-	// i32.const takes a signed LEB128; budgets are below 2^31.
+	// i32.const takes a signed LEB128 of the 32 bits; a budget of 2^31 or
+	// more is negative as an s32, which the check, counting down to zero,
+	// reads as the same unsigned number.
 	b = append(b, 0x41)
-	x := int64(v)
+	x := int64(int32(v))
 	for {
 		c := byte(x & 0x7F)
 		x >>= 7
