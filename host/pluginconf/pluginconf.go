@@ -163,15 +163,22 @@ type valueYAML struct {
 	Default *string `yaml:"default"`
 }
 
-func (v *valueYAML) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		s := n.Value
+func (v *valueYAML) UnmarshalYAML(unmarshal func(any) error) error {
+	var raw any
+	if err := unmarshal(&raw); err != nil {
+		return err
+	}
+	if _, isMap := raw.(map[string]any); !isMap {
+		var s string
+		if err := unmarshal(&s); err != nil {
+			return err
+		}
 		v.plain = &s
 		return nil
 	}
 	type plain valueYAML
 	var p plain
-	if err := decodeStrict(n, &p); err != nil {
+	if err := unmarshal(&p); err != nil {
 		return err
 	}
 	if p.Env == "" {
@@ -188,13 +195,17 @@ type secretYAML struct {
 	File string `yaml:"file"`
 }
 
-func (s *secretYAML) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
+func (s *secretYAML) UnmarshalYAML(unmarshal func(any) error) error {
+	var raw any
+	if err := unmarshal(&raw); err != nil {
+		return err
+	}
+	if _, isMap := raw.(map[string]any); !isMap {
 		return errors.New("a secret must be {env: NAME} or {file: PATH}, never its value in plugins.yaml")
 	}
 	type plain secretYAML
 	var p plain
-	if err := decodeStrict(n, &p); err != nil {
+	if err := unmarshal(&p); err != nil {
 		return err
 	}
 	if (p.Env == "") == (p.File == "") {
@@ -202,18 +213,6 @@ func (s *secretYAML) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*s = secretYAML(p)
 	return nil
-}
-
-func decodeStrict(n *yaml.Node, v any) error {
-	// yaml.Node.Decode does not refuse unknown fields; re-encode and decode
-	// strictly so a typo in a key is an error, not a silent default.
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	return dec.Decode(v)
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -234,10 +233,8 @@ func Load(path string) (*File, error) {
 // Parse checks a plugins.yaml; dir resolves relative wasm paths and lookup
 // reads the environment.
 func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*File, error) {
-	// Each entry is decoded on its own, so that an error, even one from
-	// deep inside an entry, names the plugin it is in.
 	var raw struct {
-		Plugins []yaml.Node `yaml:"plugins"`
+		Plugins []entryYAML `yaml:"plugins"`
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -247,14 +244,16 @@ func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*File, 
 	f := &File{}
 	seen := map[string]bool{}
 	var errs []error
-	for i, node := range raw.Plugins {
-		name := entryName(&node, i)
-		var rp pluginYAML
-		if err := decodeStrict(&node, &rp); err != nil {
-			errs = append(errs, fmt.Errorf("plugin %s (line %d): %w", name, node.Line, err))
+	for i, e := range raw.Plugins {
+		name := e.name
+		if name == "" {
+			name = fmt.Sprintf("#%d", i+1)
+		}
+		if e.err != nil {
+			errs = append(errs, fmt.Errorf("plugin %s: %w", name, e.err))
 			continue
 		}
-		p, err := check(rp, dir, lookup)
+		p, err := check(e.p, dir, lookup)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("plugin %s: %w", name, err))
 			continue
@@ -272,16 +271,26 @@ func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*File, 
 	return f, nil
 }
 
-// entryName is the name of the i-th entry, or its position if it has none.
-func entryName(n *yaml.Node, i int) string {
-	if n.Kind == yaml.MappingNode {
-		for j := 0; j+1 < len(n.Content); j += 2 {
-			if n.Content[j].Value == "name" && n.Content[j+1].Value != "" {
-				return n.Content[j+1].Value
-			}
-		}
+// entryYAML decodes one plugin entry and keeps its error instead of
+// failing the file, so that every broken entry is reported, each under its
+// plugin's name, with the file's own line numbers.
+type entryYAML struct {
+	p    pluginYAML
+	name string
+	err  error
+}
+
+// UnmarshalYAML is yaml.v3's older interface on purpose: unlike decoding
+// a yaml.Node, it keeps the decoder's KnownFields and the file's lines.
+func (e *entryYAML) UnmarshalYAML(unmarshal func(any) error) error {
+	// A map is decoded first only for the name: a failed decode, even a
+	// discarded one, would stay among the decoder's errors.
+	var m map[string]any
+	if unmarshal(&m) == nil {
+		e.name, _ = m["name"].(string)
 	}
-	return fmt.Sprintf("#%d", i+1)
+	e.err = unmarshal(&e.p)
+	return nil
 }
 
 func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugin, error) {
