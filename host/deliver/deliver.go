@@ -234,6 +234,10 @@ func Open(path string, opts Options) (*Outbox, error) {
 		}
 		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
 	}
+	// Enqueues and delivery results from many goroutines share one fsync;
+	// bbolt's default 10 ms wait for company would be most of an event's
+	// latency.
+	db.MaxBatchDelay = time.Millisecond
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		_ = db.Close()

@@ -156,8 +156,9 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 
 	// Keep going in memory even if the write fails: stalling the queue would
 	// hurt more, and a restart at worst resends with the same
-	// Idempotency-Key.
-	if err := o.db.Update(persist); err != nil {
+	// Idempotency-Key. Batch shares the fsync with concurrent results
+	// (persist is idempotent, as Batch may run it twice).
+	if err := o.db.Batch(persist); err != nil {
 		log.Error("outbox: persist delivery state", "error", err)
 	}
 
