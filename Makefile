@@ -13,7 +13,7 @@ LIVEKIT   := $(CACHE_BIN)/livekit-server-v1.13.5
 CONSUL    := $(CACHE_BIN)/consul-1.16.6
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test vet fmt-check unit fuzz bench servers redis clean
+.PHONY: all build run test vet fmt-check unit fuzz bench servers redis clean plugins
 
 all: build
 
@@ -21,8 +21,9 @@ build:
 	$(GO) build -o $(BIN) ./cmd/lkedge
 
 ## run: build and start lkedge on the embedded defaults (file store and
-## journal under ./data, in-process locks), listening on :6080.
-run: build
+## journal under ./data, in-process locks), listening on :6080, with the
+## built-in plugins of plugins.yaml.
+run: build plugins
 	./$(BIN) serve
 
 ## test: everything the project tests; .ci/run calls exactly this.
@@ -32,19 +33,27 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+## The SDK is its own module (standard library only), vetted for both the
+## host (its test kit) and wasm (plugins).
 vet:
 	$(GO) vet ./...
+	cd sdk && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 
 unit:
 	$(GO) test -race -count=1 ./...
+	cd sdk && $(GO) test -race -count=1 ./...
 
-## fuzz: a short run of the ingest fuzz target on top of its seed corpus.
+## fuzz: short runs of the fuzz targets on top of their seed corpora: the
+## webhook endpoint, the wasm rewrite behind the plugin time limit, and the
+## SDK's event decoder.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./host/ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime $(FUZZTIME) ./host/plugin/internal/interrupt
+	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) .
 
 ## bench: the accept-path load benchmark, lkedge next to the baseline
 ## (not part of make test). The servers run on CPU 0, the generator on CPU 1.
-bench: build
+bench: build plugins $(VERSITYGW)
 	$(GO) build -o bin/lkedge-bench ./cmd/lkedge-bench
 	taskset -c 1 bin/lkedge-bench --lkedge $(BIN)
 
@@ -76,4 +85,13 @@ redis:
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends redis-server; }; }
 
 clean:
-	rm -rf bin
+	rm -rf bin plugins/*.wasm
+
+## plugins: build each built-in plugin (plugins/NAME/main.go) into
+## plugins/NAME.wasm, as plugins.yaml refers to them.
+PLUGINS := $(patsubst plugins/%/main.go,%,$(wildcard plugins/*/main.go))
+plugins:
+	@for p in $(PLUGINS); do \
+		echo "plugins/$$p.wasm"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags="-s -w" -o plugins/$$p.wasm ./plugins/$$p || exit 1; \
+	done

@@ -1,103 +1,128 @@
 package sdk
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/lkedge/lkedge/sdk/internal/hostcall"
+	"github.com/lkedge/lkedge/sdk/internal/jsonx"
 )
 
 // Request is an HTTP request the host will send for the plugin, reliably:
 // it is stored before the event counts as handled, retried with back-off
-// and dead-lettered if it never succeeds.
+// and dead-lettered if it never succeeds. Build it with POST or NewRequest
+// and hand it over with Send; an error in a step surfaces at Send.
 type Request struct {
-	a   action
-	err error
-}
-
-// action is the ABI's JSON form of an HTTP action (docs/abi.md).
-type action struct {
-	Type           string      `json:"type"`
-	Method         string      `json:"method"`
-	URL            string      `json:"url"`
-	Headers        [][2]string `json:"headers,omitempty"`
-	Body           string      `json:"body,omitempty"`
-	Sign           *Signature  `json:"sign,omitempty"`
-	IdempotencyKey string      `json:"idempotencyKey,omitempty"`
-	Resource       string      `json:"resource,omitempty"`
+	method         string
+	url            string
+	headers        [][2]string
+	body           []byte
+	sign           *Signature
+	idempotencyKey string
+	err            error
 }
 
 // Signature asks the host to sign the request with a secret that the plugin
-// knows only by name (plugins.yaml maps names to env variables or files).
+// knows only by name (plugins.yaml maps names to env variables or files),
+// so no secret ever enters the sandbox.
 type Signature struct {
-	// Scheme is "hmac-sha256-hex" or "standard-webhooks".
+	// Scheme is SchemeHMAC or SchemeStandardWebhooks.
 	Scheme string `json:"scheme"`
+	// Secret is the secret's name in plugins.yaml.
 	Secret string `json:"secret"`
 	// For hmac-sha256-hex: the signature and timestamp headers (default
 	// X-Signature and X-Timestamp), the signed message template (default
 	// "{timestamp}.{body}") and the timestamp (default: when the request
 	// was stored, in Unix milliseconds, the same on every retry).
+	// Standard Webhooks fixes all four, so they must stay empty for it.
 	Header          string `json:"header,omitempty"`
 	TimestampHeader string `json:"timestampHeader,omitempty"`
 	Template        string `json:"template,omitempty"`
 	Timestamp       string `json:"timestamp,omitempty"`
 }
 
+// Signing schemes the host knows.
+const (
+	// SchemeHMAC is a lower-case hex HMAC-SHA256 of "{timestamp}.{body}"
+	// in X-Signature, with the timestamp in X-Timestamp: OpenVidu Meet's
+	// scheme.
+	SchemeHMAC = "hmac-sha256-hex"
+	// SchemeStandardWebhooks is https://www.standardwebhooks.com's v1
+	// signature (webhook-id, webhook-timestamp, webhook-signature).
+	SchemeStandardWebhooks = "standard-webhooks"
+)
+
 // NewRequest starts a request.
 func NewRequest(method, url string) *Request {
-	return &Request{a: action{Type: "http", Method: method, URL: url}}
+	return &Request{method: method, url: url}
 }
 
-// POST starts a POST request.
+// POST starts a POST request, what webhooks almost always are.
 func POST(url string) *Request { return NewRequest("POST", url) }
 
-// Header adds a header.
+// Header adds a header; a name may repeat.
 func (r *Request) Header(key, value string) *Request {
-	r.a.Headers = append(r.a.Headers, [2]string{key, value})
+	r.headers = append(r.headers, [2]string{key, value})
 	return r
 }
 
-// Body sets the body.
+// Body sets the body, byte for byte.
 func (r *Request) Body(b []byte) *Request {
-	r.a.Body = string(b)
+	r.body = b
 	return r
 }
 
 // JSON sets the body to v encoded as JSON, with Content-Type
-// application/json.
+// application/json. A json.RawMessage is sent as it is (after checking that
+// it is JSON); anything else goes through encoding/json, whose reflection is
+// slow in a plugin, so a plugin on a hot path builds its body itself and
+// passes it as a json.RawMessage.
 func (r *Request) JSON(v any) *Request {
-	b, err := json.Marshal(v)
-	if err != nil {
-		r.err = fmt.Errorf("encode body: %w", err)
-		return r
+	b, ok := v.(json.RawMessage)
+	if ok {
+		if !jsonx.Valid(b) {
+			r.err = errors.New("encode body: the json.RawMessage is not valid JSON")
+			return r
+		}
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			r.err = fmt.Errorf("encode body: %w", err)
+			return r
+		}
 	}
 	return r.Header("Content-Type", "application/json").Body(b)
 }
 
 // Sign has the host sign the request at send time.
 func (r *Request) Sign(s Signature) *Request {
-	r.a.Sign = &s
+	r.sign = &s
 	return r
 }
 
 // SignHMAC signs with hex HMAC-SHA256 over "<timestamp>.<body>" in
-// X-Signature, the timestamp in X-Timestamp (OpenVidu Meet's scheme).
+// X-Signature, the timestamp in X-Timestamp (OpenVidu Meet's scheme), with
+// the secret named secret.
 func (r *Request) SignHMAC(secret string) *Request {
-	return r.Sign(Signature{Scheme: "hmac-sha256-hex", Secret: secret})
+	return r.Sign(Signature{Scheme: SchemeHMAC, Secret: secret})
 }
 
 // SignStandardWebhooks signs per the Standard Webhooks specification
-// (webhook-id, webhook-timestamp, webhook-signature).
+// (webhook-id, webhook-timestamp, webhook-signature) with the secret named
+// secret, a whsec_ value.
 func (r *Request) SignStandardWebhooks(secret string) *Request {
-	return r.Sign(Signature{Scheme: "standard-webhooks", Secret: secret})
+	return r.Sign(Signature{Scheme: SchemeStandardWebhooks, Secret: secret})
 }
 
 // IdempotencyKey sets the key receivers use to drop duplicates; the host
 // sends it as Idempotency-Key (and as webhook-id for Standard Webhooks).
-// By default it is derived from the event id.
+// By default the host derives one from the event id, so a request sent
+// again after a crash carries the same key.
 func (r *Request) IdempotencyKey(key string) *Request {
-	r.a.IdempotencyKey = key
+	r.idempotencyKey = key
 	return r
 }
 
@@ -107,6 +132,7 @@ var (
 	ErrTooMany    = errors.New("too many requests for one event")
 	ErrTooLarge   = errors.New("request too large")
 	ErrNotAllowed = errors.New("destination not in the plugin's allow-list")
+	ErrNoEvent    = errors.New("no event is being handled (Send outside a handler)")
 )
 
 // Send hands the request to the host. It returns once the host accepted it;
@@ -115,13 +141,11 @@ func (r *Request) Send() error {
 	if r.err != nil {
 		return r.err
 	}
-	b, err := json.Marshal(&r.a)
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
-	}
-	switch st := hostcall.Current().Emit(b); st {
+	switch st := hostcall.Current().Emit(r.appendAction(make([]byte, 0, 256+len(r.body)))); st {
 	case hostcall.OK:
 		return nil
+	case hostcall.NoEvent:
+		return ErrNoEvent
 	case hostcall.Malformed:
 		return ErrMalformed
 	case hostcall.TooMany:
@@ -129,8 +153,64 @@ func (r *Request) Send() error {
 	case hostcall.TooLarge:
 		return ErrTooLarge
 	case hostcall.NotAllowed:
-		return fmt.Errorf("%w: %s", ErrNotAllowed, r.a.URL)
+		return fmt.Errorf("%w: %s", ErrNotAllowed, r.url)
 	default:
 		return fmt.Errorf("lkedge refused the request (status %d)", st)
 	}
+}
+
+// appendAction encodes the request as the ABI's action (docs/abi.md,
+// wireAction in the host), without reflection. A body that is not UTF-8
+// goes as bodyBase64, since a JSON string cannot carry it unchanged.
+func (r *Request) appendAction(b []byte) []byte {
+	b = append(b, `{"type":"http","method":`...)
+	b = jsonx.AppendString(b, r.method)
+	b = append(b, `,"url":`...)
+	b = jsonx.AppendString(b, r.url)
+	if len(r.headers) > 0 {
+		b = append(b, `,"headers":[`...)
+		for i, h := range r.headers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '[')
+			b = jsonx.AppendString(b, h[0])
+			b = append(b, ',')
+			b = jsonx.AppendString(b, h[1])
+			b = append(b, ']')
+		}
+		b = append(b, ']')
+	}
+	if len(r.body) > 0 {
+		if utf8.Valid(r.body) {
+			b = append(b, `,"body":`...)
+			b = jsonx.AppendString(b, string(r.body))
+		} else {
+			b = append(b, `,"bodyBase64":"`...)
+			b = base64.StdEncoding.AppendEncode(b, r.body)
+			b = append(b, '"')
+		}
+	}
+	if s := r.sign; s != nil {
+		b = append(b, `,"sign":{"scheme":`...)
+		b = jsonx.AppendString(b, s.Scheme)
+		b = append(b, `,"secret":`...)
+		b = jsonx.AppendString(b, s.Secret)
+		for _, f := range [...]struct{ name, v string }{
+			{"header", s.Header}, {"timestampHeader", s.TimestampHeader}, {"template", s.Template}, {"timestamp", s.Timestamp},
+		} {
+			if f.v != "" {
+				b = append(b, ',')
+				b = jsonx.AppendString(b, f.name)
+				b = append(b, ':')
+				b = jsonx.AppendString(b, f.v)
+			}
+		}
+		b = append(b, '}')
+	}
+	if r.idempotencyKey != "" {
+		b = append(b, `,"idempotencyKey":`...)
+		b = jsonx.AppendString(b, r.idempotencyKey)
+	}
+	return append(b, '}')
 }

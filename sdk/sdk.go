@@ -4,17 +4,25 @@
 //	func init() { sdk.Handle(notify) }
 //
 //	func notify(ev *sdk.Event) error {
-//		if ev.Type != "egress_ended" {
+//		if ev.Type != sdk.TypeEgressEnded {
 //			return nil
 //		}
-//		return sdk.POST(sdk.MustConfig("url")).JSON(ev.Egress).Send()
+//		url, err := sdk.Config("url")
+//		if err != nil {
+//			return err
+//		}
+//		return sdk.POST(url).JSON(ev.Egress).Send()
 //	}
 //
 //	func main() {}
 //
 // Build it with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared.
 // The host sends the requests, signs them, retries them and keeps them
-// across restarts; the plugin never sees a secret or a socket.
+// across restarts; the plugin never sees a secret or a socket. Test it with
+// package sdktest, natively or through the real host (docs/plugins.md).
+//
+// The SDK uses only the standard library, and no reflection on the paths
+// every event takes: decoding the event and encoding the requests.
 package sdk
 
 import (
@@ -27,7 +35,9 @@ import (
 // ABIVersion is the version of lkedge's plugin ABI this SDK speaks.
 const ABIVersion = 1
 
-// Handle registers the plugin's handler. Call it from init.
+// Handle registers the plugin's handler. Call it from init: the host may
+// send the first event as soon as the module is initialized. An error the
+// handler returns fails the event, and the host logs it and counts it.
 func Handle(fn func(ev *Event) error) {
 	hostcall.Handler = func() error {
 		ev, err := ParseEvent(hostcall.Current().Event())
@@ -50,7 +60,8 @@ func Config(key string) (string, error) {
 	return v, nil
 }
 
-// ConfigOr returns the value for key, or def when it is not set.
+// ConfigOr returns the value for key, or def when the operator did not set
+// it: for optional settings, where a missing key is not an error.
 func ConfigOr(key, def string) string {
 	if v, ok := hostcall.Current().Config(key); ok {
 		return v
@@ -79,8 +90,8 @@ func Log(level int32, msg string, args ...any) {
 	hostcall.Current().Log(level, msg, attrs)
 }
 
-// Info logs at info level.
+// Info logs at info level: what the plugin did.
 func Info(msg string, args ...any) { Log(LevelInfo, msg, args...) }
 
-// Warn logs at warn level.
+// Warn logs at warn level: what an operator should look at.
 func Warn(msg string, args ...any) { Log(LevelWarn, msg, args...) }

@@ -5,6 +5,7 @@
 //	lkedge send  [--config FILE] [--url URL] FILE
 //	                                      sign a webhook body with the configured key and POST it
 //	lkedge lock  acquire|release|list ...  the recording locks (with LKEDGE_COORDINATOR=consul)
+//	lkedge plugin run|check|new ...        write, test and try plugins (docs/plugins.md)
 //	lkedge dlq   list|show|replay ...      dead letters of outbound requests
 package main
 
@@ -38,6 +39,8 @@ const usage = `usage:
   lkedge lock release [--force] ROOM           release it unless LiveKit reports an active
                                                egress in ROOM (--force: release anyway)
   lkedge lock list                             list the recording locks
+  lkedge plugin run|check|new ...              write, check and try plugins without the
+                                               service (lkedge plugin help; docs/plugins.md)
   lkedge dlq list [--since T] [--limit N] [--json]
                                                requests that failed every attempt
   lkedge dlq show ID                           one of them, in full
@@ -62,6 +65,8 @@ func main() {
 		err = send(os.Args[2:], os.Stdout)
 	case "lock":
 		err = lock(os.Args[2:], os.Stdout)
+	case "plugin":
+		err = pluginCmd(os.Args[2:], os.Stdin, os.Stdout)
 	case "dlq":
 		err = dlq(os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":

@@ -135,7 +135,8 @@ var marshalOpts = protojson.MarshalOptions{}
 
 // MarshalJSON writes the documented event model (docs/events.md). LiveKit's
 // objects appear in LiveKit's own protojson form, minus secrets: the TURN
-// password LiveKit puts in every room object never reaches a plugin.
+// password LiveKit puts in every room object and an ingress's stream key
+// never reach a plugin.
 func (e *Event) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(`{"version":`)
@@ -153,6 +154,13 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 				return nil, err
 			}
 		}
+		var ingress proto.Message
+		if wh.IngressInfo != nil {
+			// The stream key lets anyone publish into the room.
+			in := proto.Clone(wh.IngressInfo).(*livekit.IngressInfo)
+			in.StreamKey = ""
+			ingress = in
+		}
 		for _, f := range []struct {
 			name string
 			msg  proto.Message
@@ -161,7 +169,7 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 			{"participant", wh.Participant, wh.Participant != nil},
 			{"track", wh.Track, wh.Track != nil},
 			{"egressInfo", wh.EgressInfo, wh.EgressInfo != nil},
-			{"ingressInfo", wh.IngressInfo, wh.IngressInfo != nil},
+			{"ingressInfo", ingress, ingress != nil},
 		} {
 			if f.set {
 				if err := writeProto(&b, f.name, f.msg); err != nil {

@@ -51,8 +51,10 @@ func TestGolden(t *testing.T) {
 				}
 				got.WriteByte('\n')
 			}
-			if bytes.Contains(got.Bytes(), []byte("turnPassword")) {
-				t.Error("the TURN password must never reach plugins")
+			for _, secret := range []string{"turnPassword", "streamKey"} {
+				if bytes.Contains(got.Bytes(), []byte(secret)) {
+					t.Errorf("%s must never reach plugins", secret)
+				}
 			}
 			golden := strings.TrimSuffix(in, ".webhook.json") + ".event.json"
 			if *update {

@@ -41,6 +41,9 @@ const (
 // time.
 const checkBudget = 10000
 
+// initTimeout is the least time an instance's _initialize may take.
+const initTimeout = 5 * time.Second
+
 // Limits bound what one plugin may use.
 type Limits struct {
 	// Memory is the most linear memory one instance may grow to, in bytes
@@ -354,6 +357,11 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 func (inst *instance) run(ctx context.Context, c *call) ([]Action, error) {
 	p := inst.p
 	limit := p.limits.Timeout
+	if c.event == nil {
+		// Starting Go's runtime in _initialize costs milliseconds, more on
+		// a loaded machine; it happens once per instance, so it gets room.
+		limit = max(limit, initTimeout)
+	}
 	inst.stderr.Reset()
 	c.deadline = time.Now().Add(limit).UnixNano()
 	inst.deadline.Store(c.deadline)

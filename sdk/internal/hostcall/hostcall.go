@@ -5,15 +5,14 @@ package hostcall
 
 // ABI status codes returned by host functions (docs/abi.md).
 const (
-	OK          int32 = 0
-	NoEvent     int32 = -1
-	BadMemory   int32 = -2
-	NotFound    int32 = -3
-	Malformed   int32 = -4
-	TooMany     int32 = -5
-	TooLarge    int32 = -6
-	NotAllowed  int32 = -7
-	Unsupported int32 = -8
+	OK         int32 = 0
+	NoEvent    int32 = -1
+	BadMemory  int32 = -2
+	NotFound   int32 = -3
+	Malformed  int32 = -4
+	TooMany    int32 = -5
+	TooLarge   int32 = -6
+	NotAllowed int32 = -7
 )
 
 // Host is what a plugin can ask of lkedge.

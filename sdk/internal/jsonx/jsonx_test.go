@@ -1,0 +1,90 @@
+package jsonx
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+var validCases = []string{
+	``, ` `, `1`, `-0`, `01`, `1.`, `1e5`, `"a"`, `"\u12"`, `"\ud800"`, "\"\x01\"", "\"\xff\"", `[1,]`, `[1 2]`, `{"a":1}`, `{"a" 1}`,
+	`{"a":1,}`, `{1:1}`, `[[[]]]`, `[[[]]`, `nul`, `null`, `true `, `truex`, `{"a":[{"b":null}]}`, "[\"\\u00e9\", 1e-3, -1.5E+2]",
+	strings.Repeat("[", 10000) + strings.Repeat("]", 10000), strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+}
+
+func TestValid(t *testing.T) {
+	for _, in := range validCases {
+		if got, want := Valid([]byte(in)), json.Valid([]byte(in)); got != want {
+			t.Errorf("Valid(%.40q) = %v, json.Valid says %v", in, got, want)
+		}
+	}
+}
+
+func FuzzValid(f *testing.F) {
+	for _, in := range validCases {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, json.Valid says %v", b, got, want)
+		}
+	})
+}
+
+var stringCases = []string{
+	"", "plain", `quote " backslash \ slash /`, "ctl \x00\x01\x1f\x7f tab\t nl\n cr\r", "é€😀", "bad \xff \xc3 \xed\xa0\x80 end",
+	"line sep \u2028 para sep \u2029", "<html>&amp;", strings.Repeat("long ", 50),
+}
+
+// TestAppendString checks that the encoding reads back, with encoding/json,
+// as what encoding/json would have written.
+func TestAppendString(t *testing.T) {
+	for _, s := range stringCases {
+		checkAppendString(t, s)
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range stringCases {
+		f.Add(s)
+	}
+	f.Fuzz(checkAppendString)
+}
+
+func checkAppendString(t *testing.T, s string) {
+	out := AppendString([]byte("prefix:"), s)
+	if !strings.HasPrefix(string(out), "prefix:") {
+		t.Fatalf("AppendString dropped the prefix: %q", out)
+	}
+	out = out[len("prefix:"):]
+	var got, want string
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("AppendString(%q) = %q, not JSON: %v", s, out, err)
+	}
+	ref, _ := json.Marshal(s)
+	if err := json.Unmarshal(ref, &want); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("AppendString(%q) reads back as %q, want %q", s, got, want)
+	}
+	if strings.ContainsAny(string(out), "\u2028\u2029") {
+		t.Fatalf("AppendString(%q) = %q keeps a line separator", s, out)
+	}
+}
+
+func TestErrorPath(t *testing.T) {
+	d := NewDecoder([]byte(`{"a":[1,{"b":"x"}]}`))
+	err := d.Object(nil, func(key string) error {
+		return Slice(d, new([]struct{}), func(d *Decoder, _ *struct{}) error {
+			return d.Object(nil, func(string) error {
+				var n int64
+				return d.Int64(&n)
+			})
+		})
+	})
+	want := `json: a[0]: cannot decode number into object at offset 6`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error = %v, want %s", err, want)
+	}
+}
