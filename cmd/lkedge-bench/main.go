@@ -139,8 +139,8 @@ func (s *server) peakRSS() float64 {
 	return 0
 }
 
-// drain waits until the server has processed what it accepted (lkedge's
-// backlog gauge is 0), so one phase's background work does not bill the
+// drain waits until the server has processed what it accepted and sent
+// what its plugins asked for (lkedge's backlog and outbox gauges are 0), so one phase's background work does not bill the
 // next. A server without /metrics (the baseline) has nothing to drain.
 func (s *server) drain() {
 	for i := 0; i < 600; i++ {
@@ -150,7 +150,8 @@ func (s *server) drain() {
 		}
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode != http.StatusOK || bytes.Contains(b, []byte("\nlkedge_backlog_events 0\n")) {
+		if res.StatusCode != http.StatusOK || (bytes.Contains(b, []byte("\nlkedge_backlog_events 0\n")) &&
+			bytes.Contains(b, []byte("\nlkedge_outbox_pending 0\n"))) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -336,6 +337,7 @@ func run() error {
 	pluginWasm := flag.String("plugin", "plugins/openvidu-webhook.wasm", "the openvidu-webhook plugin of the full-path phase")
 	fullRates := flag.String("full-rates", "200,500", "fixed rates (events/s) of the full-path open loops")
 	fullOnly := flag.Bool("full-only", false, "run only the full-path phase")
+	pluginsFile := flag.String("plugins", "plugins.yaml", "the plugins file of the run with plugins (its modules built by make plugins)")
 	flag.Parse()
 	var rates []int
 	for _, r := range strings.Split(*ratesFlag, ",") {
@@ -364,12 +366,34 @@ func run() error {
 		argv func(addr string) []string
 		env  func(addr string) []string
 	}
+	noPlugins := filepath.Join(dataDir, "no-plugins.yaml")
+	if err := os.WriteFile(noPlugins, []byte("plugins: []\n"), 0o644); err != nil {
+		return err
+	}
+	shipped, err := filepath.Abs(*pluginsFile)
+	if err != nil {
+		return err
+	}
+	sk, err := startSink()
+	if err != nil {
+		return err
+	}
+	defer sk.srv.Shutdown()
+	lkedgeEnv := func(plugins string, more ...string) func(string) []string {
+		return func(addr string) []string {
+			dir, _ := os.MkdirTemp(dataDir, "run-")
+			return append([]string{"LKEDGE_LISTEN=" + addr, "LKEDGE_ADMIN_LISTEN=127.0.0.1:0", "LKEDGE_DATA_DIR=" + dir, "LKEDGE_STORE=file://" + filepath.Join(dir, "store"),
+				"LKEDGE_LOG_LEVEL=error", "LIVEKIT_URL=http://" + deadLiveKit, "LKEDGE_PLUGINS=" + plugins}, more...)
+		}
+	}
 	specs := []spec{
 		{"baseline: net/http + ReceiveWebhookEvent", func(addr string) []string { return []string{self, "baseline", addr} }, func(string) []string { return nil }},
-		{"lkedge", func(string) []string { return []string{*lkedgeBin, "serve"} }, func(addr string) []string {
-			return []string{"LKEDGE_LISTEN=" + addr, "LKEDGE_ADMIN_LISTEN=127.0.0.1:0", "LKEDGE_DATA_DIR=" + dataDir, "LKEDGE_STORE=file://" + filepath.Join(dataDir, "store"),
-				"LKEDGE_LOG_LEVEL=error", "LIVEKIT_URL=http://" + deadLiveKit}
-		}},
+		{"lkedge, no plugins", func(string) []string { return []string{*lkedgeBin, "serve"} }, lkedgeEnv(noPlugins)},
+		// The three built-in plugins of plugins.yaml; standard-webhooks is on
+		// for every event and delivers to a local sink: a typical plugin's
+		// whole cost, call and delivery, on the same core.
+		{"lkedge, plugins.yaml (standard-webhooks on every event)", func(string) []string { return []string{*lkedgeBin, "serve"} }, lkedgeEnv(shipped,
+			"LKEDGE_STANDARD_WEBHOOKS_URL=http://"+sk.addr+"/standard", "LKEDGE_STANDARD_WEBHOOKS_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")},
 	}
 	fmt.Printf("lkedge-bench: %s per phase, closed loop with %d connections, open loop at %v events/s\n", *duration, *conns, rates)
 	fmt.Println("each server alone on CPU 0 with GOMAXPROCS=1; this generator on the other CPU")

@@ -55,7 +55,7 @@ type Options struct {
 	// makes the claim owner, so a replay after a restart is recognized as
 	// this replica's own claim. Default "local".
 	Replica     string
-	Workers     int           // events processed at once across rooms (default 64: most of an event's time is waiting on S3 and LiveKit)
+	Workers     int           // events processed at once across rooms (default 16)
 	MaxBacklog  int           // accepted, unfinished events before Submit refuses (default 10000)
 	MaxAttempts int           // tries per event before it is failed (default 10)
 	Backoff     time.Duration // first retry delay, doubling (default 100 ms)
@@ -90,7 +90,7 @@ type item struct {
 // New returns a pipeline; nothing runs until Run.
 func New(stage Stage, sink Sink, j Journal, opts Options) *Pipeline {
 	if opts.Workers <= 0 {
-		opts.Workers = 64
+		opts.Workers = 16
 	}
 	if opts.MaxBacklog <= 0 {
 		opts.MaxBacklog = 10000
