@@ -29,6 +29,7 @@ import (
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/plugin"
 	"github.com/lkedge/lkedge/host/pluginconf"
+	"github.com/lkedge/lkedge/host/store"
 )
 
 // Outbox is where the requests plugins ask for are stored durably.
@@ -49,6 +50,12 @@ type Options struct {
 	Poll time.Duration
 	// Registerer receives the plugin metrics (nil = not registered).
 	Registerer prometheus.Registerer
+	// Store holds the objects of config values read from the store
+	// (pluginconf.StoreValue), under StorePrefix (the Meet sub-bucket and
+	// a slash); StoreTTL is how long a read is reused (default 5 s).
+	Store       store.Store
+	StorePrefix string
+	StoreTTL    time.Duration
 }
 
 // callAttempts is how often a failed plugin call is tried, each time in a
@@ -70,6 +77,7 @@ type Dispatcher struct {
 	reloadMu  sync.Mutex
 	stamp     string // what the files looked like at the last load
 	m         *metrics
+	storeCfg  *storeConfig
 }
 
 // set is one consistent generation of loaded plugins.
@@ -78,10 +86,11 @@ type set struct {
 }
 
 type loaded struct {
-	conf  pluginconf.Plugin
-	p     *plugin.Plugin
-	sum   string // module sha256
-	allow *egress.Allowlist
+	conf     pluginconf.Plugin
+	p        *plugin.Plugin
+	sum      string // module sha256
+	allow    *egress.Allowlist
+	storeCfg *storeConfig
 }
 
 // New loads plugins.yaml and every plugin in it. At start-up any error is
@@ -93,6 +102,12 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 	d := &Dispatcher{opts: opts, log: opts.Logger, secrets: map[string]map[string]pluginconf.SecretRef{}, m: newMetrics(opts.Registerer)}
 	if d.log == nil {
 		d.log = slog.Default()
+	}
+	if opts.Store != nil {
+		if opts.StoreTTL <= 0 {
+			opts.StoreTTL = 5 * time.Second
+		}
+		d.storeCfg = &storeConfig{st: opts.Store, prefix: opts.StorePrefix, ttl: opts.StoreTTL, cache: map[string]cachedObject{}}
 	}
 	if opts.CacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
@@ -294,11 +309,12 @@ func (d *Dispatcher) load(ctx context.Context, conf pluginconf.Plugin, old *load
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: allow: %w", conf.Name, err)
 	}
-	l := &loaded{conf: conf, sum: hexsum, allow: allow}
+	l := &loaded{conf: conf, sum: hexsum, allow: allow, storeCfg: d.storeCfg}
 	p, err := plugin.Load(ctx, wasm, plugin.Options{
 		Name:        conf.Name,
 		Limits:      plugin.Limits(conf.Limits),
 		Config:      conf.Config,
+		Lookup:      l.lookup,
 		CheckAction: l.check,
 		Cache:       d.cache,
 		Logger:      d.log,
@@ -325,7 +341,13 @@ func (l *loaded) check(a *plugin.Action) error {
 		return fmt.Errorf("url %q: %w", a.URL, err)
 	}
 	if err := l.allow.Check(u); err != nil {
-		return err
+		if len(l.conf.AllowConfig) == 0 {
+			return err
+		}
+		dynamic, perr := egress.ParseAllowlist(l.allowed(context.Background()))
+		if perr != nil || dynamic.Check(u) != nil {
+			return err
+		}
 	}
 	if a.Sign != nil {
 		if _, ok := l.conf.Secrets[a.Sign.Secret]; !ok {
@@ -379,8 +401,9 @@ func (d *Dispatcher) Handle(ctx context.Context, events []*event.Event, log *slo
 				log.Error("plugin failed; event skipped for it (failure: skip)", "plugin", l.conf.Name, "err", err)
 				continue
 			}
+			allow := l.allowed(ctx)
 			for i, a := range actions {
-				ds = append(ds, delivery(ev, l.conf, i, a))
+				ds = append(ds, delivery(ev, l.conf, allow, i, a))
 			}
 		}
 	}
@@ -429,7 +452,7 @@ func (d *Dispatcher) call(ctx context.Context, l *loaded, body []byte, log *slog
 
 // delivery turns the n-th action of a plugin for an event into an outbox
 // entry whose id is stable, so a replayed event does not send twice.
-func delivery(ev *event.Event, conf pluginconf.Plugin, n int, a plugin.Action) deliver.Delivery {
+func delivery(ev *event.Event, conf pluginconf.Plugin, allow []string, n int, a plugin.Action) deliver.Delivery {
 	id := ev.ID + "/" + conf.Name + "/" + strconv.Itoa(n)
 	d := deliver.Delivery{
 		ID:             id,
@@ -447,7 +470,7 @@ func delivery(ev *event.Event, conf pluginconf.Plugin, n int, a plugin.Action) d
 			MaxBackoff: conf.Delivery.MaxBackoff,
 			Schedule:   conf.Delivery.Schedule,
 			Timeout:    conf.Delivery.Timeout,
-			Allow:      conf.Allow,
+			Allow:      allow,
 		},
 	}
 	if d.Resource == "" {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/lkedge/lkedge/host/deliver"
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/plugin/plugintest"
+	"github.com/lkedge/lkedge/host/store"
 )
 
 // outbox records what would be stored.
@@ -291,5 +293,61 @@ func TestStartupRefusesBadPlugins(t *testing.T) {
 				t.Fatalf("New = %v, want an error with %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestConfigFromMeetPreferences: a plugin's url and on/off can come from
+// OpenVidu Meet's global-preferences.json in the store, re-read while
+// running; the URL found there is allowed, loopback included.
+func TestConfigFromMeetPreferences(t *testing.T) {
+	dir := setup(t, `plugins:
+  - name: meet
+    wasm: typical.wasm
+    events: ["*"]
+    config:
+      url: {store: global-preferences.json, field: webhooksPreferences.url, default: "https://fallback.example.com/hook"}
+    secrets: {key: {env: SOME_KEY}}
+    allow: ["config:url"]
+`)
+	st, err := store.NewFile(filepath.Join(dir, "store"), "openvidu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &outbox{}
+	d, err := New(context.Background(), Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: out, CacheDir: cacheDir,
+		Store: st, StorePrefix: "openvidu-meet/", StoreTTL: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(context.Background())
+	setPrefs := func(url string) {
+		body := `{"webhooksPreferences":{"enabled":true,"url":"` + url + `"}}`
+		if _, err := st.Put(context.Background(), "openvidu-meet/global-preferences.json", []byte(body), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // past the cache
+	}
+	sendsTo := func() (string, []string) {
+		t.Helper()
+		if err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		ds := out.take()
+		if len(ds) != 1 {
+			t.Fatalf("%d deliveries", len(ds))
+		}
+		return ds[0].URL, ds[0].Policy.Allow
+	}
+	if got, _ := sendsTo(); got != "https://fallback.example.com/hook" {
+		t.Errorf("without preferences: sends to %s, want the fallback", got)
+	}
+	setPrefs("http://localhost:5080/webhook")
+	got, allow := sendsTo()
+	if got != "http://localhost:5080/webhook" || !slices.Contains(allow, "http://localhost:5080") {
+		t.Errorf("with preferences: sends to %s allowing %v, want Meet's URL, allowed", got, allow)
+	}
+	setPrefs("https://changed.example.com/x")
+	if got, _ := sendsTo(); got != "https://changed.example.com/x" {
+		t.Errorf("after a change: sends to %s", got)
 	}
 }

@@ -131,7 +131,13 @@ func configGet(ctx context.Context, mod api.Module, stack []uint64) {
 		status(stack, statusBadMemory)
 		return
 	}
-	v, found := c.plugin.opts.Config[string(key)]
+	var v string
+	var found bool
+	if lookup := c.plugin.opts.Lookup; lookup != nil {
+		v, found = lookup(ctx, string(key))
+	} else {
+		v, found = c.plugin.opts.Config[string(key)]
+	}
 	if !found {
 		status(stack, statusNotFound)
 		return

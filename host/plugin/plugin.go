@@ -87,6 +87,9 @@ type Options struct {
 	// Config holds the values the plugin can read (secrets are not here:
 	// plugins only name them).
 	Config map[string]string
+	// Lookup, if set, answers the plugin's config reads instead of Config,
+	// for values that can change while it runs.
+	Lookup func(ctx context.Context, key string) (string, bool)
 	// CheckAction vets each action as the plugin emits it, so the plugin
 	// learns at once that a destination is refused; a non-nil error makes
 	// the host answer the guest with NotAllowed.

@@ -61,10 +61,17 @@ type Plugin struct {
 	Secrets map[string]SecretRef
 	// Allow is the egress allow-list (host/egress syntax), with config:KEY
 	// entries resolved to the origin of that config value.
-	Allow    []string
-	Limits   Limits
-	Failure  string
-	Delivery Delivery
+	Allow []string
+	// FromStore are config values read from the metadata store while
+	// running (OpenVidu Meet's global-preferences.json); Config holds their
+	// fallbacks.
+	FromStore map[string]StoreValue
+	// AllowConfig are the config:KEY allow entries of store values: the
+	// origin of their current value is allowed.
+	AllowConfig []string
+	Limits      Limits
+	Failure     string
+	Delivery    Delivery
 }
 
 // Limits bound a plugin's calls.
@@ -85,6 +92,15 @@ type Delivery struct {
 	MaxBackoff time.Duration
 	Schedule   []time.Duration
 	Timeout    time.Duration
+}
+
+// StoreValue is a config value kept in a JSON object of the metadata store,
+// such as OpenVidu Meet's global-preferences.json.
+type StoreValue struct {
+	// Key is the object's key under the Meet sub-bucket.
+	Key string
+	// Field is a dotted path into the object (webhooksPreferences.url).
+	Field string
 }
 
 // SecretRef says where a secret's value lives.
@@ -156,9 +172,12 @@ type deliveryYAML struct {
 	Timeout    string   `yaml:"timeout"`
 }
 
-// valueYAML is a config value: a plain scalar, or {env: NAME, default: V}.
+// valueYAML is a config value: a plain scalar, or {env: NAME, default: V},
+// or {store: KEY, field: PATH} with env and default as fallbacks.
 type valueYAML struct {
 	plain   *string
+	Store   string  `yaml:"store"`
+	Field   string  `yaml:"field"`
 	Env     string  `yaml:"env"`
 	Default *string `yaml:"default"`
 }
@@ -181,8 +200,11 @@ func (v *valueYAML) UnmarshalYAML(unmarshal func(any) error) error {
 	if err := unmarshal(&p); err != nil {
 		return err
 	}
-	if p.Env == "" {
-		return errors.New("a config value is a string or {env: NAME, default: VALUE}")
+	if p.Env == "" && p.Store == "" {
+		return errors.New("a config value is a string, {env: NAME, default: VALUE} or {store: KEY, field: PATH}")
+	}
+	if (p.Store == "") != (p.Field == "") {
+		return errors.New("a config value from the store needs both store (the object) and field (a dotted JSON path)")
 	}
 	*v = valueYAML(p)
 	return nil
@@ -333,15 +355,21 @@ func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugi
 		return p, fmt.Errorf("failure: %q is not skip or hold", p.Failure)
 	}
 	p.Config = map[string]string{}
+	p.FromStore = map[string]StoreValue{}
 	for k, v := range rp.Config {
 		switch {
 		case v.plain != nil:
 			p.Config[k] = *v.plain
 		default:
+			// Config keeps the fallback; a store value overrides it when
+			// the object and field exist.
 			if val, ok := lookup(v.Env); ok && val != "" {
 				p.Config[k] = val
 			} else if v.Default != nil {
 				p.Config[k] = *v.Default
+			}
+			if v.Store != "" {
+				p.FromStore[k] = StoreValue{Key: v.Store, Field: v.Field}
 			}
 		}
 	}
@@ -358,6 +386,10 @@ func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugi
 		if !isConfig {
 			p.Allow = append(p.Allow, a)
 			continue
+		}
+		if _, dynamic := p.FromStore[key]; dynamic {
+			// Its value can change while running: allowed as it is read.
+			p.AllowConfig = append(p.AllowConfig, key)
 		}
 		v, ok := p.Config[key]
 		if !ok || v == "" {

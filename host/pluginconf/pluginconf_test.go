@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -466,6 +467,36 @@ func TestReceives(t *testing.T) {
 		p := &Plugin{Name: "p", Rooms: tc.rooms, Events: tc.events}
 		if got := p.Receives(tc.typ, tc.meetOwned); got != tc.want {
 			t.Errorf("rooms %s events %v: Receives(%q, meetOwned=%v) = %v, want %v", tc.rooms, tc.events, tc.typ, tc.meetOwned, got, tc.want)
+		}
+	}
+}
+
+// TestParseStoreValues: a config value may come from a JSON object in the
+// store, with env and default as the fallback kept in Config, and its
+// config:KEY allow entry is resolved while running.
+func TestParseStoreValues(t *testing.T) {
+	f, err := Parse([]byte(`plugins:
+  - name: meet
+    wasm: m.wasm
+    events: ["*"]
+    config:
+      url: {store: global-preferences.json, field: webhooksPreferences.url, env: URL_ENV, default: "http://localhost:5080/webhook"}
+    allow: ["config:url"]
+`), "/p", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := f.Plugins[0]
+	if got := p.FromStore["url"]; got != (StoreValue{Key: "global-preferences.json", Field: "webhooksPreferences.url"}) {
+		t.Errorf("FromStore = %+v", p.FromStore)
+	}
+	if p.Config["url"] != "http://localhost:5080/webhook" || !slices.Equal(p.Allow, []string{"http://localhost:5080"}) || !slices.Equal(p.AllowConfig, []string{"url"}) {
+		t.Errorf("Config %v, Allow %v, AllowConfig %v", p.Config, p.Allow, p.AllowConfig)
+	}
+	for _, bad := range []string{`{store: global-preferences.json}`, `{field: a.b}`} {
+		_, err := Parse([]byte("plugins:\n  - name: m\n    wasm: m.wasm\n    events: [\"*\"]\n    config:\n      url: "+bad+"\n"), "/p", func(string) (string, bool) { return "", false })
+		if err == nil || !strings.Contains(err.Error(), "plugin m") {
+			t.Errorf("%s: error %v, want one naming the plugin", bad, err)
 		}
 	}
 }

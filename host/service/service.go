@@ -125,6 +125,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	plugins, err := dispatch.New(ctx, dispatch.Options{
 		Path: cfg.PluginsFile, CacheDir: filepath.Join(cfg.DataDir, "_lkedge", "wasm-cache"),
 		Outbox: outbox, Logger: log, Registerer: metrics.Registry,
+		Store: st, StorePrefix: cfg.S3Subbucket + "/",
 	})
 	if err != nil {
 		outbox.Close()
@@ -312,11 +313,14 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	go func() { serveErr <- s.server.Serve(s.ln) }()
 
 	var err error
+	reason := "stopped"
 	select {
 	case <-ctx.Done():
+		reason = context.Cause(ctx).Error()
 	case err = <-serveErr:
+		reason = fmt.Sprintf("the webhook server stopped: %v", err)
 	}
-	s.log.Info("shutting down: no longer accepting webhooks")
+	s.log.Info("shutting down: no longer accepting webhooks", "reason", reason)
 	if serr := s.server.ShutdownWithContext(context.Background()); serr != nil && err == nil {
 		err = serr
 	}
