@@ -276,6 +276,9 @@ func TestS3Outage(t *testing.T) {
 	rec.wait(t, rooms)
 	retriedBefore := testutil.ToFloat64(metrics.EventsProcessed.WithLabelValues("retried"))
 	s3srv.Stop()
+	if code, body := readyz(url); code != http.StatusServiceUnavailable || !strings.Contains(body, "store") {
+		t.Errorf("/readyz with S3 down = %d %q, want 503 naming the store", code, body)
+	}
 	for step := 1; step < len(recordingSteps); step++ {
 		for r := range rooms {
 			send(r, step)
@@ -296,6 +299,9 @@ func TestS3Outage(t *testing.T) {
 	}
 
 	checkRecordings(t, s3, "outage", rooms)
+	if code, body := readyz(url); code != http.StatusOK {
+		t.Errorf("/readyz after the outage = %d %q", code, body)
+	}
 	if n := len(lk.SentData()); n != rooms*len(recordingSteps) {
 		t.Errorf("%d data messages, want one per event (%d): a retry must not repeat them", n, rooms*len(recordingSteps))
 	}

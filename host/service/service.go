@@ -59,6 +59,7 @@ type Service struct {
 	ingest   *ingest.Handler
 	coord    Coordinator
 	meet     *meet.Handler
+	store    store.Store
 	outbox   *deliver.Outbox
 	plugins  *dispatch.Dispatcher
 	admin    *http.Server
@@ -161,7 +162,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		return nil, fmt.Errorf("listen on %s (LKEDGE_ADMIN_LISTEN): %w", cfg.AdminListen, err)
 	}
 	s := &Service{cfg: cfg, log: log.With("replica", replica), journal: j, pipeline: p, ln: ln, coord: co, meet: handler,
-		outbox: outbox, plugins: plugins, adminLn: adminLn}
+		outbox: outbox, plugins: plugins, adminLn: adminLn, store: st}
 	s.admin = &http.Server{Handler: adminHandler(outbox), ReadHeaderTimeout: 10 * time.Second}
 	s.ingest = &ingest.Handler{
 		Verifier: webhook.NewVerifier(auth.NewFileBasedKeyProviderFromMap(cfg.Keys), cfg.ClockLeeway, now),
@@ -263,6 +264,10 @@ func (s *Service) readyz(ctx *fasthttp.RequestCtx) {
 	defer cancel()
 	if err := s.coord.Ping(pctx); err != nil {
 		problems = append(problems, "coordination: "+err.Error())
+	}
+	// A read of a key that does not exist proves the store answers.
+	if _, err := s.store.Get(pctx, s.cfg.S3Subbucket+"/.lkedge-ready-probe"); err != nil && !errors.Is(err, store.ErrNotFound) {
+		problems = append(problems, "store: "+err.Error())
 	}
 	if s.pipeline.Full() {
 		problems = append(problems, fmt.Sprintf("backlog: %d events, at its bound", s.pipeline.Backlog()))
