@@ -273,7 +273,9 @@ func countImports(s *section) (n, funcs, globals uint32, err error) {
 			err = r.limits()
 		case 0x03: // global: valtype, mutability
 			globals++
-			_, err = r.bytes(2)
+			if err = r.valType(); err == nil {
+				_, err = r.byte()
+			}
 		default:
 			err = fmt.Errorf("unknown import kind 0x%02x", kind)
 		}
@@ -293,11 +295,14 @@ func (rw *rewrite) globals(p []byte) ([]byte, uint32, error) {
 	}
 	out := appendU32(nil, n)
 	for range n {
-		t, err := r.bytes(2) // valtype, mutability
-		if err != nil {
+		start := r.off
+		if err := r.valType(); err != nil {
 			return nil, 0, err
 		}
-		out = append(out, t...)
+		if _, err := r.byte(); err != nil { // mutability
+			return nil, 0, err
+		}
+		out = append(out, p[start:r.off]...)
 		if out, err = rw.expr(out, &r); err != nil {
 			return nil, 0, err
 		}
@@ -373,12 +378,12 @@ func (rw *rewrite) elements(p []byte) ([]byte, error) {
 				return nil, err
 			}
 		}
-		if flags&0x03 != 0 { // elemkind or reftype byte
-			k, err := r.byte()
-			if err != nil {
+		if flags&0x03 != 0 { // elemkind byte, or reftype
+			start := r.off
+			if err := r.valType(); err != nil {
 				return nil, err
 			}
-			out = append(out, k)
+			out = append(out, r.b[start:r.off]...)
 		}
 		count, err := r.u32()
 		if err != nil {
@@ -478,7 +483,7 @@ func (rw *rewrite) body(out, b []byte) ([]byte, error) {
 		if _, err := r.u32(); err != nil {
 			return nil, err
 		}
-		if _, err := r.byte(); err != nil {
+		if err := r.valType(); err != nil {
 			return nil, err
 		}
 	}

@@ -94,6 +94,20 @@ func (r *reader) memarg() error {
 	return err
 }
 
+// valType skips a value type: one byte, or for the typed references of
+// the function-references proposal (ref ht, ref null ht) the byte and a
+// heap type.
+func (r *reader) valType() error {
+	c, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if c == 0x63 || c == 0x64 {
+		_, err = r.leb(5) // s33 heap type
+	}
+	return err
+}
+
 func (r *reader) blockType() error {
 	c, err := r.byte()
 	if err != nil {
@@ -102,6 +116,9 @@ func (r *reader) blockType() error {
 	switch c {
 	case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
 		return nil
+	case 0x63, 0x64:
+		_, err = r.leb(5)
+		return err
 	}
 	r.off--
 	_, err = r.leb(5) // s33 type index
@@ -118,7 +135,8 @@ func (r *reader) u32s(n int) error {
 }
 
 // skipImmediates moves past the immediates of op, per the WebAssembly 2.0
-// binary format plus the tail-call, threads and SIMD proposals.
+// binary format plus the tail-call, typed function references, threads and
+// SIMD proposals.
 func (r *reader) skipImmediates(op byte) error {
 	switch {
 	case op <= 0x01, op == 0x05, op == 0x0B, op == 0x0F, op == 0x1A, op == 0x1B, op == 0xD1,
@@ -127,8 +145,11 @@ func (r *reader) skipImmediates(op byte) error {
 	case op >= 0x02 && op <= 0x04:
 		return r.blockType()
 	case op == 0x0C, op == 0x0D, op == 0x10, op == 0x12, op == 0xD2,
-		op >= 0x20 && op <= 0x26, op == 0x3F, op == 0x40:
+		op >= 0x20 && op <= 0x26, op == 0x3F, op == 0x40,
+		op == 0x14, op == 0x15, op == 0xD5, op == 0xD6: // call_ref, return_call_ref, br_on_null, br_on_non_null
 		return r.u32s(1)
+	case op == 0xD4: // ref.as_non_null
+		return nil
 	case op == 0x0E:
 		n, err := r.u32()
 		if err != nil {
@@ -142,8 +163,12 @@ func (r *reader) skipImmediates(op byte) error {
 		if err != nil {
 			return err
 		}
-		_, err = r.bytes(int(n))
-		return err
+		for range n {
+			if err := r.valType(); err != nil {
+				return err
+			}
+		}
+		return nil
 	case op >= 0x28 && op <= 0x3E:
 		return r.memarg()
 	case op == 0x41:
@@ -158,8 +183,8 @@ func (r *reader) skipImmediates(op byte) error {
 	case op == 0x44:
 		_, err := r.bytes(8)
 		return err
-	case op == 0xD0:
-		_, err := r.byte()
+	case op == 0xD0: // ref.null: a heap type
+		_, err := r.leb(5)
 		return err
 	case op == 0xFC:
 		return r.skipFC()
