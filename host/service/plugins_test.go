@@ -73,11 +73,11 @@ func writePlugins(t *testing.T, dir, yaml string) string {
 	return path
 }
 
-// TestPluginDeliversSignedWebhook is the whole path: a signed LiveKit
-// webhook is accepted, the Meet logic runs, a wasm plugin asks for a
-// signed request, and the host delivers it through a sink that fails
-// twice first.
-func TestPluginDeliversSignedWebhook(t *testing.T) {
+// withTypicalPlugin is a service fixture whose plugins.yaml runs the typical
+// test plugin on egress_updated, posting to a sink that fails twice first,
+// signed with the secret "hook-secret", under the given delivery policy.
+func withTypicalPlugin(t *testing.T, delivery string) (*fixture, *sink) {
+	t.Helper()
 	f := newFixture(t)
 	wasm := plugintest.Build(t, "../plugin/testdata/plugins/typical")
 	if err := os.WriteFile(filepath.Join(f.dir, "typical.wasm"), wasm, 0o644); err != nil {
@@ -89,13 +89,20 @@ func TestPluginDeliversSignedWebhook(t *testing.T) {
   - name: typical
     wasm: typical.wasm
     events: [egress_updated]
-    config:
-      url: `+s.srv.URL+`/hook
-    secrets:
-      key: {env: LKEDGE_TEST_HOOK_KEY}
+    config: {url: "`+s.srv.URL+`/hook"}
+    secrets: {key: {env: LKEDGE_TEST_HOOK_KEY}}
     allow: ["config:url"]
-    delivery: {backoff: 20ms}
+    delivery: `+delivery+`
 `)
+	return f, s
+}
+
+// TestPluginDeliversSignedWebhook is the whole path: a signed LiveKit
+// webhook is accepted, the Meet logic runs, a wasm plugin asks for a
+// signed request, and the host delivers it through a sink that fails
+// twice first.
+func TestPluginDeliversSignedWebhook(t *testing.T) {
+	f, s := withTypicalPlugin(t, "{backoff: 20ms}")
 	url, _ := f.start(t, nil)
 	if code := post(t, url, egressBody("EV_p1", "egress_updated", "EGRESS_ACTIVE", "1745318182200000000")); code != 200 {
 		t.Fatalf("webhook answered %d", code)
@@ -122,22 +129,7 @@ func TestPluginDeliversSignedWebhook(t *testing.T) {
 // dead-letter store; the admin API lists it and replays it once the
 // destination recovered.
 func TestDeadLetterReplay(t *testing.T) {
-	f := newFixture(t)
-	wasm := plugintest.Build(t, "../plugin/testdata/plugins/typical")
-	if err := os.WriteFile(filepath.Join(f.dir, "typical.wasm"), wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := newSink(t, 2)
-	t.Setenv("LKEDGE_TEST_HOOK_KEY", "hook-secret")
-	f.cfg.PluginsFile = writePlugins(t, f.dir, `plugins:
-  - name: typical
-    wasm: typical.wasm
-    events: [egress_updated]
-    config: {url: "`+s.srv.URL+`/hook"}
-    secrets: {key: {env: LKEDGE_TEST_HOOK_KEY}}
-    allow: ["config:url"]
-    delivery: {attempts: 2, backoff: 10ms}
-`)
+	f, s := withTypicalPlugin(t, "{attempts: 2, backoff: 10ms}")
 	svc, err := New(t.Context(), f.cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
