@@ -384,7 +384,7 @@ func (d *Dispatcher) Handle(ctx context.Context, events []*event.Event, log *slo
 		owned := ev.Meet != nil && ev.Meet.Owned
 		var body []byte
 		for _, l := range s.plugins {
-			if !l.conf.Receives(ev.Type, owned) {
+			if !l.conf.Receives(ev.Type, owned) || !l.configured(ctx) {
 				continue
 			}
 			if body == nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/lkedge/lkedge/host/deliver"
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/plugin/plugintest"
@@ -350,4 +352,51 @@ func TestConfigFromMeetPreferences(t *testing.T) {
 	if got, _ := sendsTo(); got != "https://changed.example.com/x" {
 		t.Errorf("after a change: sends to %s", got)
 	}
+}
+
+// TestRequiresConfig: a plugin whose required config is empty is not
+// called at all, and is as soon as the value appears.
+func TestRequiresConfig(t *testing.T) {
+	dir := setup(t, `plugins:
+  - name: hook
+    wasm: typical.wasm
+    events: ["*"]
+    config:
+      url: {env: LKEDGE_TEST_HOOK_URL}
+    secrets: {key: {env: SOME_KEY}}
+    allow: ["config:url"]
+    requires: [url]
+`)
+	out := &outbox{}
+	d := newDispatcher(t, dir, out)
+	if err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if ds := out.take(); len(ds) != 0 {
+		t.Errorf("an unconfigured plugin asked for %d requests", len(ds))
+	}
+	if got := testutil.ToFloat64(d.m.calls.WithLabelValues("hook", "ok")); got != 0 {
+		t.Errorf("an unconfigured plugin was called %v times", got)
+	}
+
+	t.Setenv("LKEDGE_TEST_HOOK_URL", "https://hooks.example.com/x")
+	writeFile(t, filepath.Join(dir, "plugins.yaml"), strings.Replace(mustRead(t, filepath.Join(dir, "plugins.yaml")), "requires: [url]", "requires: [url]  # edited", 1))
+	if err := d.reload(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if ds := out.take(); len(ds) != 1 || ds[0].URL != "https://hooks.example.com/x" {
+		t.Errorf("configured plugin asked for %+v", ds)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

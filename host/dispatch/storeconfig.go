@@ -107,3 +107,14 @@ func (l *loaded) allowed(ctx context.Context) []string {
 	}
 	return entries
 }
+
+// configured tells whether every config key the plugin requires has a
+// value now; a plugin that is not configured is not called.
+func (l *loaded) configured(ctx context.Context) bool {
+	for _, k := range l.conf.Requires {
+		if v, _ := l.lookup(ctx, k); v == "" {
+			return false
+		}
+	}
+	return true
+}

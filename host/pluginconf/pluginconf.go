@@ -69,9 +69,13 @@ type Plugin struct {
 	// AllowConfig are the config:KEY allow entries of store values: the
 	// origin of their current value is allowed.
 	AllowConfig []string
-	Limits      Limits
-	Failure     string
-	Delivery    Delivery
+	// Requires are config keys that must be non-empty for the plugin to
+	// be called at all: a plugin listed by default stays off, and costs
+	// nothing, until its URL is configured.
+	Requires []string
+	Limits   Limits
+	Failure  string
+	Delivery Delivery
 }
 
 // Limits bound a plugin's calls.
@@ -151,6 +155,7 @@ type pluginYAML struct {
 	Config   map[string]valueYAML  `yaml:"config"`
 	Secrets  map[string]secretYAML `yaml:"secrets"`
 	Allow    []string              `yaml:"allow"`
+	Requires []string              `yaml:"requires"`
 	Limits   limitsYAML            `yaml:"limits"`
 	Failure  string                `yaml:"failure"`
 	Delivery deliveryYAML          `yaml:"delivery"`
@@ -373,6 +378,12 @@ func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugi
 			}
 		}
 	}
+	for _, k := range rp.Requires {
+		if _, ok := rp.Config[k]; !ok {
+			return p, fmt.Errorf("requires: %q is not one of the plugin's config keys", k)
+		}
+	}
+	p.Requires = rp.Requires
 	p.Secrets = map[string]SecretRef{}
 	for k, s := range rp.Secrets {
 		ref := SecretRef{Env: s.Env, File: s.File}

@@ -500,3 +500,17 @@ func TestParseStoreValues(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRequires: requires names config keys, and a key that is not in
+// config is an error naming the plugin and the field.
+func TestParseRequires(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	f, err := Parse([]byte("plugins:\n  - name: s\n    wasm: s.wasm\n    events: [\"*\"]\n    config: {url: {env: U}}\n    requires: [url]\n"), "/p", none)
+	if err != nil || !slices.Equal(f.Plugins[0].Requires, []string{"url"}) {
+		t.Fatalf("Parse = %+v, %v", f, err)
+	}
+	_, err = Parse([]byte("plugins:\n  - name: s\n    wasm: s.wasm\n    events: [\"*\"]\n    requires: [url]\n"), "/p", none)
+	if err == nil || !strings.Contains(err.Error(), `plugin s: requires: "url"`) {
+		t.Errorf("error = %v", err)
+	}
+}
