@@ -122,7 +122,7 @@ type Plugin struct {
 	slots   chan struct{}
 	idle    chan *instance
 	live    atomic.Int64 // instances alive, idle or busy
-	calls   sync.WaitGroup
+	calls   sync.RWMutex
 	closing atomic.Bool
 	closed  sync.Once
 }
@@ -201,8 +201,10 @@ var ErrClosed = errors.New("plugin closed")
 // Call runs the plugin on one event (its JSON, docs/events.md) and returns
 // the actions it emitted. A failed call returns a *CallError.
 func (p *Plugin) Call(ctx context.Context, event []byte, log *slog.Logger) ([]Action, error) {
-	p.calls.Add(1)
-	defer p.calls.Done()
+	// Calls share the read lock; Close takes the write lock, so it waits
+	// for the calls in flight and no call starts on a closed plugin.
+	p.calls.RLock()
+	defer p.calls.RUnlock()
 	if p.closing.Load() {
 		return nil, ErrClosed
 	}
@@ -240,7 +242,8 @@ func (p *Plugin) Close(ctx context.Context) error {
 	p.closing.Store(true)
 	var err error
 	p.closed.Do(func() {
-		p.calls.Wait()
+		p.calls.Lock()
+		defer p.calls.Unlock()
 		close(p.idle)
 		for inst := range p.idle {
 			inst.close()
