@@ -260,7 +260,10 @@ func (s *Service) route(metricsHandler fasthttp.RequestHandler) fasthttp.Request
 // in the journal until the coordinator is back.
 func (s *Service) readyz(ctx *fasthttp.RequestCtx) {
 	var problems []string
-	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	// Not derived from the request: fasthttp recycles its RequestCtx once
+	// the handler returns, while a timed-out child context may still be
+	// unlinking itself from its parent.
+	pctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := s.coord.Ping(pctx); err != nil {
 		problems = append(problems, "coordination: "+err.Error())
