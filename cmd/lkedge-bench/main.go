@@ -338,6 +338,8 @@ func run() error {
 	fullRates := flag.String("full-rates", "200,500", "fixed rates (events/s) of the full-path open loops")
 	fullOnly := flag.Bool("full-only", false, "run only the full-path phase")
 	pluginsFile := flag.String("plugins", "plugins.yaml", "the plugins file of the run with plugins (its modules built by make plugins)")
+	only := flag.String("only", "", "run only the servers whose name contains this (\"full path\" names the full-path phase)")
+	admin := flag.String("admin", "127.0.0.1:0", "LKEDGE_ADMIN_LISTEN of the measured lkedge (e.g. to take a profile)")
 	flag.Parse()
 	var rates []int
 	for _, r := range strings.Split(*ratesFlag, ",") {
@@ -382,7 +384,7 @@ func run() error {
 	lkedgeEnv := func(plugins string, more ...string) func(string) []string {
 		return func(addr string) []string {
 			dir, _ := os.MkdirTemp(dataDir, "run-")
-			return append([]string{"LKEDGE_LISTEN=" + addr, "LKEDGE_ADMIN_LISTEN=127.0.0.1:0", "LKEDGE_DATA_DIR=" + dir, "LKEDGE_STORE=file://" + filepath.Join(dir, "store"),
+			return append([]string{"LKEDGE_LISTEN=" + addr, "LKEDGE_ADMIN_LISTEN=" + *admin, "LKEDGE_DATA_DIR=" + dir, "LKEDGE_STORE=file://" + filepath.Join(dir, "store"),
 				"LKEDGE_LOG_LEVEL=error", "LIVEKIT_URL=http://" + deadLiveKit, "LKEDGE_PLUGINS=" + plugins}, more...)
 		}
 	}
@@ -403,6 +405,7 @@ func run() error {
 	if *fullOnly {
 		specs = nil
 	}
+	specs = slices.DeleteFunc(specs, func(sp spec) bool { return !strings.Contains(sp.name, *only) })
 	for _, sp := range specs {
 		addr, err := freeAddr()
 		if err != nil {
@@ -448,6 +451,9 @@ func run() error {
 			row(sp.name, fmt.Sprintf("open loop, %d/s", rate), r, s.peakRSS())
 		}
 		s.stop()
+	}
+	if !strings.Contains("full path", *only) {
+		return nil
 	}
 	var frates []int
 	for _, r := range strings.Split(*fullRates, ",") {

@@ -744,7 +744,7 @@ func TestServerErrorCountsBadRequests(t *testing.T) {
 // graceful Shutdown starts; a webhook being recorded at that moment must
 // still be recorded and answered 200 while the server drains.
 func TestAppendSurvivesGracefulShutdown(t *testing.T) {
-	real, err := journal.Open(filepath.Join(t.TempDir(), "journal.db"), journal.Options{Logger: quiet})
+	real, err := journal.Open(filepath.Join(t.TempDir(), "journal"), journal.Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,57 +8,18 @@ import (
 	"unicode/utf8"
 )
 
-// On-disk layout.
-//
-//	pending      key: seq (8-byte big-endian)   value: record
-//	failed       key: seq (8-byte big-endian)   value: failed record
-//	seen         key: event id                  value: seen-at unix ms (8) | seq (8)
-//	seen_by_time key: seen-at unix ms (8) | id  value: empty
+// Record encodings, the payloads of the log's frames (segment.go).
 //
 //	record        = version(1)=1 | receivedAt unix ms int64 (8, BE) | uvarint len(id) | id | body
 //	failed record = version(1)=1 | failedAt unix ms int64 (8, BE) | uvarint len(reason) | reason | record
-//
-// The seq stored in a seen value lets pruning check in O(1) whether the id's
-// record is still pending.
 
 const (
 	recordVersion = 1
 	failedVersion = 1
 	headerLen     = 1 + 8 // version + unix ms
-	seenLen       = 8 + 8
 )
 
 var be = binary.BigEndian
-
-func seqKey(seq uint64) []byte { return be.AppendUint64(make([]byte, 0, 8), seq) }
-
-func decodeSeqKey(k []byte) (uint64, bool) {
-	if len(k) != 8 {
-		return 0, false
-	}
-	return be.Uint64(k), true
-}
-
-// timeKey is the seen_by_time key. Times before 1970 are clamped to 0 so the
-// big-endian encoding keeps sorting by time.
-func timeKey(ms int64, id string) []byte {
-	k := make([]byte, 0, 8+len(id))
-	k = be.AppendUint64(k, uint64(max(ms, 0)))
-	return append(k, id...)
-}
-
-func encodeSeen(ms int64, seq uint64) []byte {
-	v := make([]byte, 0, seenLen)
-	v = be.AppendUint64(v, uint64(max(ms, 0)))
-	return be.AppendUint64(v, seq)
-}
-
-func decodeSeen(v []byte) (ms int64, seq uint64, ok bool) {
-	if len(v) != seenLen {
-		return 0, 0, false
-	}
-	return int64(be.Uint64(v[:8])), be.Uint64(v[8:]), true
-}
 
 // encodeRecord returns the encoded record and the offset of the body in it.
 func encodeRecord(receivedMs int64, id string, body []byte) ([]byte, int) {
@@ -71,8 +32,22 @@ func encodeRecord(receivedMs int64, id string, body []byte) ([]byte, int) {
 	return append(v, body...), off
 }
 
+// recordID returns the event id of an encoded record, without copying its
+// body.
+func recordID(v []byte) (string, bool) {
+	_, rest, err := decodeHeader(v, recordVersion)
+	if err != nil {
+		return "", false
+	}
+	id, _, err := splitLenPrefixed(rest, "event id")
+	if err != nil || len(id) == 0 {
+		return "", false
+	}
+	return string(id), true
+}
+
 // decodeRecord decodes a record value. It never trusts lengths read from v
-// and copies everything out, since v may point into bbolt's mmap.
+// and copies the body out, so the record does not alias v.
 func decodeRecord(seq uint64, v []byte) (Record, error) {
 	ms, rest, err := decodeHeader(v, recordVersion)
 	if err != nil {

@@ -43,7 +43,11 @@ import (
 // JournalPath is where the journal lives under the data directory. An
 // underscore cannot start an S3 bucket name, so it never collides with the
 // file store's bucket folders when both share one directory.
-func JournalPath(dataDir string) string { return filepath.Join(dataDir, "_lkedge", "journal.db") }
+func JournalPath(dataDir string) string { return filepath.Join(dataDir, "_lkedge", "journal") }
+
+// oldJournalPath is where lkedge kept its journal in a bbolt file before the
+// log; Open imports what is left there.
+func oldJournalPath(dataDir string) string { return filepath.Join(dataDir, "_lkedge", "journal.db") }
 
 // OutboxPath is where the outbound requests wait under the data directory.
 func OutboxPath(dataDir string) string { return filepath.Join(dataDir, "_lkedge", "outbox.db") }
@@ -115,6 +119,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	if err != nil {
 		co.Close()
 		return nil, err
+	}
+	if n, err := journal.ImportBolt(ctx, j, oldJournalPath(cfg.DataDir)); err != nil {
+		// What was imported is safe in the new journal; the rest stays in
+		// the old file for an operator, and the service still starts.
+		log.Error("importing the previous journal failed", "imported", n, "err", err)
+	} else if n > 0 {
+		log.Info("imported the previous journal", "records", n)
 	}
 	secrets := &pluginSecrets{}
 	outbox, err := deliver.Open(OutboxPath(cfg.DataDir), deliver.Options{Secrets: secrets, Logger: log, Registerer: metrics.Registry})
