@@ -49,7 +49,12 @@ type Options struct {
 	// handed back for a later retry (default 5, 200 ms doubling).
 	DeleteAttempts int
 	DeleteBackoff  time.Duration
-	// Now is the clock the orphan-lock collector ages locks by (default time.Now).
+	// OwnershipCacheTTL is how long the ownership check trusts a Meet room
+	// record it found, without reading it again (default 10 s; negative
+	// disables the cache).
+	OwnershipCacheTTL time.Duration
+	// Now is the clock the orphan-lock collector ages locks by and the
+	// ownership cache expires by (default time.Now).
 	Now func() time.Time
 }
 
@@ -59,6 +64,9 @@ type Handler struct {
 	coord coord.Coordinator
 	lk    LiveKit
 	opts  Options
+	// rooms maps a room name to when its Meet room record, last seen
+	// existing, must be read again (see owned).
+	rooms *cache[string, time.Time]
 }
 
 // New returns a Handler over the given store, coordinator and LiveKit API.
@@ -72,10 +80,16 @@ func New(s store.Store, c coord.Coordinator, lk LiveKit, opts Options) *Handler 
 	if opts.DeleteBackoff <= 0 {
 		opts.DeleteBackoff = 200 * time.Millisecond
 	}
+	if opts.OwnershipCacheTTL == 0 {
+		opts.OwnershipCacheTTL = 10 * time.Second
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Handler{store: s, coord: c, lk: lk, opts: opts}
+	return &Handler{
+		store: s, coord: c, lk: lk, opts: opts,
+		rooms: newCache[string, time.Time](cacheSize),
+	}
 }
 
 // RecordingLockName is the coordination lock held while a room records
@@ -144,8 +158,24 @@ func (h *Handler) owned(ctx context.Context, ev *event.Event, log *slog.Logger) 
 	if name == "" {
 		return false, nil
 	}
+	// A room record found a moment ago still exists: it only disappears
+	// when the room is deleted after its meeting, and the replica that
+	// deletes it forgets it at once (deleteRoom). So only a deletion by
+	// another replica or by Meet itself goes unseen, for at most the TTL,
+	// during which the room's late egress events are taken as Meet's, as
+	// they would have been a moment earlier. A missing record is never
+	// cached: Meet may create it at any time.
+	if until, ok := h.rooms.get(name); ok && h.opts.Now().Before(until) {
+		metrics.MeetCache.WithLabelValues("ownership", "hit").Inc()
+		return true, nil
+	}
+	metrics.MeetCache.WithLabelValues("ownership", "miss").Inc()
+	gen := h.rooms.generation()
 	_, storeErr := h.store.Get(ctx, h.key("rooms/"+name+"/"+name+".json"))
 	if storeErr == nil {
+		if h.opts.OwnershipCacheTTL > 0 {
+			h.rooms.add(name, h.opts.Now().Add(h.opts.OwnershipCacheTTL), gen)
+		}
 		return true, nil
 	}
 	if errors.Is(storeErr, store.ErrInvalidKey) {
@@ -549,7 +579,12 @@ func (h *Handler) roomFinished(ctx context.Context, ev *event.Event, log *slog.L
 // and the LiveKit room. Store failures are returned for a later retry of
 // the event; LiveKit is retried here a few times, then logged.
 func (h *Handler) deleteRoom(ctx context.Context, roomID string, log *slog.Logger) error {
-	if err := h.store.Delete(ctx, h.key("rooms/"+roomID+"/"+roomID+".json")); err != nil {
+	err := h.store.Delete(ctx, h.key("rooms/"+roomID+"/"+roomID+".json"))
+	// Forgotten even on an error, which may hide a deletion that happened;
+	// and after the delete, so that no ownership read from before it is
+	// cached (cache.add refuses it).
+	h.rooms.forget(roomID)
+	if err != nil {
 		metrics.StoreErrors.WithLabelValues("delete").Inc()
 		return fmt.Errorf("delete Meet room %s: %w", roomID, err)
 	}

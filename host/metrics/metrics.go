@@ -56,13 +56,19 @@ var (
 	StoreErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lkedge_store_errors_total", Help: "Failed storage operations, by operation.",
 	}, []string{"op"})
+	// MeetCache counts lookups in the Meet logic's caches by cache
+	// (ownership: Meet room records found) and result: hit when the cache
+	// saved a store read, miss when the store was read.
+	MeetCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lkedge_meet_cache_total", Help: "Lookups in the Meet logic's caches, by cache and result.",
+	}, []string{"cache", "result"})
 )
 
 func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		WebhooksReceived, WebhooksRejected, WebhooksDuplicate, EventsProcessed, Backlog, LiveKitErrors, StoreErrors,
+		WebhooksReceived, WebhooksRejected, WebhooksDuplicate, EventsProcessed, Backlog, LiveKitErrors, StoreErrors, MeetCache,
 		AcceptSeconds, ProcessSeconds, CoordinationErrors,
 	)
 }
