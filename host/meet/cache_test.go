@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lkedge/lkedge/host/livekitapi"
 	"github.com/lkedge/lkedge/host/store"
 )
 
@@ -53,6 +54,158 @@ func newCountingEnv(t *testing.T, mods ...func(*Options)) (*env, *countingStore)
 		return cs
 	}, mods...)
 	return e, cs
+}
+
+// otherReplica is a second Handler on e's store: a writer behind the back
+// of e.h's caches.
+func (e *env) otherReplica() *Handler {
+	return New(e.store, e.coord, livekitapi.New(e.fake.URL(), lkKey, lkSecret, 5*time.Second), Options{NameID: meetID, Subbucket: sub})
+}
+
+// active is an egress_updated ACTIVE; startedAt is part of the stored body,
+// updatedAt only of its user metadata.
+func active(t *testing.T, startedAt, updatedAt string) []byte {
+	return egressEvent(t, "egress_updated", "EV_a"+updatedAt, eg{status: "EGRESS_ACTIVE", startedAt: startedAt, updatedAt: updatedAt})
+}
+
+func activeAt(startDate string) string {
+	return `{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"ACTIVE","filename":"room-123--a1b2c3d4e5.mp4","startDate":` + startDate + `}`
+}
+
+// TestRecordingCacheStoreOps: once a recording's state is known, the next
+// update costs one conditional Put and no Get; what the cache cannot decide
+// exactly (a stale event, an equal-rank update with a new body, a recording
+// that is over) is read from the store first.
+func TestRecordingCacheStoreOps(t *testing.T) {
+	const s1, s2 = "1745318182000000000", "1745318183000000000"
+	type step struct {
+		body       []byte
+		gets, puts int // of the recording metadata
+		stale      bool
+	}
+	tests := []struct {
+		name  string
+		steps func(t *testing.T) []step
+		want  string
+	}{
+		{"a recording moving forward", func(t *testing.T) []step {
+			return []step{
+				{startedEvent(t), 1, 1, false},
+				{[]byte(updatedActiveBody), 0, 1, false},
+				{endingEvent(t), 0, 1, false},
+				{endedEvent(t), 0, 1, false},
+				// A final state is not kept: a duplicate reads first.
+				{endedEvent(t), 1, 1, false},
+			}
+		}, vectorInfo},
+		{"equal-rank updates, the body unchanged", func(t *testing.T) []step {
+			return []step{
+				{active(t, s1, "1745318190000000001"), 1, 1, false},
+				{active(t, s1, "1745318190000000002"), 0, 1, false},
+				{active(t, s1, "1745318190000000003"), 0, 1, false},
+			}
+		}, activeAt("1745318182000")},
+		{"a stale event is decided on the store, then the state read is used", func(t *testing.T) []step {
+			return []step{
+				{endingEvent(t), 1, 1, false},
+				{[]byte(updatedActiveBody), 1, 0, true},
+				{endedEvent(t), 0, 1, false},
+			}
+		}, vectorInfo},
+		{"an equal-rank update with a new body reads first", func(t *testing.T) []step {
+			return []step{
+				{active(t, s1, "1745318190000000001"), 1, 1, false},
+				{active(t, s2, "1745318190000000002"), 1, 1, false},
+			}
+		}, activeAt("1745318183000")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, cs := newCountingEnv(t)
+			e.put(roomKey, roomRecord(room, false, allPrefs))
+			for i, st := range tc.steps(t) {
+				ev, _ := e.mustHandle(st.body)
+				if gets, puts := cs.take(mdKey); gets != st.gets || puts != st.puts {
+					t.Errorf("step %d (%s %s): %d Gets and %d Puts of the metadata, want %d and %d",
+						i, ev.Type, ev.LiveKit.EgressInfo.Status, gets, puts, st.gets, st.puts)
+				}
+				if ev.Meet.Stale != st.stale {
+					t.Errorf("step %d: Stale = %v, want %v", i, ev.Meet.Stale, st.stale)
+				}
+			}
+			if got := e.get(mdKey); string(got) != tc.want {
+				t.Errorf("final metadata\n got %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRecordingCacheConcurrentWriter: another replica writes the recording
+// between two of our updates. Our cached state is then wrong; the write
+// made from it must fail its condition, and the state read instead decides,
+// so a newer or final state is never overwritten.
+func TestRecordingCacheConcurrentWriter(t *testing.T) {
+	const s1, s2 = "1745318182000000000", "1745318183000000000"
+	tests := []struct {
+		name                string
+		ours, theirs, later func(t *testing.T) []byte
+		stale               bool
+		gets, puts          int // of our later update
+		want                string
+	}{
+		{"they ended it: our later ENDING is stale",
+			func(t *testing.T) []byte { return []byte(updatedActiveBody) }, endedEvent, endingEvent,
+			true, 1, 1, vectorInfo},
+		{"they moved it to ENDING: our COMPLETE still wins",
+			func(t *testing.T) []byte { return []byte(updatedActiveBody) }, endingEvent, endedEvent,
+			false, 1, 2, vectorInfo},
+		{"they stored a newer state of equal rank",
+			func(t *testing.T) []byte { return active(t, s1, "1745318190000000001") },
+			func(t *testing.T) []byte { return active(t, s2, "1745318190000000003") },
+			func(t *testing.T) []byte { return active(t, s1, "1745318190000000002") },
+			true, 1, 1, activeAt("1745318183000")},
+		// Their write leaves the body, so the ETag, as we cached it: only
+		// reading the updatedAt in the metadata shows ours is older.
+		{"they stored our body again with a later updatedAt",
+			func(t *testing.T) []byte { return active(t, s1, "1745318190000000001") },
+			func(t *testing.T) []byte { return active(t, s1, "1745318190000000003") },
+			func(t *testing.T) []byte { return active(t, s2, "1745318190000000002") },
+			true, 1, 0, activeAt("1745318182000")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, cs := newCountingEnv(t)
+			e.put(roomKey, roomRecord(room, false, allPrefs))
+			e.mustHandle(tc.ours(t))
+			if _, err := e.otherReplica().Handle(context.Background(), decode(t, tc.theirs(t)), discard); err != nil {
+				t.Fatalf("the other replica's Handle: %v", err)
+			}
+			theirs := string(e.get(mdKey))
+			cs.take(mdKey)
+			sent := len(e.fake.SentData())
+			ev, _ := e.mustHandle(tc.later(t))
+			if gets, puts := cs.take(mdKey); gets != tc.gets || puts != tc.puts {
+				t.Errorf("later update: %d Gets and %d Puts of the metadata, want %d and %d", gets, puts, tc.gets, tc.puts)
+			}
+			if ev.Meet.Stale != tc.stale {
+				t.Errorf("Stale = %v, want %v", ev.Meet.Stale, tc.stale)
+			}
+			got := string(e.get(mdKey))
+			if got != tc.want {
+				t.Errorf("final metadata\n got %s\nwant %s", got, tc.want)
+			}
+			if tc.stale {
+				if got != theirs {
+					t.Errorf("a stale update changed the metadata\n%s\n→ %s", theirs, got)
+				}
+				if n := len(e.fake.SentData()); n != sent {
+					t.Error("a stale update sent a data message")
+				}
+			}
+		})
+	}
 }
 
 // TestOwnershipCache: an egress event of a room whose Meet record was just

@@ -8,6 +8,7 @@ package meet
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,6 +68,9 @@ type Handler struct {
 	// rooms maps a room name to when its Meet room record, last seen
 	// existing, must be read again (see owned).
 	rooms *cache[string, time.Time]
+	// recordings maps a recording metadata key to the stored state this
+	// replica last wrote or read (see saveRecording).
+	recordings *cache[string, recState]
 }
 
 // New returns a Handler over the given store, coordinator and LiveKit API.
@@ -88,7 +92,8 @@ func New(s store.Store, c coord.Coordinator, lk LiveKit, opts Options) *Handler 
 	}
 	return &Handler{
 		store: s, coord: c, lk: lk, opts: opts,
-		rooms: newCache[string, time.Time](cacheSize),
+		rooms:      newCache[string, time.Time](cacheSize),
+		recordings: newCache[string, recState](cacheSize),
 	}
 }
 
@@ -281,8 +286,46 @@ const metaUpdatedAt = "egress-updated-at"
 // the later egress updatedAt wins). It uses compare-and-swap so two replicas
 // cannot race a stale state over a newer one. It reports whether body is
 // now the stored state.
+//
+// The state this replica last wrote or read is remembered, so that the next
+// update of a recording, the common case, is one Put conditional on the
+// remembered ETag instead of a Get and a Put. The condition keeps the
+// decision exact: the Put only succeeds if the object is still the one
+// remembered, and when it fails the real state is read and decided on as
+// without the cache. Two cases do not take the shortcut:
+//   - a remembered state that makes the event stale: the object may have
+//     changed or gone since, so skipping the write is only decided on the
+//     real state;
+//   - an update of equal rank that changes the body: the ETag covers the
+//     body, not the updatedAt kept in the user metadata, so If-Match cannot
+//     see that somebody stored the remembered body again with a later
+//     updatedAt. With the body unchanged, such a write cannot change the
+//     stored body; at worst it reports that state once more and keeps the
+//     older updatedAt, as the read-then-write loop below can within its
+//     own window. It takes an older event arriving after a newer one that
+//     another replica handled, with the same stored body.
 func (h *Handler) saveRecording(ctx context.Context, key string, status Status, updatedAt int64, body []byte) (bool, error) {
 	meta := map[string]string{metaUpdatedAt: strconv.FormatInt(updatedAt, 10)}
+	next := recState{rank: status.rank(), updatedAt: updatedAt, sum: sha256.Sum256(body)}
+	gen := h.recordings.generation()
+	if cached, ok := h.recordings.get(key); ok && next.replaces(cached) && (next.rank > cached.rank || next.sum == cached.sum) {
+		etag, err := h.store.Put(ctx, key, body, store.PutOptions{IfMatch: cached.etag, Meta: meta})
+		if err == nil {
+			metrics.MeetCache.WithLabelValues("recording", "hit").Inc()
+			next.etag = etag
+			h.rememberRecording(key, next, gen)
+			return true, nil
+		}
+		// Either somebody wrote since, or the write's outcome is unknown:
+		// the remembered ETag can no longer be trusted.
+		h.recordings.forget(key)
+		if !errors.Is(err, store.ErrPrecondition) {
+			metrics.StoreErrors.WithLabelValues("put").Inc()
+			return false, fmt.Errorf("write recording metadata %s: %w", key, err)
+		}
+		gen = h.recordings.generation()
+	}
+	metrics.MeetCache.WithLabelValues("recording", "miss").Inc()
 	for attempt := 0; attempt < 10; attempt++ {
 		obj, err := h.store.Get(ctx, key)
 		var opts store.PutOptions
@@ -298,13 +341,15 @@ func (h *Handler) saveRecording(ctx context.Context, key string, status Status, 
 			}
 			if json.Unmarshal(obj.Body, &old) == nil {
 				oldAt, _ := strconv.ParseInt(obj.Meta[metaUpdatedAt], 10, 64)
-				if old.Status.rank() > status.rank() || (old.Status.rank() == status.rank() && updatedAt < oldAt) {
+				stored := recState{etag: obj.ETag, rank: old.Status.rank(), updatedAt: oldAt, sum: sha256.Sum256(obj.Body)}
+				if !next.replaces(stored) {
+					h.rememberRecording(key, stored, gen)
 					return false, nil
 				}
 			}
 			opts = store.PutOptions{IfMatch: obj.ETag, Meta: meta}
 		}
-		_, err = h.store.Put(ctx, key, body, opts)
+		etag, err := h.store.Put(ctx, key, body, opts)
 		if errors.Is(err, store.ErrPrecondition) {
 			continue // somebody wrote in between: decide again on the new state
 		}
@@ -312,9 +357,38 @@ func (h *Handler) saveRecording(ctx context.Context, key string, status Status, 
 			metrics.StoreErrors.WithLabelValues("put").Inc()
 			return false, fmt.Errorf("write recording metadata %s: %w", key, err)
 		}
+		next.etag = etag
+		h.rememberRecording(key, next, gen)
 		return true, nil
 	}
 	return false, fmt.Errorf("write recording metadata %s: still contended after 10 attempts", key)
+}
+
+// recState is what saveRecording knows of a stored recording metadata
+// object.
+type recState struct {
+	etag      string
+	rank      int   // of the stored status
+	updatedAt int64 // the egress updatedAt kept in the user metadata
+	sum       [sha256.Size]byte
+}
+
+// replaces reports whether s may be written over old: a higher rank, or the
+// same rank and an updatedAt that is not older.
+func (s recState) replaces(old recState) bool {
+	return s.rank > old.rank || (s.rank == old.rank && s.updatedAt >= old.updatedAt)
+}
+
+// rememberRecording caches the stored state of the recording under key. A
+// final state is dropped instead: the recording is over, so the entry would
+// only take room. So is a state without an ETag, which could not make the
+// next write conditional.
+func (h *Handler) rememberRecording(key string, s recState, gen uint64) {
+	if s.rank == rankFinal || s.etag == "" {
+		h.recordings.forget(key)
+		return
+	}
+	h.recordings.add(key, s, gen)
 }
 
 // Room is the part of a MeetRoom (§9.1) the webhook path reads.

@@ -56,10 +56,13 @@ func (s Status) rank() int {
 	case StatusEnding:
 		return 2
 	case StatusComplete, StatusFailed, StatusAborted, StatusLimitReached:
-		return 3
+		return rankFinal
 	}
 	return -1
 }
+
+// rankFinal is the rank of every final status.
+const rankFinal = 3
 
 // RecordingInfo is MeetRecordingInfo (§6.2). Field order and omitempty
 // reproduce JSON.stringify of the reference's object literal byte for byte;

@@ -57,8 +57,9 @@ var (
 		Name: "lkedge_store_errors_total", Help: "Failed storage operations, by operation.",
 	}, []string{"op"})
 	// MeetCache counts lookups in the Meet logic's caches by cache
-	// (ownership: Meet room records found) and result: hit when the cache
-	// saved a store read, miss when the store was read.
+	// (ownership: Meet room records found; recording: stored recording
+	// states) and result: hit when the cache saved a store read, miss when
+	// the store was read (a cached write that failed its condition included).
 	MeetCache = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lkedge_meet_cache_total", Help: "Lookups in the Meet logic's caches, by cache and result.",
 	}, []string{"cache", "result"})
