@@ -403,8 +403,11 @@ func TestCrashResume(t *testing.T) {
 		defer mu.Unlock()
 		return len(deliveredBefore) == deliverFirst && len(inFlight) == opts.Workers
 	})
-	// With every worker stuck, all earlier attempts have been persisted and
+	// With every worker stuck and the successes recorded (MarkInterval),
 	// nothing is writing: the file is exactly what a crash would leave.
+	eventually(t, 5*time.Second, "the successes recorded", func() bool {
+		return bucketLen(t, a, bucketPending) == total-deliverFirst
+	})
 	crashed := filepath.Join(dir, "crashed.db")
 	if err := a.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(crashed, 0o600) }); err != nil {
 		t.Fatal(err)
@@ -739,5 +742,68 @@ func TestLogs(t *testing.T) {
 	// delivered, 2 retries, dead, refused, duplicate, replayed, and more.
 	if about < 7 {
 		t.Errorf("only %d log lines about deliveries:\n%s", about, out)
+	}
+}
+
+// TestUnrecordedSuccessIsResent: a success is recorded within MarkInterval,
+// not in an fsync of its own. A crash before that sends the delivery once
+// more with the same Idempotency-Key and body; stopping Run records every
+// success, so an orderly restart sends nothing again.
+func TestUnrecordedSuccessIsResent(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		hits []hit
+	)
+	s := newSink(t, func(w http.ResponseWriter, r *http.Request, nth int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		hits = append(hits, hit{id: strings.TrimPrefix(r.Header.Get("Idempotency-Key"), "idem-"), header: r.Header.Clone()})
+		return http.StatusOK
+	})
+	dir := t.TempDir()
+	opts := testOptions()
+	opts.MarkInterval = time.Hour // no flush until Run stops
+	a := openAt(t, filepath.Join(dir, "a.db"), opts)
+	enqueue(t, a, s.delivery("e1/plug/0", "room"))
+	stopA := start(t, a)
+	waitIdle(t, a, 5*time.Second)
+	crashed := filepath.Join(dir, "crashed.db")
+	if err := a.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(crashed, 0o600) }); err != nil {
+		t.Fatal(err)
+	}
+	stopA()
+	if n := bucketLen(t, a, bucketPending); n != 0 {
+		t.Fatalf("%d pending in the file after Run stopped, want 0", n)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		path   string
+		resent int
+	}{
+		{"orderly stop", filepath.Join(dir, "a.db"), 0},
+		{"crash before the success was recorded", crashed, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.path == filepath.Join(dir, "a.db") {
+				if err := a.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mu.Lock()
+			before := len(hits)
+			mu.Unlock()
+			b := openAt(t, tc.path, opts)
+			start(t, b)
+			waitIdle(t, b, 5*time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			if got := len(hits) - before; got != tc.resent {
+				t.Fatalf("sent %d more times, want %d", got, tc.resent)
+			}
+			if tc.resent > 0 && hits[len(hits)-1].header.Get("Idempotency-Key") != hits[0].header.Get("Idempotency-Key") {
+				t.Errorf("resent with Idempotency-Key %q, first sent with %q", hits[len(hits)-1].header.Get("Idempotency-Key"), hits[0].header.Get("Idempotency-Key"))
+			}
+		})
 	}
 }

@@ -28,6 +28,13 @@ const (
 	pruneInterval   = time.Minute
 )
 
+// deliveredMark is a success waiting for flushMarks.
+type deliveredMark struct {
+	seq uint64
+	id  string
+	at  time.Time
+}
+
 // result is what one attempt produced.
 type result struct {
 	status     int
@@ -62,6 +69,7 @@ func (o *Outbox) Run(ctx context.Context) {
 
 	defer func() {
 		o.wg.Wait()
+		o.flushMarks()
 		o.mu.Lock()
 		o.running = false
 		o.mu.Unlock()
@@ -71,6 +79,8 @@ func (o *Outbox) Run(ctx context.Context) {
 	defer timer.Stop()
 	prune := time.NewTicker(pruneInterval)
 	defer prune.Stop()
+	marks := time.NewTicker(o.opts.MarkInterval)
+	defer marks.Stop()
 	for {
 		o.mu.Lock()
 		starts, wake := o.sched.next(time.Now())
@@ -89,6 +99,8 @@ func (o *Outbox) Run(ctx context.Context) {
 			return
 		case <-o.wake:
 		case <-fire:
+		case <-marks.C:
+			o.flushMarks()
 		case <-prune.C:
 			if err := o.prune(); err != nil {
 				o.log.Error("outbox: prune delivered ids", "error", err)
@@ -128,7 +140,9 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 
 	switch {
 	case res.err == nil:
-		persist = func(tx *bolt.Tx) error { return markDelivered(tx, it.seq, d.ID, now) }
+		o.marksMu.Lock()
+		o.marks = append(o.marks, deliveredMark{seq: it.seq, id: d.ID, at: now})
+		o.marksMu.Unlock()
 		o.m.deliveries.WithLabelValues(d.Plugin, outcomeDelivered).Inc()
 		log.Debug("delivered", "attempt", rec.Attempts, "status", res.status)
 	case res.refused || rec.Attempts >= d.Policy.Attempts:
@@ -158,8 +172,10 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 	// hurt more, and a restart at worst resends with the same
 	// Idempotency-Key. Batch shares the fsync with concurrent results
 	// (persist is idempotent, as Batch may run it twice).
-	if err := o.db.Batch(persist); err != nil {
-		log.Error("outbox: persist delivery state", "error", err)
+	if persist != nil {
+		if err := o.db.Batch(persist); err != nil {
+			log.Error("outbox: persist delivery state", "error", err)
+		}
 	}
 
 	o.mu.Lock()
@@ -177,6 +193,30 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 	}
 	o.mu.Unlock()
 	o.logBreaker(it.origin, change)
+}
+
+// flushMarks removes the records of the deliveries that succeeded since the
+// last flush, all in one commit. Until then a record stays pending in the
+// file, which also keeps Enqueue from taking its id again.
+func (o *Outbox) flushMarks() {
+	o.marksMu.Lock()
+	marks := o.marks
+	o.marks = nil
+	o.marksMu.Unlock()
+	if len(marks) == 0 {
+		return
+	}
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		for _, m := range marks {
+			if err := markDelivered(tx, m.seq, m.id, m.at); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		o.log.Error("outbox: recording delivered requests failed; they are sent again after a restart", "count", len(marks), "error", err)
+	}
 }
 
 func (o *Outbox) logBreaker(origin string, change breakerChange) {
