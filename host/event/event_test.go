@@ -115,3 +115,26 @@ func TestFromWebhook(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkMarshalJSON is the plugin stage's encoding of one event, done
+// once per event for all its plugins.
+func BenchmarkMarshalJSON(b *testing.B) {
+	for _, name := range []string{"egress_updated", "participant_joined"} {
+		b.Run(name, func(b *testing.B) {
+			body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "events", name+".webhook.json"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev, err := FromWebhook(body, time.UnixMilli(1745318193000))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev.Meet = &Meet{Owned: true, RoomID: ev.RoomName()}
+			for b.Loop() {
+				if _, err := ev.MarshalJSON(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
