@@ -109,7 +109,10 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns
 	if err != nil {
 		return err
 	}
-	gw, err := start("versitygw", []string{versitygwBin, "--port", s3addr, "--access", s3Access, "--secret", s3Secret, "--quiet", "posix", s3dir}, nil, s3addr)
+	// --keep-alive: versitygw closes every connection after one request
+	// unless told otherwise, which S3 does not; without it each store call
+	// pays a TCP connect on both sides.
+	gw, err := start("versitygw", []string{versitygwBin, "--port", s3addr, "--access", s3Access, "--secret", s3Secret, "--quiet", "--keep-alive", "posix", s3dir}, nil, s3addr)
 	if err != nil {
 		return err
 	}
