@@ -730,6 +730,7 @@ func (j *Journal) run() {
 	defer close(j.done)
 	tick := time.NewTicker(pruneInterval)
 	defer tick.Stop()
+	var lastCommit time.Time
 	batch := make([]*request, 0, maxBatch)
 	results := make([]result, 0, maxBatch)
 	for {
@@ -762,6 +763,7 @@ func (j *Journal) run() {
 			}
 			timer.Stop()
 		}
+		j.linger(batch, lastCommit)
 	drain:
 		for len(batch) < maxBatch {
 			select {
@@ -773,6 +775,7 @@ func (j *Journal) run() {
 		}
 		batch = j.takeLazy(batch)
 		results = j.commit(batch, results[:0])
+		lastCommit = time.Now()
 		for i, r := range batch {
 			if r.kind == opPrune && results[i].err == nil && results[i].removed > 0 {
 				j.log.Debug("journal: forgot expired event ids", "count", results[i].removed)
@@ -786,6 +789,31 @@ func (j *Journal) run() {
 			}
 			batch[i] = nil
 		}
+	}
+}
+
+// commitGap is the least time between the starts of two commits. At a few
+// thousand events per second appends arrive one at a time, so without it
+// each would pay a whole fdatasync (on this project's VMs 70–110 µs of CPU)
+// and the CPU per event would be highest exactly at moderate load. Waiting
+// for the gap lets the appends of that moment share one; it adds at most
+// the gap to an append's latency, and nothing once commits take longer
+// than the gap, as they do under heavy load.
+const commitGap = time.Millisecond
+
+// linger holds a batch that is not full until commitGap has passed since
+// the last commit, so that the appends arriving meanwhile share its
+// fdatasync.
+func (j *Journal) linger(batch []*request, lastCommit time.Time) {
+	wait := time.Until(lastCommit.Add(commitGap))
+	if wait <= 0 || len(batch) == 0 || len(j.reqs) >= maxBatch {
+		return
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-j.quit:
 	}
 }
 
