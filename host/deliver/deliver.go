@@ -251,10 +251,13 @@ func Open(path string, opts Options) (*Outbox, error) {
 		}
 		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
 	}
-	// Enqueues and delivery results from many goroutines share one fsync;
-	// bbolt's default 10 ms wait for company would be most of an event's
-	// latency.
-	db.MaxBatchDelay = time.Millisecond
+	// Enqueues and delivery results from many goroutines share one
+	// commit (two fsyncs). At a few thousand events per second they arrive
+	// one at a time, so the wait for company sets how many share it: 3 ms
+	// cut the CPU per delivery by 37 % at 2 000/s against 1 ms
+	// (BenchmarkDeliverRate), while bbolt's default 10 ms would be most of
+	// an event's latency.
+	db.MaxBatchDelay = 3 * time.Millisecond
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		_ = db.Close()
