@@ -75,10 +75,21 @@ var unmarshalOpts = protojson.UnmarshalOptions{DiscardUnknown: true, AllowPartia
 // FromWebhook decodes a verified LiveKit webhook body (protojson, unknown
 // fields ignored as LiveKit's own receiver does). A body without an event id
 // gets one derived from its content, so duplicates are still recognized.
+//
+// The secrets LiveKit puts in events are dropped here, so nothing
+// downstream can log them or hand them to a plugin: the TURN password in
+// every room object, and an ingress's stream key, which lets anyone
+// publish into the room. The journal keeps the body as received.
 func FromWebhook(body []byte, receivedAt time.Time) (*Event, error) {
 	var wh livekit.WebhookEvent
 	if err := unmarshalOpts.Unmarshal(body, &wh); err != nil {
 		return nil, fmt.Errorf("decode webhook: %w", err)
+	}
+	if wh.Room != nil {
+		wh.Room.TurnPassword = ""
+	}
+	if wh.IngressInfo != nil {
+		wh.IngressInfo.StreamKey = ""
 	}
 	if wh.Id == "" {
 		sum := sha256.Sum256(body)
@@ -134,9 +145,8 @@ func (e *Event) Derive(typ string, meet *Meet) *Event {
 var marshalOpts = protojson.MarshalOptions{}
 
 // MarshalJSON writes the documented event model (docs/events.md). LiveKit's
-// objects appear in LiveKit's own protojson form, minus secrets: the TURN
-// password LiveKit puts in every room object and an ingress's stream key
-// never reach a plugin.
+// objects appear in LiveKit's own protojson form, minus the secrets
+// FromWebhook dropped.
 func (e *Event) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(`{"version":`)
@@ -147,29 +157,16 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 	fmt.Fprintf(&b, `,"receivedAt":%d`, e.ReceivedAt.UnixMilli())
 	if wh := e.LiveKit; wh != nil {
 		fmt.Fprintf(&b, `,"createdAt":%d`, wh.CreatedAt)
-		if wh.Room != nil {
-			room := proto.Clone(wh.Room).(*livekit.Room)
-			room.TurnPassword = ""
-			if err := writeProto(&b, "room", room); err != nil {
-				return nil, err
-			}
-		}
-		var ingress proto.Message
-		if wh.IngressInfo != nil {
-			// The stream key lets anyone publish into the room.
-			in := proto.Clone(wh.IngressInfo).(*livekit.IngressInfo)
-			in.StreamKey = ""
-			ingress = in
-		}
 		for _, f := range []struct {
 			name string
 			msg  proto.Message
 			set  bool
 		}{
+			{"room", wh.Room, wh.Room != nil},
 			{"participant", wh.Participant, wh.Participant != nil},
 			{"track", wh.Track, wh.Track != nil},
 			{"egressInfo", wh.EgressInfo, wh.EgressInfo != nil},
-			{"ingressInfo", ingress, ingress != nil},
+			{"ingressInfo", wh.IngressInfo, wh.IngressInfo != nil},
 		} {
 			if f.set {
 				if err := writeProto(&b, f.name, f.msg); err != nil {

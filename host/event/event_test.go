@@ -32,6 +32,9 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if ev.LiveKit.GetRoom().GetTurnPassword() != "" || ev.LiveKit.GetIngressInfo().GetStreamKey() != "" {
+				t.Error("the decoded event kept a secret: nothing downstream may see it")
+			}
 			ev.Meet = &Meet{Owned: true, RoomID: ev.RoomName()}
 			if name == "egress_updated" {
 				ev.Meet.Recording = json.RawMessage(`{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"ACTIVE","filename":"room-123--a1b2c3d4e5.mp4","startDate":1745318182123.4568}`)
