@@ -266,6 +266,9 @@ func closedLoop(s *server, reqs []request, conns int, d time.Duration) (result, 
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	res.sent = len(res.lat)
+	// The work the phase's events caused is billed to it: processing and
+	// deliveries still queued when the load stops run before the CPU is read.
+	s.drain()
 	cpu1, err := s.cpu()
 	if err != nil {
 		return res, err
@@ -317,6 +320,9 @@ func openLoop(s *server, reqs []request, rate int, d time.Duration) (result, err
 			res.ok++
 		}
 	}
+	// The work the phase's events caused is billed to it: processing and
+	// deliveries still queued when the load stops run before the CPU is read.
+	s.drain()
 	cpu1, err := s.cpu()
 	if err != nil {
 		return res, err

@@ -1,0 +1,130 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lkedge/lkedge/host/deliver"
+	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/plugin/plugintest"
+)
+
+// secretsOf lets the outbox, opened before the dispatcher, resolve the
+// plugins' secrets, as the service wires them.
+type secretsOf struct{ d *Dispatcher }
+
+func (s *secretsOf) Secret(plugin, name string) ([]byte, error) { return s.d.Secret(plugin, name) }
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkPluginStage is the whole plugin stage for one event, as the
+// pipeline runs it: the built-in standard-webhooks plugin called on a
+// participant_joined event, its signed request stored in the outbox and
+// delivered to a local sink, from 16 goroutines as the pipeline's workers
+// call it. cpu-ns/op is the process's CPU per event (decoding it, and the
+// sink's share, included); "none" is the same with no plugin subscribed.
+func BenchmarkPluginStage(b *testing.B) {
+	wasm := plugintest.Build(b, "../../plugins/standard-webhooks")
+	body, err := os.ReadFile(filepath.Join("../../testdata/events", "participant_joined.webhook.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var got atomic.Int64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got.Add(1)
+	}))
+	defer sink.Close()
+	b.Setenv("BENCH_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	for _, bc := range []struct {
+		name, yaml string
+		sends      bool
+	}{
+		{"none", "plugins: []\n", false},
+		{"standard-webhooks", fmt.Sprintf(`plugins:
+  - name: standard-webhooks
+    wasm: sw.wasm
+    events: ["*"]
+    rooms: all
+    config:
+      url: %q
+    secrets:
+      signing_secret: {env: BENCH_SIGNING_SECRET}
+    allow: ["config:url"]
+`, sink.URL+"/hook"), true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			dir := b.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "sw.wasm"), wasm, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "plugins.yaml"), []byte(bc.yaml), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			quiet := slog.New(slog.DiscardHandler)
+			secrets := &secretsOf{}
+			out, err := deliver.Open(filepath.Join(dir, "outbox.db"), deliver.Options{Secrets: secrets, Logger: quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			d, err := New(ctx, Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: out, CacheDir: cacheDir, Logger: quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			secrets.d = d
+			running := make(chan struct{})
+			go func() { out.Run(ctx); close(running) }()
+			got.Store(0)
+			var next atomic.Int64
+			cpu0 := processCPU()
+			b.SetParallelism(16) // the pipeline's workers, on GOMAXPROCS=1
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ev, err := event.FromWebhook(body, time.Now())
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					ev.ID = fmt.Sprintf("EV_%d", next.Add(1))
+					ev.Meet = &event.Meet{RoomID: ev.RoomName()}
+					if err := d.Handle(ctx, []*event.Event{ev}, quiet); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+			defer wcancel()
+			if err := out.WaitIdle(wctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			if bc.sends && got.Load() != int64(b.N) {
+				b.Fatalf("%d requests reached the sink, want %d", got.Load(), b.N)
+			}
+			cancel()
+			<-running
+			d.Close(context.Background())
+			if err := out.Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
