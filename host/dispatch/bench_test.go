@@ -10,12 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lkedge/lkedge/host/deliver"
 	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/internal/proccpu"
 	"github.com/lkedge/lkedge/host/plugin/plugintest"
 )
 
@@ -24,12 +24,6 @@ import (
 type secretsOf struct{ d *Dispatcher }
 
 func (s *secretsOf) Secret(plugin, name string) ([]byte, error) { return s.d.Secret(plugin, name) }
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkPluginStage is the whole plugin stage for one event, as the
 // pipeline runs it: the built-in standard-webhooks plugin called on a
@@ -91,7 +85,7 @@ func BenchmarkPluginStage(b *testing.B) {
 			go func() { out.Run(ctx); close(running) }()
 			got.Store(0)
 			var next atomic.Int64
-			cpu0 := processCPU()
+			cpu0 := proccpu.Used()
 			b.SetParallelism(16) // the pipeline's workers, on GOMAXPROCS=1
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
@@ -115,7 +109,7 @@ func BenchmarkPluginStage(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(proccpu.Used()-cpu0)/float64(b.N), "cpu-ns/op")
 			if bc.sends && got.Load() != int64(b.N) {
 				b.Fatalf("%d requests reached the sink, want %d", got.Load(), b.N)
 			}

@@ -10,9 +10,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lkedge/lkedge/host/internal/proccpu"
 )
 
 // fakeClock is an injectable, manually advanced clock.
@@ -748,7 +749,7 @@ func BenchmarkAppendRate(b *testing.B) {
 			interval := time.Second / time.Duration(rate)
 			var wg sync.WaitGroup
 			before := j.txCount()
-			cpu0 := processCPU()
+			cpu0 := proccpu.Used()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
 				time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
@@ -759,17 +760,10 @@ func BenchmarkAppendRate(b *testing.B) {
 				})
 			}
 			wg.Wait()
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(proccpu.Used()-cpu0)/float64(b.N), "cpu-ns/op")
 			if txs := j.txCount() - before; txs > 0 {
 				b.ReportMetric(float64(b.N)/float64(txs), "events/fsync")
 			}
 		})
 	}
-}
-
-// processCPU is this process's user + system time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
