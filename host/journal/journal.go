@@ -21,6 +21,7 @@
 package journal
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -644,7 +645,7 @@ func (j *Journal) Failed() ([]FailedRecord, error) {
 	for _, r := range bySeq {
 		recs = append(recs, r)
 	}
-	slices.SortFunc(recs, func(a, b FailedRecord) int { return compareU64(a.Seq, b.Seq) })
+	slices.SortFunc(recs, func(a, b FailedRecord) int { return cmp.Compare(a.Seq, b.Seq) })
 	return recs, errors.Join(errs...)
 }
 

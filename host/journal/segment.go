@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -165,18 +166,8 @@ func listSegments(dir string) ([]*segment, error) {
 		}
 		segs = append(segs, &segment{first: first, path: filepath.Join(dir, name)})
 	}
-	slices.SortFunc(segs, func(a, b *segment) int { return compareU64(a.first, b.first) })
+	slices.SortFunc(segs, func(a, b *segment) int { return cmp.Compare(a.first, b.first) })
 	return segs, nil
-}
-
-func compareU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // createFile creates a journal file with its magic, durably: the file and
