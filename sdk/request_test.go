@@ -16,6 +16,7 @@ import (
 type recorder struct {
 	status  int32
 	emitted [][]byte
+	bodies  [][]byte
 	config  map[string]string
 	logs    []string
 }
@@ -25,7 +26,11 @@ func (r *recorder) Config(k string) (string, bool) {
 	v, ok := r.config[k]
 	return v, ok
 }
-func (r *recorder) Emit(a []byte) int32 { r.emitted = append(r.emitted, a); return r.status }
+func (r *recorder) Emit(a, body []byte) int32 {
+	r.emitted = append(r.emitted, a)
+	r.bodies = append(r.bodies, body)
+	return r.status
+}
 func (r *recorder) Log(level int32, msg string, attrs []byte) {
 	r.logs = append(r.logs, msg+"|"+strings.ReplaceAll(string(attrs), "\x00", "|"))
 }
@@ -38,20 +43,21 @@ func withHost(t *testing.T, h hostcall.Host) {
 
 func TestSendEncodesTheAction(t *testing.T) {
 	tests := []struct {
-		name string
-		req  *Request
-		want string
+		name       string
+		req        *Request
+		want, body string
 	}{
-		{"minimal", POST("https://example.com/a"), `{"type":"http","method":"POST","url":"https://example.com/a"}`},
+		{"minimal", POST("https://example.com/a"), `{"type":"http","method":"POST","url":"https://example.com/a"}`, ""},
 		{"everything", NewRequest("PUT", "https://example.com/a?b=\"c\"").Header("X-A", "1").Header("X-A", "2").Body([]byte("line\n\"quoted\" é \u2028")).
 			Sign(Signature{Scheme: SchemeHMAC, Secret: "key", Header: "X-Sig", TimestampHeader: "X-Ts", Template: "{timestamp}:{body}", Timestamp: "17"}).IdempotencyKey("EV_1"),
-			`{"type":"http","method":"PUT","url":"https://example.com/a?b=\"c\"","headers":[["X-A","1"],["X-A","2"]],"body":"line\n\"quoted\" é \u2028","sign":{"scheme":"hmac-sha256-hex","secret":"key","header":"X-Sig","timestampHeader":"X-Ts","template":"{timestamp}:{body}","timestamp":"17"},"idempotencyKey":"EV_1"}`},
-		{"binary body goes as base64", POST("https://example.com").Body([]byte{0xff, 0, 1}), `{"type":"http","method":"POST","url":"https://example.com","bodyBase64":"/wAB"}`},
+			`{"type":"http","method":"PUT","url":"https://example.com/a?b=\"c\"","headers":[["X-A","1"],["X-A","2"]],"sign":{"scheme":"hmac-sha256-hex","secret":"key","header":"X-Sig","timestampHeader":"X-Ts","template":"{timestamp}:{body}","timestamp":"17"},"idempotencyKey":"EV_1"}`,
+			"line\n\"quoted\" é \u2028"},
+		{"binary body goes byte for byte", POST("https://example.com").Body([]byte{0xff, 0, 1}), `{"type":"http","method":"POST","url":"https://example.com"}`, "\xff\x00\x01"},
 		{"json", POST("https://example.com").JSON(struct {
 			A string `json:"a"`
-		}{"<&>"}), `{"type":"http","method":"POST","url":"https://example.com","headers":[["Content-Type","application/json"]],"body":"{\"a\":\"\\u003c\\u0026\\u003e\"}"}`},
+		}{"<&>"}), `{"type":"http","method":"POST","url":"https://example.com","headers":[["Content-Type","application/json"]]}`, `{"a":"\u003c\u0026\u003e"}`},
 		{"raw json is sent as it is", POST("https://example.com").JSON(json.RawMessage(`{"a" : 1}`)).SignStandardWebhooks("whsec"),
-			`{"type":"http","method":"POST","url":"https://example.com","headers":[["Content-Type","application/json"]],"body":"{\"a\" : 1}","sign":{"scheme":"standard-webhooks","secret":"whsec"}}`},
+			`{"type":"http","method":"POST","url":"https://example.com","headers":[["Content-Type","application/json"]],"sign":{"scheme":"standard-webhooks","secret":"whsec"}}`, `{"a" : 1}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,6 +71,9 @@ func TestSendEncodesTheAction(t *testing.T) {
 			}
 			if !json.Valid(h.emitted[0]) {
 				t.Fatal("not JSON")
+			}
+			if string(h.bodies[0]) != tc.body {
+				t.Errorf("body %q, want %q", h.bodies[0], tc.body)
 			}
 		})
 	}

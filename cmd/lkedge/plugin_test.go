@@ -216,7 +216,7 @@ func TestPluginCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"an lkedge plugin, ABI v1", "  lkedge_abi_v1() -> ()", "  lkedge_on_event(i32) -> (i32)", "  memory (memory",
-		"  lkedge.action_emit(i32, i32) -> (i32)", "  wasi_snapshot_preview1.fd_write(", "memory     64 MiB", "timeout    1s per event", "requests   16 per event"} {
+		"  lkedge.action_emit_body(i32, i32, i32, i32) -> (i32)", "  wasi_snapshot_preview1.fd_write(", "memory     64 MiB", "timeout    1s per event", "requests   16 per event"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -125,6 +126,35 @@ func (m misbehaviour) limit() time.Duration {
 	return 5 * time.Second
 }
 
+// TestActionEmitForms: an action emitted the v1 way, its body inside the
+// JSON (action_emit), and the way the SDK now emits it, the body beside the
+// JSON (action_emit_body), reach the host as the same request, so plugins
+// built before action_emit_body keep working.
+func TestActionEmitForms(t *testing.T) {
+	ctx := context.Background()
+	wasm := plugintest.Build(t, "testdata/plugins/misbehave")
+	event := readEvent(t)
+	got := map[string][]Action{}
+	for _, mode := range []string{"legacy", ""} {
+		p, err := Load(ctx, wasm, Options{Cache: testCache, Name: "forms", Config: map[string]string{"mode": mode}, CheckAction: allowExampleCom})
+		if err != nil {
+			t.Fatal(err)
+		}
+		actions, err := p.Call(ctx, event, nil)
+		p.Close(ctx)
+		if err != nil || len(actions) != 1 {
+			t.Fatalf("mode %q: %d actions, %v", mode, len(actions), err)
+		}
+		got[mode] = actions
+	}
+	if !reflect.DeepEqual(got["legacy"], got[""]) {
+		t.Errorf("action_emit gave %+v\naction_emit_body gave %+v", got["legacy"][0], got[""][0])
+	}
+	if a := got[""][0]; !strings.HasPrefix(string(a.Body), "EV_") || a.Headers[0] != [2]string{"Content-Type", "text/plain"} {
+		t.Errorf("action = %+v, want the event id as a text/plain body", a)
+	}
+}
+
 // TestMisbehavingPlugins runs each misbehaviour next to a well-behaved
 // plugin: the bad call fails with the right kind and a clear message, the
 // bad instance is replaced, and the good plugin keeps answering.
@@ -141,6 +171,8 @@ func TestMisbehavingPlugins(t *testing.T) {
 		{"exit", KindExit, "exited with code 3", ""},
 		{"huge", KindOutput, "over the limit", ""},
 		{"malformed", KindOutput, "malformed action", ""},
+		{"bodytwice", KindOutput, "malformed action: body in the JSON of action_emit_body", ""},
+		{"badbody", KindError, "action_emit_body: status -2", ""},
 		{"flood", KindOutput, "more than 16 actions", ""},
 		{"outside", KindOutput, "https://evil.example.net is not allowed", ""},
 		{"loopback", KindOutput, "http://127.0.0.1:1 is not allowed", ""},

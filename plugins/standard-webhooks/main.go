@@ -24,8 +24,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"strings"
 	"time"
 
@@ -48,17 +46,12 @@ func handle(ev *sdk.Event) error {
 		sdk.Log(sdk.LevelDebug, "no url configured; nothing sent")
 		return nil
 	}
-	typ, err := json.Marshal(ev.Type)
-	if err != nil {
-		return fmt.Errorf("standard-webhooks: encode type: %w", err)
-	}
 	data := bytes.TrimSpace(ev.Raw)
-	ts := time.UnixMilli(ev.ReceivedAt).UTC().Format(time.RFC3339Nano)
-	body := make([]byte, 0, 64+len(typ)+len(data))
+	body := make([]byte, 0, 96+len(ev.Type)+len(data))
 	body = append(body, `{"type":`...)
-	body = append(body, typ...)
+	body = sdk.AppendJSONString(body, ev.Type)
 	body = append(body, `,"timestamp":"`...)
-	body = append(body, ts...)
+	body = time.UnixMilli(ev.ReceivedAt).UTC().AppendFormat(body, time.RFC3339Nano)
 	body = append(body, `","data":`...)
 	body = append(body, data...)
 	body = append(body, '}')

@@ -207,7 +207,7 @@ func (h *host) Config(key string) (string, bool) {
 	return v, ok
 }
 
-func (h *host) Emit(action []byte) int32 {
+func (h *host) Emit(action, body []byte) int32 {
 	refuse := func(status int32, err error) int32 {
 		if h.refused == nil {
 			h.refused = err
@@ -217,12 +217,15 @@ func (h *host) Emit(action []byte) int32 {
 	switch {
 	case len(h.res.Requests) >= maxRequests:
 		return refuse(hostcall.TooMany, fmt.Errorf("more than %d actions for one event", maxRequests))
-	case len(action) > maxRequestBytes:
-		return refuse(hostcall.TooLarge, fmt.Errorf("action of %d bytes is over the limit of %d", len(action), maxRequestBytes))
+	case len(action)+len(body) > maxRequestBytes:
+		return refuse(hostcall.TooLarge, fmt.Errorf("action of %d bytes is over the limit of %d", len(action)+len(body), maxRequestBytes))
 	}
 	r, err := parseAction(action)
 	if err != nil {
 		return refuse(hostcall.Malformed, err)
+	}
+	if len(body) > 0 {
+		r.Body = bytes.Clone(body)
 	}
 	h.res.Requests = append(h.res.Requests, r)
 	return hostcall.OK
@@ -239,15 +242,14 @@ func (h *host) Log(level int32, msg string, attrs []byte) {
 
 func (h *host) Fail(string) {}
 
-// action is the ABI's action (host/plugin's wireAction), read with the
-// host's strictness: unknown fields are refused.
+// action is the ABI's action (host/plugin's wireAction) as action_emit_body
+// takes it, read with the host's strictness: unknown fields are refused,
+// and so is a body, which comes beside the JSON.
 type action struct {
 	Type           string         `json:"type"`
 	Method         string         `json:"method"`
 	URL            string         `json:"url"`
 	Headers        [][2]string    `json:"headers"`
-	Body           string         `json:"body"`
-	BodyBase64     []byte         `json:"bodyBase64"`
 	Sign           *sdk.Signature `json:"sign"`
 	IdempotencyKey string         `json:"idempotencyKey"`
 	Resource       string         `json:"resource"`
@@ -264,16 +266,7 @@ func parseAction(b []byte) (Request, error) {
 	if a.Type != "http" {
 		return Request{}, fmt.Errorf("malformed action: unknown type %q", a.Type)
 	}
-	r := Request{Method: a.Method, URL: a.URL, Headers: a.Headers, Body: []byte(a.Body), Sign: a.Sign, IdempotencyKey: a.IdempotencyKey}
-	if a.BodyBase64 != nil {
-		if a.Body != "" {
-			return Request{}, errors.New("malformed action: both body and bodyBase64")
-		}
-		r.Body = a.BodyBase64
-	}
-	if len(r.Body) == 0 {
-		r.Body = nil
-	}
+	r := Request{Method: a.Method, URL: a.URL, Headers: a.Headers, Sign: a.Sign, IdempotencyKey: a.IdempotencyKey}
 	if r.Method == "" {
 		r.Method = "POST"
 	}

@@ -21,8 +21,9 @@ type Host interface {
 	Event() []byte
 	// Config returns the plugin's config value for key.
 	Config(key string) (string, bool)
-	// Emit hands the host one encoded action; it returns a status code.
-	Emit(action []byte) int32
+	// Emit hands the host one encoded action without its body, and the
+	// body as raw bytes; it returns a status code.
+	Emit(action, body []byte) int32
 	// Log writes one log line; attrs are key\x00value\x00 pairs.
 	Log(level int32, msg string, attrs []byte)
 	// Fail sets the error message of the current call.

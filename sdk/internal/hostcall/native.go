@@ -19,6 +19,6 @@ type none struct{}
 
 func (none) Event() []byte                             { return nil }
 func (none) Config(string) (string, bool)              { return "", false }
-func (none) Emit([]byte) int32                         { return NoEvent }
+func (none) Emit(_, _ []byte) int32                    { return NoEvent }
 func (none) Log(level int32, msg string, attrs []byte) {}
 func (none) Fail(string)                               {}

@@ -10,8 +10,8 @@ func eventRead(buf unsafe.Pointer, size uint32) int32
 //go:wasmimport lkedge config_get
 func configGet(key unsafe.Pointer, keyLen uint32, buf unsafe.Pointer, size uint32) int32
 
-//go:wasmimport lkedge action_emit
-func actionEmit(p unsafe.Pointer, size uint32) int32
+//go:wasmimport lkedge action_emit_body
+func actionEmitBody(p unsafe.Pointer, size uint32, body unsafe.Pointer, bodySize uint32) int32
 
 //go:wasmimport lkedge log
 func logLine(level int32, msg unsafe.Pointer, msgLen uint32, attrs unsafe.Pointer, attrsLen uint32) int32
@@ -70,7 +70,9 @@ func (wasmHost) Config(key string) (string, bool) {
 	}
 }
 
-func (wasmHost) Emit(action []byte) int32 { return actionEmit(ptr(action), uint32(len(action))) }
+func (wasmHost) Emit(action, body []byte) int32 {
+	return actionEmitBody(ptr(action), uint32(len(action)), ptr(body), uint32(len(body)))
+}
 
 func (wasmHost) Log(level int32, msg string, attrs []byte) {
 	logLine(level, strptr(msg), uint32(len(msg)), ptr(attrs), uint32(len(attrs)))

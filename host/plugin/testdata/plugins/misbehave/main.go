@@ -4,6 +4,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -16,7 +17,14 @@ import (
 //go:wasmimport lkedge action_emit
 func actionEmit(p unsafe.Pointer, size uint32) int32
 
+//go:wasmimport lkedge action_emit_body
+func actionEmitBody(p unsafe.Pointer, size uint32, body unsafe.Pointer, bodySize uint32) int32
+
 func emitRaw(b []byte) int32 { return actionEmit(unsafe.Pointer(&b[0]), uint32(len(b))) }
+
+// legacyAction is the action the default mode sends, as a plugin built
+// before action_emit_body encoded it: the body inside the JSON.
+const legacyAction = `{"type":"http","method":"POST","url":"https://example.com/hook","headers":[["Content-Type","text/plain"]],"body":"EV_`
 
 func init() { sdk.Handle(handle) }
 
@@ -50,6 +58,20 @@ func handle(ev *sdk.Event) error {
 		if st := emitRaw([]byte(`{"type":"http","url":`)); st != 0 {
 			return nil // ignores the refusal: the host must still fail the call
 		}
+	case "legacy":
+		if st := emitRaw([]byte(legacyAction + strings.TrimPrefix(ev.ID, "EV_") + `"}`)); st != 0 {
+			return fmt.Errorf("action_emit: status %d", st)
+		}
+	case "bodytwice":
+		a := []byte(`{"type":"http","url":"https://example.com/hook","body":"x"}`)
+		if st := actionEmitBody(unsafe.Pointer(&a[0]), uint32(len(a)), unsafe.Pointer(&a[0]), 1); st != 0 {
+			return nil // ignores the refusal: the host must still fail the call
+		}
+	case "badbody":
+		a := []byte(`{"type":"http","url":"https://example.com/hook"}`)
+		if st := actionEmitBody(unsafe.Pointer(&a[0]), uint32(len(a)), unsafe.Pointer(uintptr(0xFFFFFF00)), 1000); st != 0 {
+			return fmt.Errorf("action_emit_body: status %d", st)
+		}
 	case "flood":
 		for i := 0; i < 10000; i++ {
 			if err := sdk.POST("https://example.com/hook").Send(); err != nil {
@@ -73,7 +95,7 @@ func handle(ev *sdk.Event) error {
 	case "metadata":
 		return sdk.POST("http://169.254.169.254/latest/meta-data/").Send()
 	default:
-		return sdk.POST("https://example.com/hook").Body([]byte(ev.ID)).Send()
+		return sdk.POST("https://example.com/hook").Header("Content-Type", "text/plain").Body([]byte(ev.ID)).Send()
 	}
 	return nil
 }
