@@ -19,10 +19,12 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/lkedge/lkedge/host/plugin/internal/interrupt"
+	"github.com/lkedge/lkedge/host/plugin/internal/linmem"
 )
 
 // ABIVersion is the plugin ABI this host speaks (docs/abi.md).
@@ -342,7 +344,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithSysWalltime().WithSysNanotime().WithNanosleep(inst.sleep).
 		WithRandSource(rand.Reader).
 		WithStdout(&inst.stderr).WithStderr(&inst.stderr)
-	mod, err := p.rt.InstantiateModule(ctx, p.code, mc)
+	mod, err := p.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, linmem.Allocator()), p.code, mc)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
