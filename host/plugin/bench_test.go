@@ -42,3 +42,33 @@ func BenchmarkCall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPlugins is one pooled call, with lkedge's time limit, of
+// plugins doing more and more on the same 1 KB event: noop only has the
+// SDK read and decode it, typical asks for one small signed JSON webhook,
+// standard-webhooks forwards the whole event.
+func BenchmarkPlugins(b *testing.B) {
+	event, err := os.ReadFile("../../testdata/events/egress_updated.event.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct{ name, dir string }{
+		{"noop", "testdata/plugins/noop"},
+		{"typical", "testdata/plugins/typical"},
+		{"standard-webhooks", "../../plugins/standard-webhooks"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			p, err := Load(ctx, plugintest.Build(b, bc.dir), Options{Name: bc.name, Config: map[string]string{"url": "https://example.com/hook"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(ctx)
+			for b.Loop() {
+				if _, err := p.Call(ctx, event, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
