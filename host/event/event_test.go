@@ -119,6 +119,42 @@ func TestFromWebhook(t *testing.T) {
 	}
 }
 
+// TestNewerEnumValues: a LiveKit newer than lkedge's protocol may send an
+// enum value lkedge has no name for. The webhook is still accepted, and the
+// event reaches plugins without that one field, as with an unknown field:
+// neither refused (LiveKit would not send it again) nor carrying a bare
+// number where docs/events.md promises a name.
+func TestNewerEnumValues(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, object, absent, kept string
+	}{
+		{"participant state", `{"event":"participant_joined","id":"EV_1","room":{"name":"r"},"participant":{"identity":"alice","state":"FUTURE_STATE","kind":"STANDARD"}}`,
+			`"participant":`, `"state"`, `"identity":"alice"`},
+		{"participant kind", `{"event":"participant_joined","id":"EV_2","room":{"name":"r"},"participant":{"identity":"bob","state":"ACTIVE","kind":"FUTURE_KIND"}}`,
+			`"participant":`, `"kind"`, `"state":"ACTIVE"`},
+		{"egress status", `{"event":"egress_updated","id":"EV_3","egressInfo":{"egressId":"EG_1","roomName":"r","status":"EGRESS_FUTURE"}}`,
+			`"egressInfo":`, `"status"`, `"egressId":"EG_1"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, err := FromWebhook([]byte(tc.body), time.Now())
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			b, err := ev.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, obj, ok := bytes.Cut(b, []byte(tc.object))
+			if !ok || !bytes.Contains(obj, []byte(tc.kept)) {
+				t.Fatalf("event %s lacks %s with %s", b, tc.object, tc.kept)
+			}
+			if obj, _, _ = bytes.Cut(obj, []byte("}")); bytes.Contains(obj, []byte(tc.absent)) {
+				t.Errorf("event %s still has %s", b, tc.absent)
+			}
+		})
+	}
+}
+
 // BenchmarkMarshalJSON is the plugin stage's encoding of one event, done
 // once per event for all its plugins.
 func BenchmarkMarshalJSON(b *testing.B) {
