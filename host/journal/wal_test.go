@@ -1,8 +1,11 @@
 package journal
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,15 +14,20 @@ import (
 	"time"
 )
 
-// appendRaw appends bytes to a journal file, as a crash or a bad disk might
-// leave them.
-func appendRaw(t *testing.T, path string, b []byte) {
+// writeAfterFrames writes b into a journal file gap bytes after its last
+// complete frame, where a commit torn by a crash (or a bad disk) leaves its
+// bytes: over the active segment's zero-filled tail when it has one.
+func writeAfterFrames(t *testing.T, path string, gap int64, b []byte) {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Write(b); err != nil {
+	end, err := scanFrames(f, func(frame) error { return nil })
+	if err != nil && !errors.Is(err, errZeroTail) {
+		t.Fatalf("scan %s before writing into it: %v", path, err)
+	}
+	if _, err := f.WriteAt(b, end+gap); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
@@ -75,7 +83,7 @@ func TestCorruptRecords(t *testing.T) {
 			if tt.failed {
 				kind, path = frameFail, filepath.Join(dir, failedName)
 			}
-			appendRaw(t, path, appendFrame(nil, kind, badSeq, 1, tt.payload))
+			writeAfterFrames(t, path, 0, appendFrame(nil, kind, badSeq, 1, tt.payload))
 
 			j = openT(t, dir, Options{})
 			var (
@@ -129,16 +137,24 @@ func TestTornWrite(t *testing.T) {
 	whole := appendFrame(nil, frameAppend, 99, 1, []byte("never acknowledged"))
 	flipped := slices.Clone(whole)
 	flipped[len(flipped)-1] ^= 1
+	// The frame of the append of EV_b below: a frame left that far into
+	// the zeros would sit right after it.
+	recB, _ := encodeRecord(0, "EV_b", []byte("b"))
+	frameB := int64(len(appendFrame(nil, frameAppend, 0, 0, recB)))
 	tests := []struct {
 		name   string
 		failed bool
+		gap    int64 // zeros before the tail: a commit whose start never reached the disk
 		tail   []byte
 	}{
-		{"half a header", false, whole[:10]},
-		{"header without payload", false, whole[:frameHdrLen+3]},
-		{"checksum mismatch", false, flipped},
-		{"huge length", false, append([]byte{0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}, whole[8:]...)},
-		{"failed file torn", true, whole[:frameHdrLen+1]},
+		{"half a header", false, 0, whole[:10]},
+		{"header without payload", false, 0, whole[:frameHdrLen+3]},
+		{"checksum mismatch", false, 0, flipped},
+		{"huge length", false, 0, append([]byte{0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}, whole[8:]...)},
+		// A whole frame in the zero-filled tail must not come back to life
+		// once later commits fill the zeros before it.
+		{"whole frame after zeros", false, frameB, whole},
+		{"failed file torn", true, 0, whole[:frameHdrLen+1]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,7 +172,7 @@ func TestTornWrite(t *testing.T) {
 			if tt.failed {
 				path = filepath.Join(dir, failedName)
 			}
-			appendRaw(t, path, tt.tail)
+			writeAfterFrames(t, path, tt.gap, tt.tail)
 
 			for round := range 2 { // the second open reads what the first wrote after the cut
 				j = openT(t, dir, Options{})
@@ -282,5 +298,57 @@ func TestSegmentsDropped(t *testing.T) {
 	mustAppend(t, j, "EV_last", "x")
 	if n := count(); n != 3 {
 		t.Fatalf("%d segments left, want 3 (EV_later's, EV_last's, the active one)", n)
+	}
+}
+
+// TestZeroFilledTail: the active segment is zero-filled ahead of its frames,
+// within its size, and reopening it reads the zeros as the end of the log,
+// without a warning about a torn write.
+func TestZeroFilledTail(t *testing.T) {
+	tests := []struct {
+		name        string
+		segmentSize int64
+		wantSize    func(end int64) int64 // the file's size, given where the frames end
+	}{
+		{"default segment", 0, func(end int64) int64 { return end + zeroChunk }},
+		{"filled up to the segment's size", 100, func(int64) int64 { return 100 }},
+		{"segment of one commit, not filled", 1, func(end int64) int64 { return end }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := testPath(t)
+			j := openT(t, dir, Options{SegmentSize: tt.segmentSize})
+			a := mustAppend(t, j, "EV_a", "a")
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			path := lastSegment(t, dir)
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			end, scanErr := scanFrames(f, func(frame) error { return nil })
+			st, err := f.Stat()
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := tt.wantSize(end); st.Size() != want || (want > end) != errors.Is(scanErr, errZeroTail) {
+				t.Fatalf("frames end at %d, file is %d bytes (want %d), scan: %v", end, st.Size(), want, scanErr)
+			}
+
+			var logs bytes.Buffer
+			j = openT(t, dir, Options{SegmentSize: tt.segmentSize, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+			if recs, err := j.Pending(); err != nil || len(recs) != 1 || recs[0].Seq != a.Seq {
+				t.Fatalf("pending after reopening = %+v, %v", recs, err)
+			}
+			b := mustAppend(t, j, "EV_b", "b")
+			if b.Seq != a.Seq+1 {
+				t.Fatalf("seq after reopening = %d, want %d", b.Seq, a.Seq+1)
+			}
+			if logs.Len() > 0 {
+				t.Fatalf("reopening logged: %s", logs.String())
+			}
+		})
 	}
 }
