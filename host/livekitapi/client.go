@@ -25,9 +25,10 @@ const maxTokens = 1024
 
 // Client is a LiveKit server API client.
 type Client struct {
-	rooms  livekit.RoomService
-	egress livekit.Egress
-	now    func() time.Time
+	rooms   livekit.RoomService
+	egress  livekit.Egress
+	now     func() time.Time
+	breaker *breaker
 	// sign makes a token for grant, valid for tokenTTL; tests count it.
 	sign func(grant *auth.VideoGrant) (string, error)
 
@@ -45,14 +46,17 @@ type cachedToken struct {
 }
 
 // New returns a client for the LiveKit server at baseURL (http or https).
-// timeout bounds every call, so a hung LiveKit never stalls the pipeline.
+// timeout bounds every call, so a hung LiveKit never stalls the pipeline;
+// while LiveKit cannot be connected to, calls fail fast (ErrUnreachable).
 func New(baseURL, key, secret string, timeout time.Duration) *Client {
-	hc := &http.Client{Timeout: timeout}
+	b := &breaker{base: http.DefaultTransport.(*http.Transport).Clone(), now: time.Now}
+	hc := &http.Client{Timeout: timeout, Transport: b}
 	return &Client{
-		rooms:  livekit.NewRoomServiceProtobufClient(baseURL, hc),
-		egress: livekit.NewEgressProtobufClient(baseURL, hc),
-		now:    time.Now,
-		tokens: make(map[string]cachedToken),
+		rooms:   livekit.NewRoomServiceProtobufClient(baseURL, hc),
+		egress:  livekit.NewEgressProtobufClient(baseURL, hc),
+		now:     time.Now,
+		breaker: b,
+		tokens:  make(map[string]cachedToken),
 		sign: func(grant *auth.VideoGrant) (string, error) {
 			return auth.NewAccessToken(key, secret).SetVideoGrant(grant).SetValidFor(tokenTTL).ToJWT()
 		},

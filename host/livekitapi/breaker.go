@@ -1,0 +1,54 @@
+package livekitapi
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// ErrUnreachable is returned (wrapped) by calls made while LiveKit is taken
+// to be unreachable: for unreachableFor after a connection to it failed.
+var ErrUnreachable = errors.New("livekit unreachable")
+
+// unreachableFor is how long a failed connection keeps calls from trying
+// again. Every egress event of a room that Meet's store does not know asks
+// LiveKit about it; while LiveKit is down, each would otherwise pay a dial
+// (or wait for the call's timeout), which was the largest single item of
+// lkedge's CPU in the load benchmark, where no LiveKit runs. Failing fast
+// gives those lookups the answer the dial would have: an error, which the
+// ownership check takes as "not Meet's", as OpenVidu Meet does.
+const unreachableFor = time.Second
+
+// breaker is an http.RoundTripper that fails calls fast for unreachableFor
+// after a connection to the server failed. Only connection failures count:
+// an answer of any status means LiveKit is there.
+type breaker struct {
+	base http.RoundTripper
+	now  func() time.Time
+
+	mu      sync.Mutex
+	until   time.Time // calls fail fast before this
+	lastErr error     // the connection failure that opened it
+}
+
+func (b *breaker) RoundTrip(req *http.Request) (*http.Response, error) {
+	b.mu.Lock()
+	until, lastErr := b.until, b.lastErr
+	b.mu.Unlock()
+	if now := b.now(); now.Before(until) {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper must close it, even on error
+		}
+		return nil, fmt.Errorf("%w for %s more after: %v", ErrUnreachable, until.Sub(now).Round(time.Millisecond), lastErr)
+	}
+	res, err := b.base.RoundTrip(req)
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+		b.mu.Lock()
+		b.until, b.lastErr = b.now().Add(unreachableFor), err
+		b.mu.Unlock()
+	}
+	return res, err
+}
