@@ -94,7 +94,9 @@ func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
 		h.refuse(ctx, fasthttp.StatusBadRequest, reasonMalformed, err)
 		return
 	}
-	log := h.Log.With("event_id", ev.ID, "event", ev.Type)
+	// The event's attributes are added only where a line is written: a
+	// logger built with With for every request was 3 % of the CPU under load.
+	evAttrs := func(args ...any) []any { return append([]any{"event_id", ev.ID, "event", ev.Type}, args...) }
 	if !h.Pipeline.Reserve() {
 		// LiveKit's sender retries 5xx; the event is not lost, only late.
 		ctx.Response.Header.Set("Retry-After", "1")
@@ -106,14 +108,14 @@ func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
 	// starts, and a webhook already being recorded should still be answered.
 	rec, dup, err := h.Journal.Append(context.WithoutCancel(ctx), ev.ID, now, body)
 	if err != nil {
-		log.Error("recording the event failed", "err", err)
+		h.Log.Error("recording the event failed", evAttrs("err", err)...)
 		ctx.Response.Header.Set("Retry-After", "1")
 		h.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonJournal, err)
 		return
 	}
 	if dup {
 		metrics.WebhooksDuplicate.Inc()
-		log.Info("duplicate delivery ignored")
+		h.Log.Info("duplicate delivery ignored", evAttrs()...)
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		return
 	}
@@ -121,9 +123,11 @@ func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
 	// Recorded means accepted: even if the backlog filled up meanwhile, the
 	// event is queued rather than refused after the fact.
 	if err := h.Pipeline.Submit(ev, rec.Seq, true); err != nil {
-		log.Warn("event recorded but not queued; it is processed after the next start", "err", err)
+		h.Log.Warn("event recorded but not queued; it is processed after the next start", evAttrs("err", err)...)
 	}
-	log.Debug("webhook accepted", "seq", rec.Seq)
+	if h.Log.Enabled(ctx, slog.LevelDebug) {
+		h.Log.Debug("webhook accepted", evAttrs("seq", rec.Seq)...)
+	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 }
 
