@@ -802,11 +802,12 @@ func (j *Journal) run() {
 // the next. At a few thousand events per second appends arrive one at a
 // time, so without it each would pay a whole fdatasync (on this project's
 // VMs 60–90 µs of CPU over zero-filled space, segment.go) and the CPU per
-// event would be highest exactly at moderate load. Waiting for the gap lets the appends of that moment share
-// one; it adds at most the gap to an append's latency, and nothing once a
-// full batch is queued. Counting the gap from a commit's start instead cut
-// the median append latency at 2 000/s by 9 % but put 29 % fewer appends
-// in each fdatasync (BenchmarkAppendRate), so the CPU went to fsyncs.
+// event would be highest exactly at moderate load. Waiting for the gap
+// lets the appends of that moment share one; it adds at most the gap to an
+// append's latency, and nothing once a full batch is queued. Counting the
+// gap from a commit's start instead cut the median append latency at
+// 2 000/s by 9 % but put 29 % fewer appends in each fdatasync
+// (BenchmarkAppendRate), so the CPU went to fsyncs.
 const commitGap = time.Millisecond
 
 // linger holds a batch that is not full until commitGap has passed since
