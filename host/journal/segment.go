@@ -54,8 +54,9 @@ const (
 	// a scan allocate without limit.
 	maxPayload = 64 << 20
 	// zeroChunk is how far ahead of the commits the active segment is
-	// zero-filled: the commit that crosses into new space pays one write
-	// of this size and one fdatasync that also updates the file's size.
+	// zero-filled. The commit that comes within half of it of the filled
+	// end pays the next fill: one write of this size, and an fdatasync
+	// that also commits the file's new size.
 	zeroChunk = 1 << 20
 )
 
