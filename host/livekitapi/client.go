@@ -64,8 +64,12 @@ func New(baseURL, key, secret string, timeout time.Duration) *Client {
 }
 
 // withToken attaches a token granting exactly what lkedge uses, scoped to
-// room when the call is about one room.
+// room when the call is about one room. Every call starts here, so it is
+// also where a call fails fast while LiveKit is unreachable.
 func (c *Client) withToken(ctx context.Context, room string) (context.Context, error) {
+	if err := c.breaker.check(); err != nil {
+		return nil, err
+	}
 	bearer, err := c.token(room)
 	if err != nil {
 		return nil, err
@@ -104,7 +108,7 @@ func (c *Client) token(room string) (string, error) {
 func (c *Client) GetRoom(ctx context.Context, name string) (*livekit.Room, error) {
 	ctx, err := c.withToken(ctx, "")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("livekit ListRooms %s: %w", name, err)
 	}
 	res, err := c.rooms.ListRooms(ctx, &livekit.ListRoomsRequest{Names: []string{name}})
 	if err != nil {
@@ -124,7 +128,7 @@ func (c *Client) GetRoom(ctx context.Context, name string) (*livekit.Room, error
 func (c *Client) ListActiveEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error) {
 	ctx, err := c.withToken(ctx, room)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("livekit ListEgress %s: %w", room, err)
 	}
 	res, err := c.egress.ListEgress(ctx, &livekit.ListEgressRequest{RoomName: room, Active: true})
 	if err != nil {
@@ -142,7 +146,7 @@ func (c *Client) ListActiveEgress(ctx context.Context, room string) ([]*livekit.
 func (c *Client) SendData(ctx context.Context, room, topic string, data []byte, sids []string) error {
 	ctx, err := c.withToken(ctx, room)
 	if err != nil {
-		return err
+		return fmt.Errorf("livekit SendData %s topic %s: %w", room, topic, err)
 	}
 	_, err = c.rooms.SendData(ctx, &livekit.SendDataRequest{
 		Room: room, Data: data, Kind: livekit.DataPacket_RELIABLE, Topic: &topic, DestinationSids: sids,
@@ -157,7 +161,7 @@ func (c *Client) SendData(ctx context.Context, room, topic string, data []byte, 
 func (c *Client) DeleteRoom(ctx context.Context, room string) error {
 	ctx, err := c.withToken(ctx, room)
 	if err != nil {
-		return err
+		return fmt.Errorf("livekit DeleteRoom %s: %w", room, err)
 	}
 	if _, err := c.rooms.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room}); err != nil {
 		var te twirp.Error
