@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -40,13 +41,39 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("webhook %s: %v", e.Reason, e.Err) }
 func (e *Error) Unwrap() error { return e.Err }
 
-// claims is what lkedge reads from the token: the registered claims and the
-// body checksum. LiveKit's grant claims are not needed to authenticate a
-// webhook, so they are not decoded.
+// claims is what lkedge reads from the token: the time claims, the issuer
+// and the body checksum. LiveKit's grant claims are not needed to
+// authenticate a webhook, so they are not decoded. The times are plain
+// numbers rather than jwt.NumericDate, whose UnmarshalJSON decodes each one
+// again through encoding/json; a nil time is a missing claim.
 type claims struct {
+	Issuer    string   `json:"iss,omitempty"`
+	ExpiresAt *float64 `json:"exp,omitempty"`
+	NotBefore *float64 `json:"nbf,omitempty"`
+	IssuedAt  *float64 `json:"iat,omitempty"`
+	Sha256    string   `json:"sha256"`
+}
+
+// signedClaims is what Sign writes, as LiveKit's notifier does.
+type signedClaims struct {
 	jwt.RegisteredClaims
 	Sha256 string `json:"sha256"`
 }
+
+func numericDate(secs *float64) (*jwt.NumericDate, error) {
+	if secs == nil {
+		return nil, nil
+	}
+	whole, frac := math.Modf(*secs)
+	return jwt.NewNumericDate(time.Unix(int64(whole), int64(frac*1e9))), nil
+}
+
+func (c claims) GetExpirationTime() (*jwt.NumericDate, error) { return numericDate(c.ExpiresAt) }
+func (c claims) GetNotBefore() (*jwt.NumericDate, error)      { return numericDate(c.NotBefore) }
+func (c claims) GetIssuedAt() (*jwt.NumericDate, error)       { return numericDate(c.IssuedAt) }
+func (c claims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c claims) GetSubject() (string, error)                  { return "", nil }
+func (c claims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
 
 // Verifier checks webhook tokens against a set of keys.
 type Verifier struct {
@@ -118,7 +145,7 @@ func classify(err error) error {
 // checksum.
 func Sign(body []byte, key, secret string, now time.Time) (string, error) {
 	sum := sha256.Sum256(body)
-	c := claims{
+	c := signedClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    key,
 			IssuedAt:  jwt.NewNumericDate(now),

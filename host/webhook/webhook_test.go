@@ -80,8 +80,8 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := "w9NV0uLHjSON8P7eonnkKXDHY4ICORefbHDCviKIgX8=" // §18
-	claimsAt := func(iss string, at time.Time, sha string) claims {
-		return claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: iss, NotBefore: jwt.NewNumericDate(at), IssuedAt: jwt.NewNumericDate(at), ExpiresAt: jwt.NewNumericDate(at.Add(5 * time.Minute))}, Sha256: sha}
+	claimsAt := func(iss string, at time.Time, sha string) signedClaims {
+		return signedClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: iss, NotBefore: jwt.NewNumericDate(at), IssuedAt: jwt.NewNumericDate(at), ExpiresAt: jwt.NewNumericDate(at.Add(5 * time.Minute))}, Sha256: sha}
 	}
 	tests := []struct {
 		name   string
@@ -103,7 +103,9 @@ func TestVerify(t *testing.T) {
 		{"expired within leeway", token(t, jwt.SigningMethodHS256, "secret", claimsAt("devkey", now.Add(-5*time.Minute-3*time.Second), sum)), body, 5 * time.Second, ""},
 		{"not yet valid", token(t, jwt.SigningMethodHS256, "secret", claimsAt("devkey", now.Add(2*time.Second), sum)), body, 0, ReasonNotYetValid},
 		{"not yet valid within leeway", token(t, jwt.SigningMethodHS256, "secret", claimsAt("devkey", now.Add(2*time.Second), sum)), body, 5 * time.Second, ""},
-		{"no exp", token(t, jwt.SigningMethodHS256, "secret", claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "devkey"}, Sha256: sum}), body, 0, ReasonMalformedToken},
+		{"no exp", token(t, jwt.SigningMethodHS256, "secret", signedClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "devkey"}, Sha256: sum}), body, 0, ReasonMalformedToken},
+		{"exp not a number", token(t, jwt.SigningMethodHS256, "secret", jwt.MapClaims{"iss": "devkey", "exp": "later", "sha256": sum}), body, 0, ReasonMalformedToken},
+		{"expired a fraction of a second ago", token(t, jwt.SigningMethodHS256, "secret", jwt.MapClaims{"iss": "devkey", "exp": float64(now.Unix()) - 0.25, "sha256": sum}), body, 0, ReasonExpired},
 		{"body altered", good, []byte(`{"event":"room_finished"}`), 0, ReasonChecksum},
 		{"no checksum claim", token(t, jwt.SigningMethodHS256, "secret", claimsAt("devkey", now, "")), body, 0, ReasonChecksum},
 	}
