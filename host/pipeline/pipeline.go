@@ -282,7 +282,7 @@ func (p *Pipeline) claim(ctx context.Context, it item, log *slog.Logger) (coord.
 // retries, then records the outcome in the journal.
 func (p *Pipeline) process(ctx context.Context, it item) {
 	ev := it.ev
-	log := p.log.With("event_id", ev.ID, "event", ev.Type, "room", ev.RoomName())
+	log := eventLogger(p.log, ev)
 	// The outcome is recorded even when shutdown has begun: a finished event
 	// left pending would be processed a second time after the restart.
 	jctx := context.WithoutCancel(ctx)
