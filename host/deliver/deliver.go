@@ -12,7 +12,6 @@
 package deliver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -384,8 +383,9 @@ func (o *Outbox) Enqueue(ctx context.Context, ds []Delivery) error {
 	recs := make([]*record, len(ds))
 	for i := range ds {
 		d := ds[i]
-		// Copy what the caller could still mutate after Enqueue returns.
-		d.Body = bytes.Clone(d.Body)
+		// Copy what the caller could still mutate after Enqueue returns
+		// and stays in memory; the body is only stored, and bolt copies it
+		// when the transaction commits, before Enqueue returns.
 		d.Header = append([][2]string(nil), d.Header...)
 		d.Policy.Allow = append([]string(nil), d.Policy.Allow...)
 		d.Policy.Schedule = append([]time.Duration(nil), d.Policy.Schedule...)

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -197,6 +198,9 @@ func stored(t *testing.T, o *Outbox, id string) *record {
 		}
 		var err error
 		r, err = decodeRecord(tx.Bucket(bucketPending).Get(seq))
+		if err == nil {
+			r.Delivery.Body = pendingBody(tx, binary.BigEndian.Uint64(seq), r)
+		}
 		return err
 	})
 	if err != nil {

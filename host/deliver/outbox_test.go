@@ -14,6 +14,7 @@ import (
 	"github.com/lkedge/lkedge/host/egress"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestEnqueueRejectsInvalidDeliveries(t *testing.T) {
@@ -614,5 +615,94 @@ func TestOpenAndLifecycle(t *testing.T) {
 	ccancel()
 	if err := o.Enqueue(cctx, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("Enqueue with a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+// TestBodiesStayOnDisk: a pending delivery's body is not held in memory but
+// read when it is sent, signed as it was stored; a record an earlier version
+// stored with its body inside is sent the same; a dead letter keeps its
+// body; and no body outlives its delivery.
+func TestBodiesStayOnDisk(t *testing.T) {
+	tests := []struct {
+		name   string
+		inline bool // stored by an earlier version, body inside the record
+		status int  // the sink's answer
+	}{
+		{"enqueued, delivered", false, http.StatusOK},
+		{"stored inline, delivered", true, http.StatusOK},
+		{"enqueued, dead-lettered", false, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions()
+			opts.Secrets = secrets{"plug/meet": "meet-api-key"}
+			s := newSink(t, func(http.ResponseWriter, *http.Request, int) int { return tt.status })
+			d := s.delivery("body-"+tt.name, "room")
+			d.Sign = &Sign{Scheme: SchemeHMACSHA256Hex, Secret: "meet"}
+			d.Policy.Attempts = 1
+			d.CreatedAt = time.UnixMilli(1_800_000_000_000)
+			path := filepath.Join(t.TempDir(), "outbox.db")
+			o := openAt(t, path, opts)
+			if tt.inline {
+				r := record{Delivery: d}
+				r.Delivery.Method, r.Delivery.Policy.Timeout = http.MethodPost, 5*time.Second
+				if err := o.db.Update(func(tx *bolt.Tx) error {
+					seq, err := tx.Bucket(bucketPending).NextSequence()
+					if err != nil {
+						return err
+					}
+					if err := putRecord(tx.Bucket(bucketPending), u64(seq), &r); err != nil {
+						return err
+					}
+					return tx.Bucket(bucketPendingIDs).Put([]byte(d.ID), u64(seq))
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if err := o.Close(); err != nil {
+					t.Fatal(err)
+				}
+				o = openAt(t, path, opts)
+			} else {
+				enqueue(t, o, d)
+				o.mu.Lock()
+				for _, q := range o.sched.queues {
+					for _, it := range q.items {
+						if it.rec.Delivery.Body != nil {
+							t.Errorf("delivery %s holds its body in memory", it.rec.Delivery.ID)
+						}
+					}
+				}
+				o.mu.Unlock()
+			}
+			stop := start(t, o)
+			waitIdle(t, o, 5*time.Second)
+			stop()
+
+			hits := s.hitsFor(d.ID)
+			if len(hits) != 1 {
+				t.Fatalf("%d requests with the body %q, want 1", len(hits), d.ID)
+			}
+			want := http.Header{}
+			if err := SignRequest(want, &d, []byte("meet-api-key"), d.CreatedAt); err != nil {
+				t.Fatal(err)
+			}
+			if got := hits[0].header.Get("X-Signature"); got != want.Get("X-Signature") {
+				t.Errorf("X-Signature %q, want %q, over the stored body", got, want.Get("X-Signature"))
+			}
+			if tt.status != http.StatusOK {
+				dl, err := o.DeadLetter(d.ID)
+				if err != nil || string(dl.Delivery.Body) != d.ID {
+					t.Errorf("dead letter = %+v, %v; want the body %q", dl.Delivery, err, d.ID)
+				}
+			}
+			if err := o.db.View(func(tx *bolt.Tx) error {
+				if n := tx.Bucket(bucketBodies).Stats().KeyN; n != 0 {
+					t.Errorf("%d bodies left after the delivery finished", n)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -233,7 +233,15 @@ func (o *Outbox) logBreaker(origin string, change breakerChange) {
 
 // send performs one HTTP attempt.
 func (o *Outbox) send(ctx context.Context, it *item) result {
-	d := &it.rec.Delivery
+	d := it.rec.Delivery
+	if d.Body == nil {
+		if err := o.db.View(func(tx *bolt.Tx) error {
+			d.Body = pendingBody(tx, it.seq, it.rec)
+			return nil
+		}); err != nil {
+			return result{err: fmt.Errorf("read the stored body: %w", err)}
+		}
+	}
 	ac, err := o.allowClient(d.Policy.Allow)
 	if err != nil {
 		// Validated at Enqueue; only a stored record from an incompatible
@@ -253,7 +261,7 @@ func (o *Outbox) send(ctx context.Context, it *item) result {
 		req.Header.Set("Idempotency-Key", d.IdempotencyKey)
 	}
 	if d.Sign != nil {
-		if err := o.sign(req.Header, d); err != nil {
+		if err := o.sign(req.Header, &d); err != nil {
 			// Not the destination's fault (neutral) and fixable by an
 			// operator, so it is retried like a failure.
 			return result{err: err}

@@ -14,8 +14,15 @@ import (
 // Bucket layout. Sequence numbers come from the pending bucket's sequence,
 // so iterating pending yields enqueue order, which is also the order in
 // which a restart rebuilds each (plugin, origin, resource) queue.
+//
+// A pending delivery's body is kept apart from its record, in bodies, and
+// read when it is sent: the records stay in memory for the scheduler, and
+// a dead destination on a day-long schedule keeps them for a day. A dead
+// letter keeps its body in its record, as records written before the
+// bodies bucket existed do.
 var (
-	bucketPending    = []byte("pending")      // seq (8 bytes BE) -> record
+	bucketPending    = []byte("pending")      // seq (8 bytes BE) -> record without its body
+	bucketBodies     = []byte("bodies")       // seq -> body of the pending delivery
 	bucketPendingIDs = []byte("pending_ids")  // id -> seq
 	bucketDead       = []byte("dead")         // deadAt ms (8) + seq (8) -> record
 	bucketDeadIDs    = []byte("dead_ids")     // id -> dead key
@@ -47,7 +54,7 @@ func (r *record) deadLetter() DeadLetter {
 }
 
 func createBuckets(tx *bolt.Tx) error {
-	for _, b := range [][]byte{bucketPending, bucketPendingIDs, bucketDead, bucketDeadIDs, bucketDone, bucketDoneByTime} {
+	for _, b := range [][]byte{bucketPending, bucketBodies, bucketPendingIDs, bucketDead, bucketDeadIDs, bucketDone, bucketDoneByTime} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return fmt.Errorf("bucket %s: %w", b, err)
 		}
@@ -105,13 +112,12 @@ func known(tx *bolt.Tx, id []byte, now time.Time, window time.Duration) bool {
 // enqueueTx stores the records not already known, appending an item for each
 // to added.
 func enqueueTx(tx *bolt.Tx, recs []*record, now time.Time, window time.Duration, added []*item) ([]*item, error) {
-	pending, ids := tx.Bucket(bucketPending), tx.Bucket(bucketPendingIDs)
 	for _, r := range recs {
 		id := []byte(r.Delivery.ID)
 		if known(tx, id, now, window) {
 			continue
 		}
-		it, err := insertPending(pending, ids, r)
+		it, err := insertPending(tx, r)
 		if err != nil {
 			return nil, err
 		}
@@ -120,19 +126,40 @@ func enqueueTx(tx *bolt.Tx, recs []*record, now time.Time, window time.Duration,
 	return added, nil
 }
 
-func insertPending(pending, ids *bolt.Bucket, r *record) (*item, error) {
+// insertPending stores r as pending, its body apart, and returns its item,
+// whose record has no body. r itself is left as it is: bolt's Batch may run
+// the transaction again.
+func insertPending(tx *bolt.Tx, r *record) (*item, error) {
+	pending := tx.Bucket(bucketPending)
 	seq, err := pending.NextSequence()
 	if err != nil {
 		return nil, fmt.Errorf("next sequence: %w", err)
 	}
 	key := u64(seq)
-	if err := putRecord(pending, key, r); err != nil {
+	bare := *r
+	bare.Delivery.Body = nil
+	if len(r.Delivery.Body) > 0 {
+		if err := tx.Bucket(bucketBodies).Put(key, r.Delivery.Body); err != nil {
+			return nil, fmt.Errorf("store body %q: %w", r.Delivery.ID, err)
+		}
+	}
+	if err := putRecord(pending, key, &bare); err != nil {
 		return nil, err
 	}
-	if err := ids.Put([]byte(r.Delivery.ID), key); err != nil {
+	if err := tx.Bucket(bucketPendingIDs).Put([]byte(r.Delivery.ID), key); err != nil {
 		return nil, fmt.Errorf("index %q: %w", r.Delivery.ID, err)
 	}
-	return newItem(seq, r), nil
+	return newItem(seq, &bare), nil
+}
+
+// pendingBody returns a copy of the body of the pending delivery seq: r's
+// own for a record stored with it, else the one in bodies (none for an
+// empty body).
+func pendingBody(tx *bolt.Tx, seq uint64, r *record) []byte {
+	if r.Delivery.Body != nil {
+		return r.Delivery.Body
+	}
+	return bytes.Clone(tx.Bucket(bucketBodies).Get(u64(seq)))
 }
 
 // loadPending returns the pending records in enqueue order. An undecodable
@@ -175,21 +202,26 @@ func removePending(tx *bolt.Tx, seq uint64, id string) error {
 	if err := tx.Bucket(bucketPending).Delete(u64(seq)); err != nil {
 		return fmt.Errorf("remove pending %q: %w", id, err)
 	}
+	if err := tx.Bucket(bucketBodies).Delete(u64(seq)); err != nil {
+		return fmt.Errorf("remove body of %q: %w", id, err)
+	}
 	if err := tx.Bucket(bucketPendingIDs).Delete([]byte(id)); err != nil {
 		return fmt.Errorf("unindex pending %q: %w", id, err)
 	}
 	return nil
 }
 
-// markDead moves a record from pending to the dead letters; r.DeadAt must be
-// set.
+// markDead moves a record from pending to the dead letters, its body into
+// its record; r.DeadAt must be set.
 func markDead(tx *bolt.Tx, seq uint64, r *record) error {
 	id := r.Delivery.ID
+	dead := *r
+	dead.Delivery.Body = pendingBody(tx, seq, r)
 	if err := removePending(tx, seq, id); err != nil {
 		return err
 	}
 	key := deadKey(r.DeadAt, seq)
-	if err := putRecord(tx.Bucket(bucketDead), key, r); err != nil {
+	if err := putRecord(tx.Bucket(bucketDead), key, &dead); err != nil {
 		return err
 	}
 	if err := tx.Bucket(bucketDeadIDs).Put([]byte(id), key); err != nil {
@@ -217,7 +249,7 @@ func revive(tx *bolt.Tx, key []byte) (*item, error) {
 		return nil, fmt.Errorf("unindex dead %q: %w", r.Delivery.ID, err)
 	}
 	fresh := &record{Delivery: r.Delivery}
-	return insertPending(tx.Bucket(bucketPending), tx.Bucket(bucketPendingIDs), fresh)
+	return insertPending(tx, fresh)
 }
 
 // pruneTx forgets done ids older than cutoff, at most maxPrunePerTx of them,
