@@ -34,6 +34,7 @@ const (
 	defaultWorkers          = 16
 	defaultPerDestination   = 4
 	defaultMarkInterval     = 20 * time.Millisecond
+	defaultRecordsInMemory  = 4096
 	defaultJitter           = 0.2
 	defaultBreakerThreshold = 5
 	defaultBreakerCooldown  = 30 * time.Second
@@ -141,6 +142,12 @@ type Options struct {
 	// delivery is sent once more, with the same idempotency key, as
 	// at-least-once delivery allows. Default 20 ms.
 	MarkInterval time.Duration
+	// RecordsInMemory is how many pending deliveries keep their stored
+	// record in memory; the others keep only their place in the queues
+	// (about 100 bytes) and read the record when they are attempted. It
+	// bounds what a dead destination on a day-long retry schedule costs in
+	// memory. Default 4096; tests set 1 to exercise both kinds.
+	RecordsInMemory int
 }
 
 func (opts Options) withDefaults() (Options, error) {
@@ -175,6 +182,9 @@ func (opts Options) withDefaults() (Options, error) {
 	}
 	if opts.MarkInterval <= 0 {
 		opts.MarkInterval = defaultMarkInterval
+	}
+	if opts.RecordsInMemory <= 0 {
+		opts.RecordsInMemory = defaultRecordsInMemory
 	}
 	return opts, nil
 }
@@ -289,29 +299,26 @@ func (o *Outbox) init() error {
 	if err := o.prune(); err != nil {
 		return err
 	}
-	var items []*item
-	var dead int
+	now, mono := o.opts.Now(), time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	// Each record is handed to the scheduler as it is read, which keeps
+	// only RecordsInMemory of them, so a long backlog is never all in
+	// memory at once.
 	err := o.db.View(func(tx *bolt.Tx) error {
-		var err error
-		items, err = loadPending(tx, o.log)
-		dead = tx.Bucket(bucketDeadIDs).Stats().KeyN
-		return err
+		o.sched.dead = tx.Bucket(bucketDeadIDs).Stats().KeyN
+		return loadPending(tx, o.log, func(it *item) {
+			if !it.rec.NextAt.IsZero() {
+				// NextAt is wall-clock; convert what is left of the wait
+				// to the monotonic clock the scheduler runs on.
+				it.due = mono.Add(it.rec.NextAt.Sub(now))
+			}
+			o.sched.add(it, mono)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("load pending deliveries: %w", err)
 	}
-	now, mono := o.opts.Now(), time.Now()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, it := range items {
-		if !it.rec.NextAt.IsZero() {
-			// NextAt is wall-clock; convert what is left of the wait to
-			// the monotonic clock the scheduler runs on.
-			it.due = mono.Add(it.rec.NextAt.Sub(now))
-		}
-		o.sched.add(it, mono)
-	}
-	o.sched.dead = dead
 	o.publishLocked()
 	return nil
 }

@@ -120,8 +120,11 @@ func (s *sink) delivery(id, resource string) Delivery {
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // testOptions are fast, deterministic options: no jitter, short breaker.
+// testOptions keeps one record in memory, so that every test runs both
+// kinds of pending delivery: the first with its record, the rest reading it
+// when attempted.
 func testOptions() Options {
-	return Options{Jitter: -1, Logger: quietLogger(), BreakerCooldown: 20 * time.Millisecond}
+	return Options{Jitter: -1, Logger: quietLogger(), BreakerCooldown: 20 * time.Millisecond, RecordsInMemory: 1}
 }
 
 func openAt(t *testing.T, path string, opts Options) *Outbox {

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -705,4 +706,73 @@ func TestBodiesStayOnDisk(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecordsInMemory: past Options.RecordsInMemory, pending deliveries
+// keep only their place in the queues and read their record when attempted:
+// retries count their attempts from the stored record, and one whose record
+// is gone leaves the queue without being sent.
+func TestRecordsInMemory(t *testing.T) {
+	withRecord := func(o *Outbox) (n int) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		for _, q := range o.sched.queues {
+			for _, it := range q.items {
+				if it.rec != nil {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	t.Run("attempts counted from the stored record", func(t *testing.T) {
+		opts := testOptions()
+		opts.RecordsInMemory = 2
+		opts.BreakerThreshold = 1000 // the breaker would hold the queue; this test is about records
+		o := openOutbox(t, opts)
+		s := newSink(t, func(_ http.ResponseWriter, _ *http.Request, nth int) int {
+			if nth < 2 {
+				return http.StatusServiceUnavailable
+			}
+			return http.StatusOK // a third attempt would succeed
+		})
+		var ids []string
+		for i := range 10 {
+			d := s.delivery(fmt.Sprintf("d%d", i), fmt.Sprintf("room-%d", i%3))
+			d.Policy.Attempts = 2
+			enqueue(t, o, d)
+			ids = append(ids, d.ID)
+		}
+		if n := withRecord(o); n != 2 {
+			t.Fatalf("%d pending deliveries hold their record, want 2", n)
+		}
+		start(t, o)
+		waitIdle(t, o, 10*time.Second)
+		for _, id := range ids {
+			if n := len(s.hitsFor(id)); n != 2 {
+				t.Errorf("%s: %d attempts, want the policy's 2", id, n)
+			}
+			if dl, err := o.DeadLetter(id); err != nil || dl.Attempts != 2 {
+				t.Errorf("%s: dead letter %+v, %v; want one after 2 attempts", id, dl, err)
+			}
+		}
+		if n := o.Pending(); n != 0 {
+			t.Errorf("%d still pending", n)
+		}
+	})
+	t.Run("record gone", func(t *testing.T) {
+		o := openOutbox(t, testOptions()) // one record in memory: the second delivery's is read when attempted
+		s := okSink(t)
+		enqueue(t, o, s.delivery("kept", "r1"), s.delivery("gone", "r2"))
+		if err := o.db.Update(func(tx *bolt.Tx) error {
+			return removePending(tx, binary.BigEndian.Uint64(tx.Bucket(bucketPendingIDs).Get([]byte("gone"))), "gone")
+		}); err != nil {
+			t.Fatal(err)
+		}
+		start(t, o)
+		waitIdle(t, o, 5*time.Second)
+		if len(s.hitsFor("kept")) != 1 || len(s.hitsFor("gone")) != 0 {
+			t.Errorf("kept sent %d times, gone %d; want 1 and 0", len(s.hitsFor("kept")), len(s.hitsFor("gone")))
+		}
+	})
 }

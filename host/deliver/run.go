@@ -25,7 +25,10 @@ const (
 	// maxErrorSnippet is how much of a failed response's body is kept in
 	// LastError to help an operator see why.
 	maxErrorSnippet = 200
-	pruneInterval   = time.Minute
+	// unreadableWait is how long a delivery whose record could not be read
+	// waits before it is tried again.
+	unreadableWait = time.Second
+	pruneInterval  = time.Minute
 )
 
 // deliveredMark is a success waiting for flushMarks.
@@ -115,10 +118,18 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 	defer o.wg.Done()
 	defer o.nudge()
 	it := st.it
-	d := &it.rec.Delivery
+	stored := it.rec
+	if stored == nil {
+		var err error
+		if stored, err = o.loadRecord(it.seq); err != nil {
+			o.unreadable(st, err)
+			return
+		}
+	}
+	d := &stored.Delivery
 	log := o.log.With(append(logAttrs(d), "destination", it.origin)...)
 
-	res := o.send(ctx, it)
+	res := o.send(ctx, it.seq, stored)
 	now := o.opts.Now()
 	mono := time.Now()
 
@@ -131,7 +142,7 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 	}
 
 	o.m.attempts.WithLabelValues(d.Plugin).Inc()
-	rec := *it.rec
+	rec := *stored
 	rec.Attempts++
 	out := outFinished
 	var due time.Time
@@ -179,8 +190,8 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 	}
 
 	o.mu.Lock()
-	if out == outRetry {
-		*it.rec = rec
+	if out == outRetry && it.rec != nil {
+		*it.rec = rec // else the stored record, just written, has it
 	}
 	if dead {
 		o.sched.dead++
@@ -193,6 +204,26 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 	}
 	o.mu.Unlock()
 	o.logBreaker(it.origin, change)
+}
+
+// unreadable handles a delivery whose record could not be read for an
+// attempt: one whose record is gone leaves the queue (nothing is left to
+// send), any other is tried again after a while, uncharged.
+func (o *Outbox) unreadable(st launch, err error) {
+	gone := errors.Is(err, errRecordGone)
+	o.log.Error("outbox: reading a pending delivery's record failed", "seq", st.it.seq, "gone", gone, "error", err)
+	out, due := outRetry, time.Now().Add(unreadableWait)
+	if gone {
+		out = outFinished
+	}
+	o.mu.Lock()
+	o.sched.finish(st, neutral, out, due, time.Now())
+	o.publishLocked()
+	if out == outFinished {
+		close(o.changed)
+		o.changed = make(chan struct{})
+	}
+	o.mu.Unlock()
 }
 
 // flushMarks removes the records of the deliveries that succeeded since the
@@ -231,12 +262,13 @@ func (o *Outbox) logBreaker(origin string, change breakerChange) {
 	}
 }
 
-// send performs one HTTP attempt.
-func (o *Outbox) send(ctx context.Context, it *item) result {
-	d := it.rec.Delivery
+// send performs one HTTP attempt at the pending delivery seq, whose record
+// is r.
+func (o *Outbox) send(ctx context.Context, seq uint64, r *record) result {
+	d := r.Delivery
 	if d.Body == nil {
 		if err := o.db.View(func(tx *bolt.Tx) error {
-			d.Body = pendingBody(tx, it.seq, it.rec)
+			d.Body = pendingBody(tx, seq, r)
 			return nil
 		}); err != nil {
 			return result{err: fmt.Errorf("read the stored body: %w", err)}

@@ -15,8 +15,8 @@ const maxBreakerCooldown = 5 * time.Minute
 // item is one pending delivery in memory.
 type item struct {
 	seq    uint64
-	rec    *record
-	origin string    // canonical scheme://host:port of rec.Delivery.URL
+	rec    *record   // nil once the scheduler holds RecordsInMemory others: read it when attempting
+	origin string    // canonical scheme://host:port of the delivery's URL
 	due    time.Time // monotonic; zero means now
 }
 
@@ -95,6 +95,8 @@ type launch struct {
 type scheduler struct {
 	workers, perDest int
 	threshold        int
+	records          int // most items that keep their record (Options.RecordsInMemory)
+	withRecord       int // items that do
 	cooldown         time.Duration
 	maxCooldown      time.Duration
 
@@ -112,6 +114,7 @@ type scheduler struct {
 func newScheduler(opts Options) scheduler {
 	return scheduler{
 		workers:     opts.Workers,
+		records:     opts.RecordsInMemory,
 		perDest:     opts.PerDestination,
 		threshold:   opts.BreakerThreshold,
 		cooldown:    opts.BreakerCooldown,
@@ -122,7 +125,8 @@ func newScheduler(opts Options) scheduler {
 	}
 }
 
-// add appends it to its queue, creating the queue (and origin) if needed.
+// add appends it to its queue, creating the queue (and origin) if needed,
+// and drops its record once RecordsInMemory others keep theirs.
 func (s *scheduler) add(it *item, now time.Time) {
 	d := &it.rec.Delivery
 	key := qkey{plugin: d.Plugin, origin: it.origin, resource: d.Resource}
@@ -136,6 +140,12 @@ func (s *scheduler) add(it *item, now time.Time) {
 		org.queues++
 		q = &queue{key: key, org: org}
 		s.queues[key] = q
+	}
+	it.origin = q.key.origin // one copy of the string per queue, not per item
+	if s.withRecord < s.records {
+		s.withRecord++
+	} else {
+		it.rec = nil
 	}
 	q.items = append(q.items, it)
 	s.pending++
@@ -218,6 +228,9 @@ func (s *scheduler) finish(st launch, v verdict, out outcome, due, now time.Time
 	case outRetry:
 		q.items[0].due = due
 	case outFinished:
+		if q.items[0].rec != nil {
+			s.withRecord--
+		}
 		q.items[0] = nil
 		q.items = q.items[1:]
 		s.pending--

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -162,11 +163,11 @@ func pendingBody(tx *bolt.Tx, seq uint64, r *record) []byte {
 	return bytes.Clone(tx.Bucket(bucketBodies).Get(u64(seq)))
 }
 
-// loadPending returns the pending records in enqueue order. An undecodable
-// record is logged and left in place rather than failing the whole outbox.
-func loadPending(tx *bolt.Tx, log *slog.Logger) ([]*item, error) {
-	var items []*item
-	err := tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+// loadPending calls add with the pending records in enqueue order. An
+// undecodable record is logged and left in place rather than failing the
+// whole outbox.
+func loadPending(tx *bolt.Tx, log *slog.Logger, add func(*item)) error {
+	return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
 		if len(k) != 8 {
 			log.Error("outbox: skipping pending entry with a malformed key", "key", fmt.Sprintf("%x", k))
 			return nil
@@ -176,10 +177,29 @@ func loadPending(tx *bolt.Tx, log *slog.Logger) ([]*item, error) {
 			log.Error("outbox: skipping undecodable pending delivery", "seq", binary.BigEndian.Uint64(k), "error", err)
 			return nil
 		}
-		items = append(items, newItem(binary.BigEndian.Uint64(k), r))
+		add(newItem(binary.BigEndian.Uint64(k), r))
 		return nil
 	})
-	return items, err
+}
+
+// errRecordGone is loadRecord's error for a pending delivery whose record
+// is no longer stored.
+var errRecordGone = errors.New("stored record gone")
+
+// loadRecord reads the record of the pending delivery seq, without its
+// body (send reads that).
+func (o *Outbox) loadRecord(seq uint64) (*record, error) {
+	var r *record
+	err := o.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketPending).Get(u64(seq))
+		if v == nil {
+			return errRecordGone
+		}
+		var err error
+		r, err = decodeRecord(v)
+		return err
+	})
+	return r, err
 }
 
 // markDelivered removes a delivered record from pending and remembers its id
