@@ -181,8 +181,10 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 
 	// Keep going in memory even if the write fails: stalling the queue would
 	// hurt more, and a restart at worst resends with the same
-	// Idempotency-Key. Batch shares the fsync with concurrent results
-	// (persist is idempotent, as Batch may run it twice).
+	// Idempotency-Key. A delivery without its record in memory reads the
+	// old attempt count again, so a failed write costs it at most one more
+	// attempt. Batch shares the fsync with concurrent results (persist is
+	// idempotent, as Batch may run it twice).
 	if persist != nil {
 		if err := o.db.Batch(persist); err != nil {
 			log.Error("outbox: persist delivery state", "error", err)

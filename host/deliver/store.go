@@ -17,10 +17,10 @@ import (
 // which a restart rebuilds each (plugin, origin, resource) queue.
 //
 // A pending delivery's body is kept apart from its record, in bodies, and
-// read when it is sent: the records stay in memory for the scheduler, and
-// a dead destination on a day-long schedule keeps them for a day. A dead
-// letter keeps its body in its record, as records written before the
-// bodies bucket existed do.
+// read when it is sent: the scheduler keeps records in memory (up to
+// Options.RecordsInMemory), and a dead destination on a day-long schedule
+// keeps them for a day. A dead letter keeps its body in its record, as
+// records written before the bodies bucket existed do.
 var (
 	bucketPending    = []byte("pending")      // seq (8 bytes BE) -> record without its body
 	bucketBodies     = []byte("bodies")       // seq -> body of the pending delivery
