@@ -48,6 +48,8 @@ func (b *breaker) check() error {
 	return nil
 }
 
+// RoundTrip is part of http.RoundTripper: it fails fast while LiveKit is
+// taken to be unreachable, and opens the breaker on a failed connection.
 func (b *breaker) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := b.check(); err != nil {
 		if req.Body != nil {

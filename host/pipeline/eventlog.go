@@ -26,18 +26,23 @@ type deferredAttrs struct {
 	attrs []slog.Attr
 }
 
+// Enabled is part of slog.Handler.
 func (d *deferredAttrs) Enabled(ctx context.Context, level slog.Level) bool {
 	return d.inner.Enabled(ctx, level)
 }
 
+// Handle is part of slog.Handler: it formats the attributes now.
 func (d *deferredAttrs) Handle(ctx context.Context, r slog.Record) error {
 	return d.inner.WithAttrs(d.attrs).Handle(ctx, r)
 }
 
+// WithAttrs is part of slog.Handler; the new attributes wait too.
 func (d *deferredAttrs) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return &deferredAttrs{inner: d.inner, attrs: append(slices.Clip(d.attrs), attrs...)}
 }
 
+// WithGroup is part of slog.Handler. Attributes before a group belong
+// outside it, so they are formatted here.
 func (d *deferredAttrs) WithGroup(name string) slog.Handler {
 	return d.inner.WithAttrs(d.attrs).WithGroup(name)
 }

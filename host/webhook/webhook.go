@@ -60,6 +60,7 @@ type signedClaims struct {
 	Sha256 string `json:"sha256"`
 }
 
+// numericDate converts a time claim as jwt.NumericDate's own decoding does.
 func numericDate(secs *float64) (*jwt.NumericDate, error) {
 	if secs == nil {
 		return nil, nil
@@ -68,12 +69,23 @@ func numericDate(secs *float64) (*jwt.NumericDate, error) {
 	return jwt.NewNumericDate(time.Unix(int64(whole), int64(frac*1e9))), nil
 }
 
+// GetExpirationTime is part of jwt.Claims.
 func (c claims) GetExpirationTime() (*jwt.NumericDate, error) { return numericDate(c.ExpiresAt) }
-func (c claims) GetNotBefore() (*jwt.NumericDate, error)      { return numericDate(c.NotBefore) }
-func (c claims) GetIssuedAt() (*jwt.NumericDate, error)       { return numericDate(c.IssuedAt) }
-func (c claims) GetIssuer() (string, error)                   { return c.Issuer, nil }
-func (c claims) GetSubject() (string, error)                  { return "", nil }
-func (c claims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
+
+// GetNotBefore is part of jwt.Claims.
+func (c claims) GetNotBefore() (*jwt.NumericDate, error) { return numericDate(c.NotBefore) }
+
+// GetIssuedAt is part of jwt.Claims.
+func (c claims) GetIssuedAt() (*jwt.NumericDate, error) { return numericDate(c.IssuedAt) }
+
+// GetIssuer is part of jwt.Claims.
+func (c claims) GetIssuer() (string, error) { return c.Issuer, nil }
+
+// GetSubject is part of jwt.Claims; webhook tokens are not checked for one.
+func (c claims) GetSubject() (string, error) { return "", nil }
+
+// GetAudience is part of jwt.Claims; webhook tokens are not checked for one.
+func (c claims) GetAudience() (jwt.ClaimStrings, error) { return nil, nil }
 
 // Verifier checks webhook tokens against a set of keys.
 type Verifier struct {
