@@ -25,8 +25,8 @@ const (
 	// maxErrorSnippet is how much of a failed response's body is kept in
 	// LastError to help an operator see why.
 	maxErrorSnippet = 200
-	// unreadableWait is how long a delivery whose record could not be read
-	// waits before it is tried again.
+	// unreadableWait is how long a delivery whose record or body could not
+	// be read waits before it is tried again.
 	unreadableWait = time.Second
 	pruneInterval  = time.Minute
 )
@@ -118,18 +118,15 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 	defer o.wg.Done()
 	defer o.nudge()
 	it := st.it
-	stored := it.rec
-	if stored == nil {
-		var err error
-		if stored, err = o.loadRecord(it.seq); err != nil {
-			o.unreadable(st, err)
-			return
-		}
+	stored, body, err := o.readPending(it.seq, it.rec)
+	if err != nil {
+		o.unreadable(st, err)
+		return
 	}
 	d := &stored.Delivery
 	log := o.log.With(append(logAttrs(d), "destination", it.origin)...)
 
-	res := o.send(ctx, it.seq, stored)
+	res := o.send(ctx, stored, body)
 	now := o.opts.Now()
 	mono := time.Now()
 
@@ -208,8 +205,8 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 	o.logBreaker(it.origin, change)
 }
 
-// unreadable handles a delivery whose record could not be read for an
-// attempt: one whose record is gone leaves the queue (nothing is left to
+// unreadable handles a delivery whose record or body could not be read
+// for an attempt: one whose record is gone leaves the queue (nothing is left to
 // send), any other is tried again after a while, uncharged.
 func (o *Outbox) unreadable(st launch, err error) {
 	gone := errors.Is(err, errRecordGone)
@@ -264,18 +261,10 @@ func (o *Outbox) logBreaker(origin string, change breakerChange) {
 	}
 }
 
-// send performs one HTTP attempt at the pending delivery seq, whose record
-// is r.
-func (o *Outbox) send(ctx context.Context, seq uint64, r *record) result {
+// send performs one HTTP attempt at the delivery of r with body.
+func (o *Outbox) send(ctx context.Context, r *record, body []byte) result {
 	d := r.Delivery
-	if d.Body == nil {
-		if err := o.db.View(func(tx *bolt.Tx) error {
-			d.Body = pendingBody(tx, seq, r)
-			return nil
-		}); err != nil {
-			return result{err: fmt.Errorf("read the stored body: %w", err)}
-		}
-	}
+	d.Body = body
 	ac, err := o.allowClient(d.Policy.Allow)
 	if err != nil {
 		// Validated at Enqueue; only a stored record from an incompatible

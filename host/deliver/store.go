@@ -182,24 +182,30 @@ func loadPending(tx *bolt.Tx, log *slog.Logger, add func(*item)) error {
 	})
 }
 
-// errRecordGone is loadRecord's error for a pending delivery whose record
+// errRecordGone is readPending's error for a pending delivery whose record
 // is no longer stored.
 var errRecordGone = errors.New("stored record gone")
 
-// loadRecord reads the record of the pending delivery seq, without its
-// body (send reads that).
-func (o *Outbox) loadRecord(seq uint64) (*record, error) {
-	var r *record
+// readPending returns what an attempt at the pending delivery seq needs, in
+// one read: its record, r unless that is nil (the scheduler dropped it), and
+// its body.
+func (o *Outbox) readPending(seq uint64, r *record) (*record, []byte, error) {
+	var body []byte
 	err := o.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketPending).Get(u64(seq))
-		if v == nil {
-			return errRecordGone
+		if r == nil {
+			v := tx.Bucket(bucketPending).Get(u64(seq))
+			if v == nil {
+				return errRecordGone
+			}
+			var err error
+			if r, err = decodeRecord(v); err != nil {
+				return err
+			}
 		}
-		var err error
-		r, err = decodeRecord(v)
-		return err
+		body = pendingBody(tx, seq, r)
+		return nil
 	})
-	return r, err
+	return r, body, err
 }
 
 // markDelivered removes a delivered record from pending and remembers its id
