@@ -19,10 +19,12 @@ import (
 //	POST /dlq/replay?id=ID           send one again
 //	POST /dlq/replay?since=RFC3339   send again all dead since then
 //	GET  /debug/pprof/...            Go's profiler, for where the time goes
+//	GET  /debug/pprof/trace          an execution trace, for where the waits go
 func adminHandler(o *deliver.Outbox) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /dlq", func(w http.ResponseWriter, r *http.Request) {
 		since, err := sinceParam(r)
 		if err != nil {
