@@ -1,6 +1,9 @@
 // Command lkedge-bench measures lkedge's accept path (verify, normalize,
 // durable record, 200) against a baseline in the same run: a net/http server
 // that uses livekit/protocol's webhook.ReceiveWebhookEvent and answers 200.
+// Two more servers show what the accept path cannot go below: fasthttp
+// answering 200 without looking at the request, and fasthttp with lkedge's
+// verification and normalization but no durable record and no processing.
 //
 // Each server runs alone on CPU 0 (taskset, GOMAXPROCS=1); run this command
 // on CPU 1 (`make bench` does), so the numbers are per server core. It sends
@@ -33,18 +36,21 @@ import (
 	"github.com/livekit/protocol/webhook"
 	"github.com/valyala/fasthttp"
 
+	"github.com/lkedge/lkedge/host/event"
 	lkwebhook "github.com/lkedge/lkedge/host/webhook"
 )
 
 const key, secret = "devkey", "secret"
 
 func main() {
-	if len(os.Args) > 2 && os.Args[1] == "baseline" {
-		if err := baseline(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "baseline:", err)
-			os.Exit(1)
+	if len(os.Args) > 2 {
+		if serve, ok := references[os.Args[1]]; ok {
+			if err := serve(os.Args[2]); err != nil {
+				fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
+				os.Exit(1)
+			}
+			return
 		}
-		return
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "lkedge-bench:", err)
@@ -65,10 +71,48 @@ func baseline(addr string) error {
 	}))
 }
 
+// references are the servers lkedge is measured against, each run as
+// `lkedge-bench NAME ADDR`.
+var references = map[string]func(addr string) error{
+	"baseline": baseline,
+	"floor":    floor,
+	"verify":   verifyOnly,
+}
+
+// floor answers 200 to every request without reading it: what fasthttp,
+// lkedge's HTTP server, costs per request on this machine.
+func floor(addr string) error {
+	return fasthttp.ListenAndServe(addr, func(*fasthttp.RequestCtx) {})
+}
+
+// verifyOnly verifies and normalizes each webhook as lkedge's ingest does,
+// then answers 200: lkedge's accept path without the durable record and
+// without processing.
+func verifyOnly(addr string) error {
+	v := lkwebhook.NewVerifier(auth.NewSimpleKeyProvider(key, secret), 0, time.Now)
+	return fasthttp.ListenAndServe(addr, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/healthz" {
+			return
+		}
+		body := ctx.PostBody()
+		if _, err := v.Verify(string(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)), body); err != nil {
+			ctx.SetStatusCode(fasthttp.StatusUnauthorized)
+			return
+		}
+		if _, err := event.FromWebhook(body, time.Now()); err != nil {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+		}
+	})
+}
+
 type server struct {
 	name string
 	cmd  *exec.Cmd
 	url  string
+	// reuse lets the closed loop send a pre-signed request again: only
+	// lkedge recognizes duplicates, and the floor outruns the generator's
+	// supply of signed requests.
+	reuse bool
 }
 
 func freeAddr() (string, error) {
@@ -88,7 +132,7 @@ func start(name string, argv []string, env []string, addr string) (*server, erro
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s := &server{name: name, cmd: cmd, url: "http://" + addr}
+	s := &server{name: name, cmd: cmd, url: "http://" + addr, reuse: !strings.HasPrefix(name, "lkedge")}
 	for i := 0; i < 100; i++ {
 		if res, err := http.Get(s.url + "/healthz"); err == nil {
 			res.Body.Close()
@@ -141,7 +185,7 @@ func (s *server) peakRSS() float64 {
 
 // drain waits until the server has processed what it accepted and sent
 // what its plugins asked for (lkedge's backlog and outbox gauges are 0), so one phase's background work does not bill the
-// next. A server without /metrics (the baseline) has nothing to drain.
+// next. A server without lkedge's metrics (the references) has nothing to drain.
 func (s *server) drain() {
 	for i := 0; i < 600; i++ {
 		res, err := http.Get(s.url + "/metrics")
@@ -150,8 +194,8 @@ func (s *server) drain() {
 		}
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode != http.StatusOK || (bytes.Contains(b, []byte("\nlkedge_backlog_events 0\n")) &&
-			bytes.Contains(b, []byte("\nlkedge_outbox_pending 0\n"))) {
+		if res.StatusCode != http.StatusOK || !bytes.Contains(b, []byte("\nlkedge_backlog_events ")) ||
+			(bytes.Contains(b, []byte("\nlkedge_backlog_events 0\n")) && bytes.Contains(b, []byte("\nlkedge_outbox_pending 0\n"))) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -249,7 +293,10 @@ func closedLoop(s *server, reqs []request, conns int, d time.Duration) (result, 
 			for time.Now().Before(deadline) {
 				i := int(next.Add(1) - 1)
 				if i >= len(reqs) {
-					break
+					if !s.reuse {
+						break
+					}
+					i %= len(reqs)
 				}
 				t0 := time.Now()
 				if post(c, s.url, reqs[i]) {
@@ -273,7 +320,7 @@ func closedLoop(s *server, reqs []request, conns int, d time.Duration) (result, 
 	if err != nil {
 		return res, err
 	}
-	if res.sent == len(reqs) {
+	if res.sent >= len(reqs) && !s.reuse {
 		return res, errors.New("ran out of pre-signed requests: raise --max-rate")
 	}
 	res.cpuPerEvent = (cpu1 - cpu0) / time.Duration(max(res.ok, 1))
@@ -396,6 +443,8 @@ func run() error {
 	}
 	specs := []spec{
 		{"baseline: net/http + ReceiveWebhookEvent", func(addr string) []string { return []string{self, "baseline", addr} }, func(string) []string { return nil }},
+		{"floor: fasthttp answering 200", func(addr string) []string { return []string{self, "floor", addr} }, func(string) []string { return nil }},
+		{"floor: fasthttp + lkedge's verify and normalize", func(addr string) []string { return []string{self, "verify", addr} }, func(string) []string { return nil }},
 		{"lkedge, no plugins", func(string) []string { return []string{*lkedgeBin, "serve"} }, lkedgeEnv(noPlugins)},
 		// The three built-in plugins of plugins.yaml; standard-webhooks is on
 		// for every event and delivers to a local sink: a typical plugin's
