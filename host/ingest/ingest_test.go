@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -251,7 +252,11 @@ func do(t *testing.T, c *fasthttp.Client, r request) *fasthttp.Response {
 	return resp
 }
 
-// send is do for goroutines other than the test's.
+// send is do for goroutines other than the test's. It writes the request
+// on a connection of its own while it reads the answer: the server answers
+// a body over the size limit, and closes the connection, before it has read
+// the body, and a client that reads only once it has written all of it would
+// sometimes find the connection closed instead of the answer.
 func send(c *fasthttp.Client, r request) (*fasthttp.Response, error) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
@@ -272,8 +277,27 @@ func send(c *fasthttp.Client, r request) (*fasthttp.Response, error) {
 		req.Header.Set(fasthttp.HeaderAuthorization, r.auth)
 	}
 	req.SetBody(r.body)
+	conn, err := c.Dial("lkedge.test")
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		w := bufio.NewWriter(conn)
+		if req.Write(w) == nil {
+			_ = w.Flush()
+		}
+	}()
 	resp := &fasthttp.Response{}
-	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
+	err = resp.Read(bufio.NewReader(conn))
+	conn.Close()
+	<-wrote
+	if err != nil {
 		return nil, err
 	}
 	return resp, nil
