@@ -296,7 +296,10 @@ func StartS3(t testing.TB) *S3 {
 	s.Process = startFresh(t, func() (string, []string, []string, func() bool) {
 		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
 		s.Endpoint = "http://" + addr
-		return bin, []string{"--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey, "--quiet", "posix", dir}, nil, httpReady(s.Endpoint)
+		// --keep-alive as S3 behaves: without it versitygw closes every
+		// connection after one request, and the tests never reuse one (nor
+		// meet a kept one gone stale when the server restarts).
+		return bin, []string{"--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey, "--quiet", "--keep-alive", "posix", dir}, nil, httpReady(s.Endpoint)
 	})
 	return s
 }
