@@ -199,9 +199,12 @@ func newHandler(v *webhook.Verifier) (*ingest.Handler, *fakeJournal, *fakePipeli
 	return &ingest.Handler{Verifier: v, Journal: j, Pipeline: p, MaxBody: 4096, Log: quiet, Now: fixedClock}, j, p
 }
 
+// dialer opens a connection to a test server.
+type dialer func() (net.Conn, error)
+
 // serve runs h behind a real fasthttp server on an in-memory listener, set
-// up as the service does, and returns a client for it.
-func serve(t *testing.T, h *ingest.Handler) *fasthttp.Client {
+// up as the service does, and returns how to connect to it.
+func serve(t *testing.T, h *ingest.Handler) dialer {
 	t.Helper()
 	ln := fasthttputil.NewInmemoryListener()
 	srv := &fasthttp.Server{
@@ -219,15 +222,13 @@ func serve(t *testing.T, h *ingest.Handler) *fasthttp.Client {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
 	t.Cleanup(func() {
-		// Shutdown would poll the connections every 100 ms: closing the
-		// client's connections and the listener ends Serve at once.
-		c.CloseIdleConnections()
+		// Shutdown would poll the connections every 100 ms; send closes
+		// each of its own, so closing the listener ends Serve at once.
 		_ = ln.Close()
 		<-served
 	})
-	return c
+	return ln.Dial
 }
 
 type silentLogger struct{}
@@ -243,9 +244,9 @@ type request struct {
 
 const noContentType = "\x00none"
 
-func do(t *testing.T, c *fasthttp.Client, r request) *fasthttp.Response {
+func do(t *testing.T, dial dialer, r request) *fasthttp.Response {
 	t.Helper()
-	resp, err := send(c, r)
+	resp, err := send(dial, r)
 	if err != nil {
 		t.Fatalf("%s %s: %v", r.method, ingest.Path, err)
 	}
@@ -257,7 +258,7 @@ func do(t *testing.T, c *fasthttp.Client, r request) *fasthttp.Response {
 // a body over the size limit, and closes the connection, before it has read
 // the body, and a client that reads only once it has written all of it would
 // sometimes find the connection closed instead of the answer.
-func send(c *fasthttp.Client, r request) (*fasthttp.Response, error) {
+func send(dial dialer, r request) (*fasthttp.Response, error) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	req.SetRequestURI("http://lkedge.test" + ingest.Path)
@@ -277,7 +278,7 @@ func send(c *fasthttp.Client, r request) (*fasthttp.Response, error) {
 		req.Header.Set(fasthttp.HeaderAuthorization, r.auth)
 	}
 	req.SetBody(r.body)
-	conn, err := c.Dial("lkedge.test")
+	conn, err := dial()
 	if err != nil {
 		return nil, err
 	}
@@ -781,7 +782,6 @@ func TestAppendSurvivesGracefulShutdown(t *testing.T) {
 	ln := fasthttputil.NewInmemoryListener()
 	srv := &fasthttp.Server{Handler: h.ServeWebhook, ErrorHandler: h.ServerError, MaxRequestBodySize: h.MaxBody, Logger: silentLogger{}}
 	go func() { _ = srv.Serve(ln) }()
-	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
 
 	b := body("EV_shutdown", "room_started", "r1")
 	auth := sign(t, b, "devkey", "secret", fixedNow)
@@ -791,7 +791,7 @@ func TestAppendSurvivesGracefulShutdown(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		resp, err := send(c, request{body: b, auth: auth})
+		resp, err := send(ln.Dial, request{body: b, auth: auth})
 		res <- result{resp, err}
 	}()
 	<-inAppend
