@@ -195,14 +195,22 @@ func (o *Outbox) attempt(ctx context.Context, st launch) {
 	if dead {
 		o.sched.dead++
 	}
-	change := o.sched.finish(st, res.verdict, out, due, mono)
+	change := o.finishLocked(st, res.verdict, out, due, mono)
+	o.mu.Unlock()
+	o.logBreaker(it.origin, change)
+}
+
+// finishLocked ends an attempt in the scheduler, publishes the new state
+// and, when the delivery left its queue, wakes whoever waits for the
+// outbox to change. o.mu must be held.
+func (o *Outbox) finishLocked(st launch, v verdict, out outcome, due, now time.Time) breakerChange {
+	change := o.sched.finish(st, v, out, due, now)
 	o.publishLocked()
 	if out == outFinished {
 		close(o.changed)
 		o.changed = make(chan struct{})
 	}
-	o.mu.Unlock()
-	o.logBreaker(it.origin, change)
+	return change
 }
 
 // unreadable handles a delivery whose record or body could not be read
@@ -216,12 +224,7 @@ func (o *Outbox) unreadable(st launch, err error) {
 		out = outFinished
 	}
 	o.mu.Lock()
-	o.sched.finish(st, neutral, out, due, time.Now())
-	o.publishLocked()
-	if out == outFinished {
-		close(o.changed)
-		o.changed = make(chan struct{})
-	}
+	o.finishLocked(st, neutral, out, due, time.Now())
 	o.mu.Unlock()
 }
 
