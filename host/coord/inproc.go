@@ -28,7 +28,7 @@ type InProcess struct {
 	mu      sync.Mutex
 	locks   map[string]LockInfo
 	subs    map[string]map[*subscriber]struct{} // event type -> subscribers
-	claims  inProcClaims
+	seq     inProcSeq
 	leaders map[string]chan struct{} // role -> closed when its leader steps down
 
 	dropped atomic.Uint64
@@ -183,74 +183,122 @@ func (c *InProcess) Dropped() uint64 {
 }
 
 // claimWindow is how long an in-process claim on an event id is remembered.
-const claimWindow = 10 * time.Minute
+// admitWindow is how long an admitted event id is remembered.
+const admitWindow = 10 * time.Minute
 
-// inProcClaims is the in-process claim state: who claimed each event and
-// which order keys are busy.
-type inProcClaims struct {
-	events map[string]claimed       // event id -> claim
-	byAge  []string                 // event ids in claim order, for pruning
-	busy   map[string]chan struct{} // order key -> closed when the key is free
+// inProcSeq is the in-process admission state: who admitted each event, and
+// each order key's sequence.
+type inProcSeq struct {
+	events map[string]admitted // event id -> admission
+	byAge  []string            // event ids in admission order, for pruning
+	keys   map[string]*keySeq
+	epochs uint64 // epochs handed out so far
 }
 
-type claimed struct {
-	owner string
-	at    time.Time
+type admitted struct {
+	owner  string
+	key    string
+	ticket Ticket
+	at     time.Time
 }
 
-// Claim implements Coordinator within one process.
-func (c *InProcess) Claim(ctx context.Context, eventID, orderKey, owner string) (Claim, error) {
+// keySeq is one order key's sequence: tickets up to issued were given out,
+// those up to done are finished. changed is closed and replaced whenever
+// done moves.
+type keySeq struct {
+	epoch   uint64
+	issued  uint64
+	done    uint64
+	changed chan struct{}
+}
+
+// Admit implements Coordinator within one process.
+func (c *InProcess) Admit(ctx context.Context, eventID, orderKey, owner string) (Ticket, error) {
 	if eventID == "" || orderKey == "" || owner == "" {
-		return nil, errors.New("coord: claim needs an event id, an order key and an owner")
+		return Ticket{}, errors.New("coord: admit needs an event id, an order key and an owner")
 	}
+	if err := ctx.Err(); err != nil {
+		return Ticket{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seq.events == nil {
+		c.seq = inProcSeq{events: map[string]admitted{}, keys: map[string]*keySeq{}}
+	}
+	now := c.now()
+	for len(c.seq.byAge) > 0 && now.Sub(c.seq.events[c.seq.byAge[0]].at) > admitWindow {
+		delete(c.seq.events, c.seq.byAge[0])
+		c.seq.byAge = c.seq.byAge[1:]
+	}
+	if a, ok := c.seq.events[eventID]; ok {
+		if a.owner != owner {
+			return Ticket{}, ErrDuplicate
+		}
+		return a.ticket, nil
+	}
+	ks := c.seq.keys[orderKey]
+	if ks == nil {
+		c.seq.epochs++
+		ks = &keySeq{epoch: c.seq.epochs, changed: make(chan struct{})}
+		c.seq.keys[orderKey] = ks
+	}
+	ks.issued++
+	t := Ticket{Epoch: ks.epoch, N: ks.issued}
+	c.seq.events[eventID] = admitted{owner: owner, key: orderKey, ticket: t, at: now}
+	c.seq.byAge = append(c.seq.byAge, eventID)
+	return t, nil
+}
+
+// Turn implements Coordinator within one process.
+func (c *InProcess) Turn(ctx context.Context, orderKey string, t Ticket) (Turn, error) {
 	for {
 		c.mu.Lock()
-		if c.claims.events == nil {
-			c.claims = inProcClaims{events: map[string]claimed{}, busy: map[string]chan struct{}{}}
-		}
-		now := c.now()
-		for len(c.claims.byAge) > 0 && now.Sub(c.claims.events[c.claims.byAge[0]].at) > claimWindow {
-			delete(c.claims.events, c.claims.byAge[0])
-			c.claims.byAge = c.claims.byAge[1:]
-		}
-		if cl, ok := c.claims.events[eventID]; ok && cl.owner != owner {
+		ks := c.seq.keys[orderKey]
+		if ks == nil || ks.epoch != t.Epoch || ks.done >= t.N {
 			c.mu.Unlock()
-			return nil, ErrDuplicate
+			return &inProcTurn{c: c, key: orderKey, t: t, late: true}, nil
 		}
-		wait, busy := c.claims.busy[orderKey]
-		if !busy {
-			if _, seen := c.claims.events[eventID]; !seen {
-				c.claims.byAge = append(c.claims.byAge, eventID)
-			}
-			c.claims.events[eventID] = claimed{owner: owner, at: now}
-			free := make(chan struct{})
-			c.claims.busy[orderKey] = free
+		if ks.done+1 == t.N {
 			c.mu.Unlock()
-			return &inProcClaim{c: c, key: orderKey, free: free}, nil
+			return &inProcTurn{c: c, key: orderKey, t: t}, nil
 		}
+		changed := ks.changed
 		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-wait:
+		case <-changed:
 		}
 	}
 }
 
-type inProcClaim struct {
+type inProcTurn struct {
 	c    *InProcess
 	key  string
-	free chan struct{}
-	once sync.Once
+	t    Ticket
+	late bool
 }
 
-func (cl *inProcClaim) End() {
-	cl.once.Do(func() {
-		cl.c.mu.Lock()
-		delete(cl.c.claims.busy, cl.key)
-		cl.c.mu.Unlock()
-		close(cl.free)
-	})
+// Context never ends: one process cannot lose its own coordination.
+func (tu *inProcTurn) Context() context.Context { return context.Background() }
+
+func (tu *inProcTurn) Late() bool { return tu.late }
+
+func (tu *inProcTurn) Done(context.Context) error {
+	c := tu.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ks := c.seq.keys[tu.key]
+	if ks == nil || ks.epoch != tu.t.Epoch || ks.done >= tu.t.N {
+		return nil
+	}
+	ks.done = tu.t.N
+	close(ks.changed)
+	ks.changed = make(chan struct{})
+	if ks.done == ks.issued {
+		delete(c.seq.keys, tu.key)
+	}
+	return nil
 }
 
 // Lead runs fn once no other Lead call of this process runs it for role: a

@@ -42,9 +42,10 @@ func (j *leanJournal) Append(_ context.Context, id string, at time.Time, _ []byt
 
 type leanPipeline struct{}
 
-func (leanPipeline) Submit(*event.Event, uint64, bool) error { return nil }
-func (leanPipeline) Reserve() bool                           { return true }
-func (leanPipeline) Unreserve()                              {}
+func (leanPipeline) Accept(context.Context, *event.Event, uint64) error { return nil }
+func (leanPipeline) Readmit(context.Context, string) error              { return nil }
+func (leanPipeline) Reserve() bool                                      { return true }
+func (leanPipeline) Unreserve()                                         {}
 
 func fuzzSeeds(f *testing.F) {
 	f.Helper()

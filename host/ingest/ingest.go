@@ -32,7 +32,14 @@ type Journal interface {
 
 // Pipeline takes recorded events for processing.
 type Pipeline interface {
-	Submit(ev *event.Event, seq uint64, force bool) error
+	// Accept queues a just-recorded event and admits it: once it returns
+	// nil, the event's place in its room's order is fixed across replicas
+	// and the webhook may be answered. An error means the coordinator is
+	// unreachable; the event stays recorded and waits.
+	Accept(ctx context.Context, ev *event.Event, seq uint64) error
+	// Readmit admits now an event recorded earlier and still waiting for
+	// its admission (the sender's retry of a webhook answered 503).
+	Readmit(ctx context.Context, eventID string) error
 	// Reserve takes a backlog slot before the event is recorded, so that
 	// concurrent requests cannot overshoot the bound; Unreserve gives it
 	// back once the event is submitted or refused.
@@ -58,7 +65,13 @@ const (
 	reasonMalformed  = "malformed_json"
 	reasonOverloaded = "overloaded"
 	reasonJournal    = "journal_error"
+	reasonCoord      = "coordination_unavailable"
 )
+
+// admitTimeout bounds the wait for the coordinator before a webhook is
+// refused with 503: the sender retries, and its later events of the room
+// wait behind the retry, so refusing keeps the order.
+const admitTimeout = 3 * time.Second
 
 // ServeWebhook handles POST /livekit/webhook.
 func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
@@ -113,18 +126,33 @@ func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
 		h.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonJournal, err)
 		return
 	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), admitTimeout)
+	defer cancel()
 	if dup {
+		if err := h.Pipeline.Readmit(actx, ev.ID); err != nil {
+			h.Log.Warn("cannot admit the event: the coordinator is unreachable; the sender retries", evAttrs("err", err)...)
+			ctx.Response.Header.Set("Retry-After", "1")
+			h.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonCoord, err)
+			return
+		}
 		metrics.WebhooksDuplicate.Inc()
 		h.Log.Info("duplicate delivery ignored", evAttrs()...)
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		return
 	}
-	metrics.WebhooksReceived.WithLabelValues(ev.Type).Inc()
 	// Recorded means accepted: even if the backlog filled up meanwhile, the
-	// event is queued rather than refused after the fact.
-	if err := h.Pipeline.Submit(ev, rec.Seq, true); err != nil {
-		h.Log.Warn("event recorded but not queued; it is processed after the next start", evAttrs("err", err)...)
+	// event is queued rather than refused after the fact. Only its
+	// admission can still fail, and then it waits in the journal.
+	// Shutting down, the event is replayed and admitted at the next start;
+	// refused meanwhile, the sender retries, maybe on another replica, and
+	// whichever admits it first processes it.
+	if err := h.Pipeline.Accept(actx, ev, rec.Seq); err != nil {
+		h.Log.Warn("event recorded but not admitted; it waits in the journal and the sender retries", evAttrs("err", err)...)
+		ctx.Response.Header.Set("Retry-After", "1")
+		h.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonCoord, err)
+		return
 	}
+	metrics.WebhooksReceived.WithLabelValues(ev.Type).Inc()
 	if h.Log.Enabled(ctx, slog.LevelDebug) {
 		h.Log.Debug("webhook accepted", evAttrs("seq", rec.Seq)...)
 	}

@@ -96,15 +96,23 @@ type submitCall struct {
 type fakePipeline struct {
 	mu       sync.Mutex
 	calls    []submitCall
+	readmits []string
 	full     bool
-	err      error
-	reserved int // slots taken and not given back
+	err      error // Accept's and Readmit's answer
+	reserved int   // slots taken and not given back
 }
 
-func (p *fakePipeline) Submit(ev *event.Event, seq uint64, force bool) error {
+func (p *fakePipeline) Accept(_ context.Context, ev *event.Event, seq uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.calls = append(p.calls, submitCall{ev, seq, force})
+	p.calls = append(p.calls, submitCall{ev, seq, true})
+	return p.err
+}
+
+func (p *fakePipeline) Readmit(_ context.Context, id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.readmits = append(p.readmits, id)
 	return p.err
 }
 
@@ -503,12 +511,15 @@ func TestServeWebhook(t *testing.T) {
 			wantHeaders: map[string]string{"Retry-After": "1"},
 		},
 		{
-			name: "recorded but Submit refused: still 200",
+			// The coordinator is unreachable: the event stays recorded and
+			// the sender retries, so its place in the room's order is kept.
+			name: "recorded but not admitted: 503",
 			req:  request{body: valid, auth: validAuth},
 			setup: func(_ *fakeJournal, p *fakePipeline) {
-				p.err = errors.New("pipeline: closed")
+				p.err = errors.New("consul: connection refused")
 			},
-			wantStatus: 200, wantAppend: 1, wantSubmit: 1, wantType: "room_started",
+			wantStatus: 503, wantReason: "coordination_unavailable", wantAppend: 1, wantSubmit: 1, wantType: "room_started",
+			wantHeaders: map[string]string{"Retry-After": "1"},
 		},
 	}
 	for _, tt := range tests {
@@ -615,6 +626,31 @@ func TestDuplicateDelivery(t *testing.T) {
 	}
 	if subs := p.submits(); len(subs) != 1 || subs[0].ev.ID != "EV_dup" {
 		t.Errorf("Submit calls %+v, want one for EV_dup", subs)
+	}
+	// Each redelivery gives a waiting admission its chance.
+	if !slices.Equal(p.readmits, []string{"EV_dup", "EV_dup"}) {
+		t.Errorf("Readmit calls %v, want one per redelivery", p.readmits)
+	}
+}
+
+// TestRedeliveryWhileUnreachable: a redelivery of a recorded event that
+// still cannot be admitted is refused with 503 again, not answered 200.
+func TestRedeliveryWhileUnreachable(t *testing.T) {
+	h, _, p := newHandler(nil)
+	c := serve(t, h)
+	b := body("EV_wait", "room_started", "r-wait")
+	auth := sign(t, b, "devkey", "secret", fixedNow)
+	p.err = errors.New("consul: connection refused")
+	for i := range 2 {
+		resp := do(t, c, request{body: b, auth: auth})
+		if resp.StatusCode() != 503 || string(resp.Header.Peek("Retry-After")) != "1" {
+			t.Fatalf("delivery %d while unreachable: %d, Retry-After %q; want 503 with Retry-After",
+				i, resp.StatusCode(), resp.Header.Peek("Retry-After"))
+		}
+	}
+	p.err = nil
+	if resp := do(t, c, request{body: b, auth: auth}); resp.StatusCode() != 200 {
+		t.Fatalf("delivery once reachable: %d", resp.StatusCode())
 	}
 }
 

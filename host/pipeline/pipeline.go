@@ -1,8 +1,11 @@
-// Package pipeline processes accepted events: one at a time and in arrival
-// order per room (or per resource), in parallel across rooms, with retries,
-// and marks each done or failed in the journal it was recorded in. Before
-// handling an event it claims it through the coordinator, so with several
-// replicas each event is handled once and a room's events one at a time.
+// Package pipeline processes accepted events: one at a time and in order per
+// room (or per resource), in parallel across rooms, with retries, and marks
+// each done or failed in the journal it was recorded in.
+//
+// Order across replicas comes from the coordinator: an event is admitted
+// (de-duplicated and given its room's next ticket) before its webhook is
+// answered, and processed only in its turn, once every earlier ticket of the
+// room is done on whichever replica holds it.
 package pipeline
 
 import (
@@ -10,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -41,19 +43,19 @@ var ErrFull = errors.New("pipeline: backlog full")
 // ErrClosed is returned by Submit after Close.
 var ErrClosed = errors.New("pipeline: closed")
 
-// Claimer lets one replica at a time handle an event, and one event of a
-// room at a time across replicas (coord.Coordinator).
-type Claimer interface {
-	Claim(ctx context.Context, eventID, orderKey, owner string) (coord.Claim, error)
+// Sequencer admits events and grants their turns (coord.Coordinator).
+type Sequencer interface {
+	Admit(ctx context.Context, eventID, orderKey, owner string) (coord.Ticket, error)
+	Turn(ctx context.Context, orderKey string, t coord.Ticket) (coord.Turn, error)
 }
 
 // Options tunes the pipeline.
 type Options struct {
-	// Claimer coordinates with other replicas (default: this process only).
-	Claimer Claimer
-	// Replica names this process in claims; with the journal sequence it
-	// makes the claim owner, so a replay after a restart is recognized as
-	// this replica's own claim. Default "local".
+	// Sequencer coordinates with other replicas (default: this process only).
+	Sequencer Sequencer
+	// Replica names this process in admissions; with the journal sequence
+	// it makes the owner, so a replay after a restart is recognized as this
+	// replica's own admission. Default "local".
 	Replica     string
 	Workers     int           // events processed at once across rooms (default 16)
 	MaxBacklog  int           // accepted, unfinished events before Submit refuses (default 10000)
@@ -70,21 +72,39 @@ type Pipeline struct {
 	journal Journal
 	opts    Options
 	log     *slog.Logger
+	// workers bounds the events being processed at once; an event waiting
+	// for its turn holds no slot, so rooms waiting on other replicas never
+	// starve the rooms that can go.
+	workers chan struct{}
 
 	mu      sync.Mutex
-	queues  map[string][]item // waiting events per order key; present while a worker owns the key
+	keys    map[string]*keyState
+	waiting map[string]string // unadmitted event id -> order key
 	backlog int
 	// reserved counts slots taken by webhooks being recorded: the bound
 	// holds even when many arrive at once.
 	reserved int
 	closed   bool
-	ready    chan string // keys with work and no worker
-	idle     *sync.Cond  // signalled when backlog drops
+	runCtx   context.Context // set by Run; nil before
+	stopping bool            // Run is returning
+	runners  sync.WaitGroup
+	kick     chan struct{} // wakes the admission loop
+	idle     *sync.Cond    // signalled when backlog drops
+}
+
+// keyState is one order key's events: those recorded but not yet admitted,
+// and those admitted, in ticket order, waiting to be processed.
+type keyState struct {
+	admitting  sync.Mutex // one admission of the key at a time, in journal order
+	unadmitted []item     // under Pipeline.mu
+	queue      []item     // under Pipeline.mu
+	running    bool       // a runner drains queue (under Pipeline.mu)
 }
 
 type item struct {
-	ev  *event.Event
-	seq uint64
+	ev     *event.Event
+	seq    uint64
+	ticket coord.Ticket
 }
 
 // New returns a pipeline; nothing runs until Run.
@@ -107,27 +127,36 @@ func New(stage Stage, sink Sink, j Journal, opts Options) *Pipeline {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Claimer == nil {
-		opts.Claimer = coord.NewInProcess(nil)
+	if opts.Sequencer == nil {
+		opts.Sequencer = coord.NewInProcess(nil)
 	}
 	if opts.Replica == "" {
 		opts.Replica = "local"
 	}
 	p := &Pipeline{
 		stage: stage, sink: sink, journal: j, opts: opts, log: opts.Logger,
-		queues: map[string][]item{},
-		// Every key in ready has at least one queued event, so the backlog
-		// bound (plus replayed events) bounds the channel too.
-		ready: make(chan string, opts.MaxBacklog),
+		workers: make(chan struct{}, opts.Workers),
+		keys:    map[string]*keyState{}, waiting: map[string]string{},
+		kick:    make(chan struct{}, 1),
 	}
 	p.idle = sync.NewCond(&p.mu)
 	return p
 }
 
-// Submit queues an accepted event, recorded in the journal under seq. When
-// force is false it refuses with ErrFull at the backlog bound; replay after a
-// restart forces, since those events are already accepted.
+// Submit queues an accepted event, recorded in the journal under seq, for
+// admission in the background. When force is false it refuses with ErrFull
+// at the backlog bound; replay after a restart forces, since those events
+// are already accepted.
 func (p *Pipeline) Submit(ev *event.Event, seq uint64, force bool) error {
+	if err := p.add(ev, seq, force); err != nil {
+		return err
+	}
+	p.wake()
+	return nil
+}
+
+// add records an event as accepted and not yet admitted.
+func (p *Pipeline) add(ev *event.Event, seq uint64, force bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -139,17 +168,13 @@ func (p *Pipeline) Submit(ev *event.Event, seq uint64, force bool) error {
 	p.backlog++
 	metrics.Backlog.Set(float64(p.backlog))
 	key := ev.OrderKey()
-	q, owned := p.queues[key]
-	p.queues[key] = append(q, item{ev, seq})
-	if !owned {
-		select {
-		case p.ready <- key:
-		default:
-			// Only forced replay can overflow the channel: hand the key over
-			// without holding the lock.
-			go func() { p.ready <- key }()
-		}
+	ks := p.keys[key]
+	if ks == nil {
+		ks = &keyState{}
+		p.keys[key] = ks
 	}
+	ks.unadmitted = append(ks.unadmitted, item{ev: ev, seq: seq})
+	p.waiting[ev.ID] = key
 	return nil
 }
 
@@ -191,20 +216,17 @@ func (p *Pipeline) Unreserve() {
 // processed are finished. Events still queued stay pending in the journal
 // and are replayed on the next start.
 func (p *Pipeline) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for range p.opts.Workers {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case key := <-p.ready:
-					p.drain(ctx, key)
-				}
-			}
-		})
+	p.mu.Lock()
+	p.runCtx = ctx
+	for key, ks := range p.keys {
+		p.startLocked(key, ks)
 	}
-	wg.Wait()
+	p.mu.Unlock()
+	p.admitLoop(ctx)
+	p.mu.Lock()
+	p.stopping = true // no runner starts once Wait may have begun
+	p.mu.Unlock()
+	p.runners.Wait()
 }
 
 // Close refuses further events. Call it before cancelling Run's context.
@@ -214,134 +236,212 @@ func (p *Pipeline) Close() {
 	p.mu.Unlock()
 }
 
-// drain processes the events of one key in order until none is left.
-func (p *Pipeline) drain(ctx context.Context, key string) {
+// startLocked starts a runner for the key if it has admitted events and
+// none runs yet. Call with p.mu held.
+func (p *Pipeline) startLocked(key string, ks *keyState) {
+	if ks.running || len(ks.queue) == 0 || p.runCtx == nil || p.stopping {
+		return
+	}
+	ks.running = true
+	ctx := p.runCtx
+	p.runners.Go(func() { p.drain(ctx, key, ks) })
+}
+
+// drain processes the admitted events of one key in ticket order until none
+// is left.
+func (p *Pipeline) drain(ctx context.Context, key string, ks *keyState) {
 	for {
 		p.mu.Lock()
-		q := p.queues[key]
-		if len(q) == 0 || ctx.Err() != nil {
-			if len(q) == 0 {
-				delete(p.queues, key)
-			} else {
+		if len(ks.queue) == 0 || ctx.Err() != nil {
+			if n := len(ks.queue); n > 0 {
 				// Shutting down: leave the rest in the journal for replay.
-				delete(p.queues, key)
-				p.backlog -= len(q)
-				metrics.Backlog.Set(float64(p.backlog))
+				ks.queue = nil
+				p.finishedLocked(n)
 			}
+			ks.running = false
+			p.dropIfEmptyLocked(key, ks)
 			p.mu.Unlock()
 			return
 		}
-		it := q[0]
-		p.queues[key] = q[1:]
+		it := ks.queue[0]
+		ks.queue = ks.queue[1:]
 		p.mu.Unlock()
 
 		p.process(ctx, it)
 
 		p.mu.Lock()
-		p.backlog--
-		metrics.Backlog.Set(float64(p.backlog))
-		p.idle.Broadcast()
+		p.finishedLocked(1)
 		p.mu.Unlock()
 	}
 }
 
-// maxClaimBackoff caps the wait between claim attempts, so processing
-// resumes within seconds once the coordinator is back.
-const maxClaimBackoff = 5 * time.Second
+// finishedLocked takes n events off the backlog. Call with p.mu held.
+func (p *Pipeline) finishedLocked(n int) {
+	p.backlog -= n
+	metrics.Backlog.Set(float64(p.backlog))
+	p.idle.Broadcast()
+}
 
-// claim claims the event, retrying for as long as the coordinator is
-// unreachable: an outage is no fault of the event, which waits safely in the
-// journal, so it does not use up the event's attempts. It returns
-// coord.ErrDuplicate, or ctx's error on shutdown.
-func (p *Pipeline) claim(ctx context.Context, it item, log *slog.Logger) (coord.Claim, error) {
-	owner := p.opts.Replica + "/" + strconv.FormatUint(it.seq, 10)
-	wait := p.opts.Backoff
+// dropIfEmptyLocked forgets a key with nothing left. Call with p.mu held.
+func (p *Pipeline) dropIfEmptyLocked(key string, ks *keyState) {
+	if !ks.running && len(ks.queue) == 0 && len(ks.unadmitted) == 0 && p.keys[key] == ks {
+		delete(p.keys, key)
+	}
+}
+
+// maxCoordBackoff caps the wait between attempts to reach the coordinator,
+// so processing resumes within a second once it is back.
+const maxCoordBackoff = time.Second
+
+// turn waits for the event's turn, retrying for as long as the coordinator
+// is unreachable: an outage is no fault of the event, which waits safely in
+// the journal, so it does not use up the event's attempts. It returns ctx's
+// error on shutdown.
+func (p *Pipeline) turn(ctx context.Context, it item, log *slog.Logger) (coord.Turn, error) {
+	wait := min(p.opts.Backoff, maxCoordBackoff)
 	for {
 		start := time.Now()
-		claim, err := p.opts.Claimer.Claim(ctx, it.ev.ID, it.ev.OrderKey(), owner)
-		metrics.ProcessSeconds.WithLabelValues("claim").Observe(time.Since(start).Seconds())
-		if err == nil || errors.Is(err, coord.ErrDuplicate) {
-			return claim, err
+		tu, err := p.opts.Sequencer.Turn(ctx, it.ev.OrderKey(), it.ticket)
+		metrics.ProcessSeconds.WithLabelValues("turn").Observe(time.Since(start).Seconds())
+		if err == nil {
+			return tu, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		metrics.CoordinationErrors.Inc()
-		metrics.EventsProcessed.WithLabelValues("claim_retried").Inc()
-		log.Warn("cannot claim the event; retrying", "retry_in", wait, "err", err)
+		log.Warn("cannot get the event's turn; retrying", "retry_in", wait.String(), "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, maxClaimBackoff)
+		wait = min(wait*2, maxCoordBackoff)
 	}
 }
 
-// process claims one event, runs it through the stage and the sink with
-// retries, then records the outcome in the journal.
+// doneTimeout bounds recording a turn done once the event is finished, also
+// at shutdown: past it, the room's next event waits for the coordinator to
+// give this one up.
+const doneTimeout = 30 * time.Second
+
+// process runs one admitted event in its turn through the stage and the
+// sink with retries, then records the outcome in the journal and the turn
+// as done. If this replica loses its coordination session meanwhile, the
+// work stops and the event waits for a turn again.
 func (p *Pipeline) process(ctx context.Context, it item) {
+	log := eventLogger(p.log, it.ev)
+	var st attempt
+	for {
+		tu, err := p.turn(ctx, it, log)
+		if err != nil {
+			return // shutting down: the event stays pending and is replayed
+		}
+		if tu.Late() {
+			metrics.EventsProcessed.WithLabelValues("late").Inc()
+			log.Warn("event processed late: later events of its room were processed before it, while the replica holding it had lost its coordination session")
+		}
+		select {
+		case p.workers <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		if ctx.Err() != nil { // both were ready: shutdown wins
+			<-p.workers
+			return
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		stopFence := context.AfterFunc(tu.Context(), cancel)
+		finished := p.handle(wctx, it, &st, log)
+		stopFence()
+		cancel()
+		<-p.workers
+		if !finished && ctx.Err() == nil && tu.Context().Err() != nil {
+			metrics.EventsProcessed.WithLabelValues("fenced").Inc()
+			log.Warn("event processing stopped: this replica lost its coordination session; waiting for the event's turn again")
+			continue
+		}
+		if finished {
+			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), doneTimeout)
+			if err := tu.Done(dctx); err != nil {
+				log.Error("recording the event's turn done failed; the room's next event waits until the coordinator gives it up", "err", err)
+			}
+			dcancel()
+		}
+		return
+	}
+}
+
+// attempt is what survives between tries of one event: the stage's side
+// effects (data messages, the recording lock) happen once, so a retry after
+// a sink failure runs the sink alone.
+type attempt struct {
+	staged  bool
+	derived []*event.Event
+	tries   int
+	wait    time.Duration
+}
+
+// handle tries the event until it is done or failed (true), or until ctx
+// ends (false: shutdown or fencing; the event stays pending).
+func (p *Pipeline) handle(ctx context.Context, it item, st *attempt, log *slog.Logger) bool {
 	ev := it.ev
-	log := eventLogger(p.log, ev)
 	// The outcome is recorded even when shutdown has begun: a finished event
 	// left pending would be processed a second time after the restart.
 	jctx := context.WithoutCancel(ctx)
-	claim, err := p.claim(ctx, it, log)
-	if errors.Is(err, coord.ErrDuplicate) {
-		metrics.EventsProcessed.WithLabelValues("duplicate").Inc()
-		log.Info("event skipped: another replica claimed it")
-		p.journal.MarkDone(it.seq)
-		return
+	if st.wait == 0 {
+		st.wait = p.opts.Backoff
 	}
-	if err != nil {
-		return // shutting down: the event stays pending and is replayed
-	}
-	defer claim.End()
-	wait := p.opts.Backoff
-	for attempt := 1; ; attempt++ {
-		err = p.once(ctx, ev, log)
+	var err error
+	for {
+		st.tries++
+		err = p.once(ctx, ev, st, log)
 		if err == nil {
 			metrics.EventsProcessed.WithLabelValues("done").Inc()
 			p.journal.MarkDone(it.seq)
-			return
+			return true
 		}
 		if ctx.Err() != nil {
-			return // shutting down: the event stays pending and is replayed
+			return false
 		}
-		if attempt == p.opts.MaxAttempts {
+		if st.tries >= p.opts.MaxAttempts {
 			break
 		}
 		metrics.EventsProcessed.WithLabelValues("retried").Inc()
-		log.Warn("event processing failed; retrying", "attempt", attempt, "retry_in", wait, "err", err)
+		log.Warn("event processing failed; retrying", "attempt", st.tries, "retry_in", st.wait.String(), "err", err)
 		select {
 		case <-ctx.Done():
-			return
-		case <-time.After(wait):
+			return false
+		case <-time.After(st.wait):
 		}
-		wait = min(wait*2, p.opts.MaxBackoff)
+		st.wait = min(st.wait*2, p.opts.MaxBackoff)
 	}
 	metrics.EventsProcessed.WithLabelValues("failed").Inc()
 	log.Error("event processing gave up", "attempts", p.opts.MaxAttempts, "err", err)
 	if ferr := p.journal.Fail(jctx, it.seq, err.Error()); ferr != nil {
 		log.Error("recording the failed event failed", "err", ferr)
 	}
+	return true
 }
 
-func (p *Pipeline) once(ctx context.Context, ev *event.Event, log *slog.Logger) (err error) {
+func (p *Pipeline) once(ctx context.Context, ev *event.Event, st *attempt, log *slog.Logger) (err error) {
 	defer func() {
 		// A bug in one event's handling must not take the service down.
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	start := time.Now()
-	derived, err := p.stage(ctx, ev, log)
-	metrics.ProcessSeconds.WithLabelValues("meet").Observe(time.Since(start).Seconds())
-	if err != nil {
-		return err
+	if !st.staged {
+		start := time.Now()
+		derived, err := p.stage(ctx, ev, log)
+		metrics.ProcessSeconds.WithLabelValues("meet").Observe(time.Since(start).Seconds())
+		if err != nil {
+			return err
+		}
+		st.staged, st.derived = true, derived
 	}
-	start = time.Now()
-	err = p.sink(ctx, append([]*event.Event{ev}, derived...), log)
+	start := time.Now()
+	err = p.sink(ctx, append([]*event.Event{ev}, st.derived...), log)
 	metrics.ProcessSeconds.WithLabelValues("sink").Observe(time.Since(start).Seconds())
 	return err
 }

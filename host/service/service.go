@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	}
 	popts := opts.Pipeline
 	popts.Logger = log
-	popts.Claimer, popts.Replica = co, replica
+	popts.Sequencer, popts.Replica = co, replica
 	p := pipeline.New(handler.Handle, sink, j, popts)
 	closeAll := func() {
 		_ = plugins.Close(context.Background())

@@ -21,12 +21,12 @@ func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 var runs atomic.Int64
 
-// BenchmarkClaim is the per-event coordination cost (de-duplication plus
-// the room's order lock) against a real agent, next to the in-process
-// baseline. "sameRoom" is the common case (a room's events arrive in
-// bursts); "newRoom" takes and later releases a room's order key per event.
+// BenchmarkAdmitTurn is the per-event coordination cost (admission with
+// de-duplication, the turn, and the done) against a real agent, next to the
+// in-process baseline, one event at a time: "sameRoom" reuses one room's
+// key, "newRoom" a new key per event.
 // round-trips/op counts the HTTP requests to Consul.
-func BenchmarkClaim(b *testing.B) {
+func BenchmarkAdmitTurn(b *testing.B) {
 	agent := testserver.StartConsul(b)
 	ctx := context.Background()
 	run := func(b *testing.B, c coord.Coordinator, count *countingTransport, room func(i int) string) {
@@ -37,11 +37,18 @@ func BenchmarkClaim(b *testing.B) {
 		// Fresh event ids per run: a repeated id is a replay, which costs more.
 		run := strconv.Itoa(int(runs.Add(1)))
 		for i := 0; b.Loop(); i++ {
-			cl, err := c.Claim(ctx, "EV_"+run+"_"+strconv.Itoa(i), room(i), "bench/"+strconv.Itoa(i))
+			key := room(i)
+			tk, err := c.Admit(ctx, "EV_"+run+"_"+strconv.Itoa(i), key, "bench/"+strconv.Itoa(i))
 			if err != nil {
 				b.Fatal(err)
 			}
-			cl.End()
+			tu, err := c.Turn(ctx, key, tk)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := tu.Done(ctx); err != nil {
+				b.Fatal(err)
+			}
 		}
 		if count != nil {
 			b.ReportMetric(float64(count.n.Load()-start)/float64(b.N), "round-trips/op")

@@ -5,15 +5,20 @@
 //
 //	locks/<name>              recording locks, each held by its own session
 //	                          (TTL = the lock's TTL, LockDelay 0, behaviour delete)
-//	claims/<bucket>/<event>   one key per claimed event id, created with CAS index 0;
-//	                          buckets are windows of time the leader deletes when old
-//	order/<key>               the per-room order lock, held by the replica's session
+//	claims/<bucket>/<event>   one key per admitted event id, created with CAS
+//	                          index 0, naming its owner and ticket; buckets are
+//	                          windows of time the leader deletes when old
+//	seq/<key>                 an order key's sequence: tickets issued, tickets
+//	                          done, and the replica holding each pending one;
+//	                          deleted when every ticket is done
+//	members/<replica>         held by the replica's session while it lives
 //	leader/<role>             leadership, held by the replica's session
 //	events/<type>/<id>        system events, read with blocking queries
 //
-// Every replica keeps one session (TTL 10 s, LockDelay 0, behaviour delete)
-// renewed in the background; if it is lost, its order and leader keys go
-// with it, and a new one is made on next use.
+// Every replica keeps one session (TTL 10 s, behaviour delete) renewed every
+// second. A replica starting with the id of a predecessor destroys the
+// predecessor's sessions first, so its leadership and membership move at
+// once rather than after the TTL. docs/design.md explains the ordering.
 package consulcoord
 
 import (
@@ -65,10 +70,13 @@ type Options struct {
 	// ClaimBucket is the width of one claims window; a duplicate is caught
 	// for between one and two of them (default 5 min).
 	ClaimBucket time.Duration
-	// IdleRelease is how long an order key stays held after its last event,
-	// so a burst of one room's events costs one round trip each (default 1 s).
-	IdleRelease time.Duration
-	Logger      *slog.Logger
+	// FenceDelay is how long a replica's membership must have been seen
+	// gone before another replica gives up the events it admitted and goes
+	// on with the room (default 3 s). It must exceed the renewal interval
+	// (1 s) plus the time a replica takes to stop its work once it learns
+	// its session is lost, so the two never work on one room at once.
+	FenceDelay time.Duration
+	Logger     *slog.Logger
 }
 
 // Coordinator implements coord.Coordinator on Consul.
@@ -79,20 +87,20 @@ type Coordinator struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	sid     string                 // replica session, "" until made
-	held    map[string]*orderState // order keys this replica holds
+	lease   *lease                           // replica session, nil until made
+	mine    map[string]map[coord.Ticket]bool // tickets this process holds, per sequence key
+	absent  map[string]time.Time             // replicas first seen without membership
 	stop    chan struct{}
 	stopped sync.WaitGroup
 }
 
-type orderState struct {
-	// txn serializes the key's lock and release transactions, so a release
-	// that has decided the key is idle cannot delete it under a claim made
-	// meanwhile.
-	txn    sync.Mutex
-	active int         // claims in progress on the key (under Coordinator.mu)
-	timer  *time.Timer // pending idle release (under Coordinator.mu)
-	sid    string      // session that holds it (under Coordinator.mu)
+// lease is one replica session and what depends on it: ctx ends when the
+// session is lost or may have lapsed, fencing the work done under it.
+type lease struct {
+	sid     string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	renewed time.Time // when the last successful renewal (or the creation) was sent
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -124,8 +132,8 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 	if opts.ClaimBucket <= 0 {
 		opts.ClaimBucket = 5 * time.Minute
 	}
-	if opts.IdleRelease <= 0 {
-		opts.IdleRelease = time.Second
+	if opts.FenceDelay <= 0 {
+		opts.FenceDelay = 3 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -141,8 +149,15 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul: %w", err)
 	}
-	c := &Coordinator{c: call, watch: watch, opts: opts, log: opts.Logger.With("component", "consul"), held: map[string]*orderState{}, stop: make(chan struct{})}
+	c := &Coordinator{c: call, watch: watch, opts: opts, log: opts.Logger.With("component", "consul"),
+		mine: map[string]map[coord.Ticket]bool{}, absent: map[string]time.Time{}, stop: make(chan struct{})}
 	if err := c.Ping(ctx); err != nil {
+		return nil, err
+	}
+	// At once, not on first use: a restarted replica ends its
+	// predecessor's session now, so its leadership and its rooms move
+	// without waiting for the predecessor's TTL.
+	if _, err := c.session(ctx); err != nil {
 		return nil, err
 	}
 	c.stopped.Add(1)
@@ -150,25 +165,20 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 	return c, nil
 }
 
-// Close ends the replica session, which frees its order and leader keys at
-// once instead of after the TTL.
+// Close ends the replica session, which frees its membership and leader
+// keys at once instead of after the TTL.
 func (c *Coordinator) Close() error {
 	close(c.stop)
 	c.stopped.Wait()
 	c.mu.Lock()
-	sid := c.sid
-	c.sid = ""
-	for _, st := range c.held {
-		if st.timer != nil {
-			st.timer.Stop()
-		}
-	}
-	c.held = map[string]*orderState{}
+	l := c.lease
+	c.lease = nil
 	c.mu.Unlock()
-	if sid == "" {
+	if l == nil {
 		return nil
 	}
-	if _, err := c.c.Session().Destroy(sid, nil); err != nil {
+	l.cancel()
+	if _, err := c.c.Session().Destroy(l.sid, nil); err != nil {
 		return fmt.Errorf("consul: destroy session: %w", err)
 	}
 	return nil
@@ -193,40 +203,81 @@ func (c *Coordinator) key(parts ...string) string {
 // segment makes an arbitrary name (room names are free text) one key segment.
 func segment(s string) string { return url.PathEscape(s) }
 
-// session returns the replica session, making one if there is none.
-func (c *Coordinator) session(ctx context.Context) (string, error) {
+// sessionName names this replica's sessions, so a successor finds them.
+func (c *Coordinator) sessionName() string { return "lkedge replica " + c.opts.Replica }
+
+// session returns the replica session, making one if there is none: it
+// destroys every session left under this replica's name (a predecessor's,
+// or one this process lost contact with), creates a new one and takes the
+// membership key with it.
+func (c *Coordinator) session(ctx context.Context) (*lease, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sid != "" {
-		return c.sid, nil
+	if c.lease != nil {
+		return c.lease, nil
 	}
+	qo := (&api.QueryOptions{}).WithContext(ctx)
+	wo := (&api.WriteOptions{}).WithContext(ctx)
+	old, _, err := c.c.Session().List(qo)
+	if err != nil {
+		return nil, fmt.Errorf("consul: list sessions: %w", err)
+	}
+	for _, s := range old {
+		if s.Name != c.sessionName() {
+			continue
+		}
+		if _, err := c.c.Session().Destroy(s.ID, wo); err != nil {
+			return nil, fmt.Errorf("consul: end the previous session of replica %s: %w", c.opts.Replica, err)
+		}
+		c.log.Info("ended a previous session of this replica", "session", s.ID)
+	}
+	sent := time.Now()
 	sid, _, err := c.c.Session().Create(&api.SessionEntry{
-		Name:      "lkedge replica " + c.opts.Replica,
+		Name:      c.sessionName(),
 		TTL:       c.opts.SessionTTL.String(),
 		LockDelay: noLockDelay,
 		Behavior:  api.SessionBehaviorDelete,
-	}, (&api.WriteOptions{}).WithContext(ctx))
+	}, wo)
 	if err != nil {
-		return "", fmt.Errorf("consul: create replica session: %w", err)
+		return nil, fmt.Errorf("consul: create replica session: %w", err)
 	}
-	c.sid = sid
-	return sid, nil
+	ok, _, err := c.c.KV().Acquire(&api.KVPair{Key: c.key("members", segment(c.opts.Replica)), Value: []byte(sid), Session: sid}, wo)
+	if err == nil && !ok {
+		err = errors.New("held by another session")
+	}
+	if err != nil {
+		if _, derr := c.c.Session().Destroy(sid, nil); derr != nil {
+			c.log.Warn("destroying an unused replica session failed", "session", sid, "err", derr)
+		}
+		return nil, fmt.Errorf("consul: membership of replica %s: %w", c.opts.Replica, err)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	c.lease = &lease{sid: sid, ctx: lctx, cancel: cancel, renewed: sent}
+	return c.lease, nil
 }
 
-// dropSession forgets a session Consul no longer knows.
-func (c *Coordinator) dropSession(sid string) {
+// dropSession forgets a session that is lost, or may have lapsed, and
+// fences the work done under it.
+func (c *Coordinator) dropSession(l *lease, why string) {
 	c.mu.Lock()
-	if c.sid == sid {
-		c.sid = ""
-		c.log.Warn("replica session lost; a new one is made on next use", "session", sid)
+	if c.lease == l {
+		c.lease = nil
+		c.log.Warn("replica session lost: work under it stops; a new one is made on next use", "session", l.sid, "reason", why)
 	}
 	c.mu.Unlock()
+	l.cancel()
 }
 
-// renew keeps the replica session alive.
+// renewEvery is how often the replica session is renewed: often, so a
+// destroyed session is noticed within a second and FenceDelay can be short.
+const renewEvery = time.Second
+
+// renew keeps the replica session alive. A replica that cannot renew stops
+// its work (fences itself) before Consul could let the session lapse: a
+// session lives at least its TTL after the last renewal Consul saw.
 func (c *Coordinator) renew() {
 	defer c.stopped.Done()
-	t := time.NewTicker(c.opts.SessionTTL / 3)
+	t := time.NewTicker(renewEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -235,19 +286,26 @@ func (c *Coordinator) renew() {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		sid := c.sid
+		l := c.lease
 		c.mu.Unlock()
-		if sid == "" {
+		if l == nil {
 			continue
 		}
-		entry, _, err := c.c.Session().Renew(sid, nil)
+		sent := time.Now()
+		entry, _, err := c.c.Session().Renew(l.sid, nil)
 		switch {
-		case err != nil && strings.Contains(err.Error(), "404"):
-			c.dropSession(sid)
+		case err != nil && strings.Contains(err.Error(), "404"), err == nil && entry == nil:
+			c.dropSession(l, "consul no longer knows the session")
 		case err != nil:
-			c.log.Warn("renewing the replica session failed", "err", err)
-		case entry == nil:
-			c.dropSession(sid)
+			if time.Since(l.renewed) > c.opts.SessionTTL-2*renewEvery {
+				c.dropSession(l, "not renewed for "+time.Since(l.renewed).Round(time.Second).String()+": it may lapse")
+			} else {
+				c.log.Warn("renewing the replica session failed", "err", err)
+			}
+		default:
+			c.mu.Lock()
+			l.renewed = sent
+			c.mu.Unlock()
 		}
 	}
 }
@@ -393,101 +451,6 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// Claim implements coord.Coordinator in one transaction in the common case:
-// the claim key is created (CAS index 0), the previous window is checked,
-// and the room's order key is locked with the replica session.
-func (c *Coordinator) Claim(ctx context.Context, eventID, orderKey, owner string) (coord.Claim, error) {
-	if eventID == "" || orderKey == "" || owner == "" {
-		return nil, errors.New("consul: claim needs an event id, an order key and an owner")
-	}
-	orderK := c.key("order", segment(orderKey))
-	c.mu.Lock()
-	st := c.held[orderK]
-	if st == nil {
-		st = &orderState{}
-		c.held[orderK] = st
-	}
-	st.active++
-	if st.timer != nil {
-		st.timer.Stop()
-		st.timer = nil
-	}
-	c.mu.Unlock()
-	claim, err := c.claim(ctx, eventID, orderK, owner, st)
-	if err != nil {
-		c.end(orderK, st)
-		return nil, err
-	}
-	return claim, nil
-}
-
-func (c *Coordinator) claim(ctx context.Context, eventID, orderK, owner string, st *orderState) (coord.Claim, error) {
-	bucket := time.Now().UnixNano() / int64(c.opts.ClaimBucket)
-	cur := c.key("claims", strconv.FormatInt(bucket, 10), segment(eventID))
-	prev := c.key("claims", strconv.FormatInt(bucket-1, 10), segment(eventID))
-	mine := false // the claim keys already hold this owner's claim
-	for {
-		sid, err := c.session(ctx)
-		if err != nil {
-			return nil, err
-		}
-		ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVLock, Key: orderK, Value: []byte(owner), Session: sid}}}
-		if !mine {
-			ops = append(ops,
-				&api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckNotExists, Key: prev}},
-				&api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: cur, Value: []byte(owner), Index: 0}},
-			)
-		}
-		st.txn.Lock()
-		ok, resp, _, err := c.c.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
-		st.txn.Unlock()
-		if err != nil {
-			return nil, fmt.Errorf("consul: claim %s: %w", eventID, err)
-		}
-		if ok {
-			c.mu.Lock()
-			st.sid = sid
-			c.mu.Unlock()
-			return &claim{c: c, key: orderK, st: st}, nil
-		}
-		if resp == nil || len(resp.Errors) == 0 {
-			return nil, fmt.Errorf("consul: claim %s: transaction rolled back without a reason", eventID)
-		}
-		failed := resp.Errors[0]
-		switch {
-		case failed.OpIndex > 0: // the event was claimed: by this owner (a replay) or another
-			holder, err := c.claimOwner(ctx, cur, prev)
-			if err != nil {
-				return nil, err
-			}
-			if holder != owner {
-				return nil, coord.ErrDuplicate
-			}
-			mine = true
-		case strings.Contains(failed.What, "invalid session"):
-			c.dropSession(sid)
-		default: // another replica holds the room: wait until it lets go
-			if err := c.waitFree(ctx, orderK); err != nil {
-				return nil, err
-			}
-		}
-	}
-}
-
-// claimOwner reads who holds an event's claim in the current or previous window.
-func (c *Coordinator) claimOwner(ctx context.Context, keys ...string) (string, error) {
-	for _, k := range keys {
-		pair, _, err := c.c.KV().Get(k, (&api.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			return "", fmt.Errorf("consul: read claim: %w", err)
-		}
-		if pair != nil {
-			return string(pair.Value), nil
-		}
-	}
-	return "", nil
-}
-
 // waitFree blocks until the order key has no holder (or a while has passed).
 func (c *Coordinator) waitFree(ctx context.Context, key string) error {
 	var index uint64
@@ -503,85 +466,19 @@ func (c *Coordinator) waitFree(ctx context.Context, key string) error {
 	}
 }
 
-type claim struct {
-	c    *Coordinator
-	key  string
-	st   *orderState
-	once sync.Once
-}
-
-func (cl *claim) End() { cl.once.Do(func() { cl.c.end(cl.key, cl.st) }) }
-
-// end gives a claim up; the last one on a key schedules its release.
-func (c *Coordinator) end(key string, st *orderState) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st.active--
-	if st.active > 0 {
-		return
-	}
-	st.timer = time.AfterFunc(c.opts.IdleRelease, func() { c.releaseOrder(key, st) })
-}
-
-// releaseOrder deletes an idle order key if this replica's session still
-// holds it. A failed delete (Consul unreachable) is retried until it works,
-// the key is claimed again, or the coordinator closes: a key left held by a
-// live session would block the room on every other replica.
-func (c *Coordinator) releaseOrder(key string, st *orderState) {
-	wait := time.Second
-	for {
-		st.txn.Lock()
-		c.mu.Lock()
-		if st.active > 0 || c.held[key] != st {
-			c.mu.Unlock()
-			st.txn.Unlock()
-			return
-		}
-		sid := st.sid
-		if sid == "" {
-			delete(c.held, key)
-			c.mu.Unlock()
-			st.txn.Unlock()
-			return
-		}
-		c.mu.Unlock()
-		ops := api.TxnOps{
-			{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: key, Session: sid}},
-			{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: key}},
-		}
-		// ok is false when the key is no longer ours (session lost): done too.
-		_, _, _, err := c.c.Txn().Txn(ops, nil)
-		st.txn.Unlock()
-		if err == nil {
-			c.mu.Lock()
-			if st.active == 0 && c.held[key] == st {
-				delete(c.held, key)
-			}
-			c.mu.Unlock()
-			return
-		}
-		c.log.Warn("releasing an order key failed; retrying", "key", key, "retry_in", wait, "err", err)
-		select {
-		case <-c.stop:
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
-}
-
 // Lead implements coord.Coordinator with the replica session on
 // leader/<role>: when this replica dies, its session lapses after the TTL
 // and another replica takes over.
 func (c *Coordinator) Lead(ctx context.Context, role string, fn func(ctx context.Context)) error {
 	key := c.key("leader", segment(role))
 	for ctx.Err() == nil {
-		sid, err := c.session(ctx)
+		l, err := c.session(ctx)
 		if err != nil {
 			c.log.Warn("leader election: no session; retrying", "role", role, "err", err)
 			sleep(ctx, time.Second)
 			continue
 		}
+		sid := l.sid
 		ok, _, err := c.c.KV().Acquire(&api.KVPair{Key: key, Value: []byte(c.opts.Replica), Session: sid}, (&api.WriteOptions{}).WithContext(ctx))
 		switch {
 		case err != nil:
@@ -591,7 +488,7 @@ func (c *Coordinator) Lead(ctx context.Context, role string, fn func(ctx context
 			}
 		case ok:
 			c.log.Info("leadership acquired", "role", role)
-			c.lead(ctx, key, sid, fn)
+			c.lead(ctx, key, l, fn)
 			c.log.Info("leadership ended", "role", role)
 		default:
 			if err := c.waitFree(ctx, key); err != nil && ctx.Err() == nil {
@@ -602,10 +499,14 @@ func (c *Coordinator) Lead(ctx context.Context, role string, fn func(ctx context
 	return ctx.Err()
 }
 
-// lead runs fn until ctx ends or the leader key stops being held by sid.
-func (c *Coordinator) lead(ctx context.Context, key, sid string, fn func(context.Context)) {
+// lead runs fn until ctx ends, the session is lost, or the leader key
+// stops being held by the session.
+func (c *Coordinator) lead(ctx context.Context, key string, l *lease, fn func(context.Context)) {
+	sid := l.sid
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stopLeading := context.AfterFunc(l.ctx, cancel)
+	defer stopLeading()
 	go func() {
 		defer cancel()
 		var index uint64
@@ -635,8 +536,9 @@ func (c *Coordinator) lead(ctx context.Context, key, sid string, fn func(context
 	}
 }
 
-// Prune deletes claim windows older than the previous one and system events
-// older than a minute. The leader runs it periodically.
+// Prune deletes claim windows older than the previous one, system events
+// older than a minute, and sequences stuck on replicas that are gone. The
+// leader runs it periodically.
 func (c *Coordinator) Prune(ctx context.Context) error {
 	kv := c.c.KV()
 	q := (&api.QueryOptions{}).WithContext(ctx)
@@ -653,6 +555,9 @@ func (c *Coordinator) Prune(ctx context.Context) error {
 				return fmt.Errorf("consul: prune claims %s: %w", f, err)
 			}
 		}
+	}
+	if err := c.pruneSequences(ctx); err != nil {
+		return err
 	}
 	keys, _, err := kv.Keys(c.key("events")+"/", "", q)
 	if err != nil {

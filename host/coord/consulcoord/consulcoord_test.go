@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -51,6 +52,8 @@ func TestConsul(t *testing.T) {
 			"LockExpiry":                   testLockExpiry,
 			"SessionInvalidated":           testSessionInvalidated,
 			"LeaderCrash":                  testLeaderCrash,
+			"RestartEndsPredecessor":       testRestartEndsPredecessor,
+			"LostReplicaGivenUp":           testLostReplicaGivenUp,
 			"Prune":                        testPrune,
 		} {
 			t.Run(name, func(t *testing.T) {
@@ -119,31 +122,167 @@ func testLockExpiry(t *testing.T, agent *testserver.Consul) {
 	}
 }
 
-// testSessionInvalidated: the replica session is destroyed behind the
-// coordinator's back (an operator, a network partition): the next claim
-// makes a new session and works; claims already made stay exclusive.
-func testSessionInvalidated(t *testing.T, agent *testserver.Consul) {
-	a := newCoord(t, agent.Addr, nil)
+// sid is the replica session a holds now ("" if none).
+func sid(c *Coordinator) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lease == nil {
+		return ""
+	}
+	return c.lease.sid
+}
+
+// process admits, waits for its turn and finishes one event.
+func process(t *testing.T, c *Coordinator, id, key, owner string) {
+	t.Helper()
 	ctx := context.Background()
-	cl, err := a.Claim(ctx, "EV_s1", "room:s", "a/1")
+	tk, err := c.Admit(ctx, id, key, owner)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl.End()
-	a.mu.Lock()
-	sid := a.sid
-	a.mu.Unlock()
-	if _, err := a.c.Session().Destroy(sid, nil); err != nil {
+	tu, err := c.Turn(ctx, key, tk)
+	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err = a.Claim(ctx, "EV_s2", "room:s", "a/2")
-	if err != nil {
-		t.Fatalf("claim after the session was destroyed: %v", err)
+	if err := tu.Done(ctx); err != nil {
+		t.Fatal(err)
 	}
-	cl.End()
-	b := newCoord(t, agent.Addr, nil)
-	if _, err := b.Claim(ctx, "EV_s1", "room:s", "b/1"); !errors.Is(err, coord.ErrDuplicate) {
-		t.Fatalf("a claim made before the session was lost must still hold: %v", err)
+}
+
+// testSessionInvalidated: the replica session is destroyed behind the
+// coordinator's back while it works on a room (an operator, a partition).
+// Its turn's context ends within about a second, before another replica
+// may start on the room (FenceDelay after the membership went), and the
+// next admission makes a new session; admissions made before still hold.
+func testSessionInvalidated(t *testing.T, agent *testserver.Consul) {
+	a, b := newCoord(t, agent.Addr, nil), newCoord(t, agent.Addr, nil)
+	ctx := context.Background()
+	tk1, err := a.Admit(ctx, "EV_s1", "room:s", "a/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu1, err := a.Turn(ctx, "room:s", tk1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk2, err := b.Admit(ctx, "EV_s2", "room:s", "b/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bTurn := make(chan time.Time, 1)
+	go func() {
+		tu, err := b.Turn(ctx, "room:s", tk2)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		bTurn <- time.Now()
+		_ = tu.Done(ctx)
+	}()
+	if _, err := a.c.Session().Destroy(sid(a), nil); err != nil {
+		t.Fatal(err)
+	}
+	destroyed := time.Now()
+	var fenced time.Time
+	select {
+	case <-tu1.Context().Done():
+		fenced = time.Now()
+	case <-time.After(3 * time.Second):
+		t.Fatal("a's turn went on for 3s after its session was destroyed")
+	}
+	var started time.Time
+	select {
+	case started = <-bTurn:
+	case <-time.After(10 * time.Second):
+		t.Fatal("b never got its turn after a's session was destroyed")
+	}
+	if !fenced.Before(started) {
+		t.Fatalf("b started on the room %s after the session loss, before a stopped (%s)", started.Sub(destroyed), fenced.Sub(destroyed))
+	}
+	t.Logf("a stopped %s after its session was destroyed; b started %s after", fenced.Sub(destroyed).Round(time.Millisecond), started.Sub(destroyed).Round(time.Millisecond))
+	// a comes back: its old ticket is late, and its next admission works.
+	tu1again, err := a.Turn(ctx, "room:s", tk1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tu1again.Late() {
+		t.Fatal("a's given-up ticket is not late")
+	}
+	process(t, a, "EV_s3", "room:s", "a/3")
+	if _, err := b.Admit(ctx, "EV_s1", "room:x", "b/9"); !errors.Is(err, coord.ErrDuplicate) {
+		t.Fatalf("an admission made before the session was lost must still hold: %v", err)
+	}
+}
+
+// testRestartEndsPredecessor: a replica that starts again under the same
+// id ends the session its dead predecessor left, at once: its membership,
+// and what depends on it, does not wait for the TTL.
+func testRestartEndsPredecessor(t *testing.T, agent *testserver.Consul) {
+	first := newCoord(t, agent.Addr, func(o *Options) { o.Replica = "same-id" })
+	old := sid(first)
+	first.stop <- struct{}{} // dies: no renewal, no Close
+	start := time.Now()
+	second := newCoord(t, agent.Addr, func(o *Options) { o.Replica = "same-id" })
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Fatalf("the successor took %s to start", elapsed)
+	}
+	info, _, err := second.c.Session().Info(old, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info != nil {
+		t.Fatal("the predecessor's session is still alive after the successor started")
+	}
+	pair, _, err := second.c.KV().Get(second.key("members", "same-id"), nil)
+	if err != nil || pair == nil || pair.Session != sid(second) {
+		t.Fatalf("membership after restart = %+v, %v; want held by the new session", pair, err)
+	}
+}
+
+// testLostReplicaGivenUp: a replica dies holding a room's earlier event; the
+// room's next event on another replica waits while the dead one is still a
+// member, then goes on FenceDelay after its membership lapsed.
+func testLostReplicaGivenUp(t *testing.T, agent *testserver.Consul) {
+	a, b := newCoord(t, agent.Addr, nil), newCoord(t, agent.Addr, nil)
+	ctx := context.Background()
+	if _, err := a.Admit(ctx, "EV_l1", "room:l", "a/1"); err != nil {
+		t.Fatal(err)
+	}
+	tk2, err := b.Admit(ctx, "EV_l2", "room:l", "b/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan coord.Turn, 1)
+	go func() {
+		tu, err := b.Turn(ctx, "room:l", tk2)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- tu
+	}()
+	select {
+	case <-got:
+		t.Fatal("b's later event went first while a, holding the earlier one, lived")
+	case <-time.After(time.Second):
+	}
+	// a dies; its session lapses (here: destroyed, as Consul does at the TTL).
+	a.stop <- struct{}{}
+	if _, err := b.c.Session().Destroy(sid(a), nil); err != nil {
+		t.Fatal(err)
+	}
+	lapsed := time.Now()
+	select {
+	case tu := <-got:
+		waited := time.Since(lapsed)
+		if waited < b.opts.FenceDelay {
+			t.Fatalf("b went on %s after a's session lapsed, before FenceDelay %s", waited, b.opts.FenceDelay)
+		}
+		if tu.Late() {
+			t.Fatal("b's event is late")
+		}
+		_ = tu.Done(ctx)
+	case <-time.After(b.opts.FenceDelay + 5*time.Second):
+		t.Fatal("b still waits for a dead replica's event")
 	}
 }
 
@@ -179,21 +318,36 @@ func testLeaderCrash(t *testing.T, agent *testserver.Consul) {
 	crash()
 }
 
-// testPrune deletes old claim windows and old events, and keeps current ones.
+// testPrune deletes old claim windows, and sequences whose pending events
+// all belong to replicas that are gone; it keeps current ones.
 func testPrune(t *testing.T, agent *testserver.Consul) {
-	c := newCoord(t, agent.Addr, func(o *Options) { o.ClaimBucket = time.Second })
+	c := newCoord(t, agent.Addr, func(o *Options) { o.ClaimBucket = time.Second; o.FenceDelay = time.Second })
+	dead := newCoord(t, agent.Addr, nil)
 	ctx := context.Background()
-	cl, err := c.Claim(ctx, "EV_old", "room:p", "a/1")
-	if err != nil {
+	process(t, c, "EV_old", "room:p", "a/1")
+	if _, err := dead.Admit(ctx, "EV_stuck", "room:stuck", "d/1"); err != nil {
 		t.Fatal(err)
 	}
-	cl.End()
-	time.Sleep(2100 * time.Millisecond) // two windows later
+	if _, err := c.Admit(ctx, "EV_live", "room:live", "a/2"); err != nil {
+		t.Fatal(err)
+	}
+	dead.stop <- struct{}{}
+	if _, err := c.c.Session().Destroy(sid(dead), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Prune(ctx); err != nil { // first sighting of the dead replica
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond) // two windows later, past FenceDelay
 	if err := c.Prune(ctx); err != nil {
 		t.Fatal(err)
 	}
 	keys, _, err := c.c.KV().Keys(c.key("claims")+"/", "", nil)
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("claims after prune: %v, %v", keys, err)
+	}
+	seqs, _, err := c.c.KV().Keys(c.key("seq")+"/", "", nil)
+	if err != nil || !slices.Equal(seqs, []string{c.seqKey("room:live")}) {
+		t.Fatalf("sequences after prune: %v, %v; want only the live replica's", seqs, err)
 	}
 }

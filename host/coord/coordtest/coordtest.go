@@ -61,9 +61,9 @@ func Run(t *testing.T, newCoord func(t *testing.T) coord.Coordinator, opts Optio
 		name string
 		fn   func(t *testing.T, a, b coord.Coordinator, prefix string)
 	}{
-		{"ClaimOnceAcrossReplicas", testClaimOnce},
-		{"ClaimRaceOneWinner", testClaimRace},
-		{"ClaimOrderKeyOneAtATime", testClaimOrder},
+		{"AdmitOnceAcrossReplicas", testAdmitOnce},
+		{"AdmitRaceOneWinner", testAdmitRace},
+		{"TurnsInTicketOrder", testTurnsInTicketOrder},
 		{"LeadOneAtATime", testLeadOneAtATime},
 	}
 	for _, tc := range replicaTests {
@@ -347,40 +347,65 @@ func testPublishNoSubscribers(t *testing.T, c coord.Coordinator, prefix string) 
 	}
 }
 
-func claim(t *testing.T, c coord.Coordinator, id, key, owner string) (coord.Claim, error) {
+func admit(t *testing.T, c coord.Coordinator, id, key, owner string) (coord.Ticket, error) {
 	t.Helper()
 	cctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	return c.Claim(cctx, id, key, owner)
+	return c.Admit(cctx, id, key, owner)
 }
 
-// testClaimOnce: an event claimed on one replica is a duplicate on another,
-// but the same owner (a replay after a restart) gets it again.
-func testClaimOnce(t *testing.T, a, b coord.Coordinator, prefix string) {
-	id := prefix + "EV_1"
-	cl, err := claim(t, a, id, prefix+"room:r1", "a/1")
+func mustAdmit(t *testing.T, c coord.Coordinator, id, key, owner string) coord.Ticket {
+	t.Helper()
+	tk, err := admit(t, c, id, key, owner)
 	if err != nil {
-		t.Fatalf("first claim: %v", err)
+		t.Fatalf("admit %s: %v", id, err)
 	}
-	cl.End()
-	if _, err := claim(t, b, id, prefix+"room:r2", "b/9"); !errors.Is(err, coord.ErrDuplicate) {
-		t.Fatalf("claim by another owner = %v, want ErrDuplicate", err)
-	}
-	again, err := claim(t, a, id, prefix+"room:r1", "a/1")
-	if err != nil {
-		t.Fatalf("the same owner claiming again (replay) = %v", err)
-	}
-	again.End()
-	other, err := claim(t, b, prefix+"EV_2", prefix+"room:r1", "b/10")
-	if err != nil {
-		t.Fatalf("the room's next event on the other replica: %v", err)
-	}
-	other.End()
+	return tk
 }
 
-// testClaimRace: many claims of one event at once, from both replicas and
-// different owners: exactly one wins.
-func testClaimRace(t *testing.T, a, b coord.Coordinator, prefix string) {
+func mustTurn(t *testing.T, c coord.Coordinator, key string, tk coord.Ticket) coord.Turn {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	tu, err := c.Turn(cctx, key, tk)
+	if err != nil {
+		t.Fatalf("turn %v on %s: %v", tk, key, err)
+	}
+	return tu
+}
+
+func done(t *testing.T, tu coord.Turn) {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := tu.Done(cctx); err != nil {
+		t.Fatalf("done: %v", err)
+	}
+}
+
+// testAdmitOnce: an event admitted on one replica is a duplicate on
+// another, the same owner (a retry, a replay) gets its ticket back, and a
+// key's tickets follow one another across replicas.
+func testAdmitOnce(t *testing.T, a, b coord.Coordinator, prefix string) {
+	id, key := prefix+"EV_1", prefix+"room:r1"
+	first := mustAdmit(t, a, id, key, "a/1")
+	if _, err := admit(t, b, id, prefix+"room:r2", "b/9"); !errors.Is(err, coord.ErrDuplicate) {
+		t.Fatalf("admit by another owner = %v, want ErrDuplicate", err)
+	}
+	if again := mustAdmit(t, a, id, key, "a/1"); again != first {
+		t.Fatalf("the same owner admitting again got %v, want its first ticket %v", again, first)
+	}
+	next := mustAdmit(t, b, prefix+"EV_2", key, "b/10")
+	if next.Epoch != first.Epoch || next.N != first.N+1 {
+		t.Fatalf("the key's next ticket = %v after %v, want the next number in the same epoch", next, first)
+	}
+	done(t, mustTurn(t, a, key, first))
+	done(t, mustTurn(t, b, key, next))
+}
+
+// testAdmitRace: many admissions of one event at once, from both replicas
+// and different owners: exactly one wins.
+func testAdmitRace(t *testing.T, a, b coord.Coordinator, prefix string) {
 	var wins, dups atomic.Int32
 	var wg sync.WaitGroup
 	for i := range 16 {
@@ -389,15 +414,14 @@ func testClaimRace(t *testing.T, a, b coord.Coordinator, prefix string) {
 			c = b
 		}
 		wg.Go(func() {
-			cl, err := claim(t, c, prefix+"EV_race", prefix+"room:race-"+strconv.Itoa(i), "owner/"+strconv.Itoa(i))
+			_, err := admit(t, c, prefix+"EV_race", prefix+"room:race-"+strconv.Itoa(i), "owner/"+strconv.Itoa(i))
 			switch {
 			case err == nil:
 				wins.Add(1)
-				cl.End()
 			case errors.Is(err, coord.ErrDuplicate):
 				dups.Add(1)
 			default:
-				t.Errorf("claim: %v", err)
+				t.Errorf("admit: %v", err)
 			}
 		})
 	}
@@ -407,36 +431,52 @@ func testClaimRace(t *testing.T, a, b coord.Coordinator, prefix string) {
 	}
 }
 
-// testClaimOrder: while one replica handles an event of a room, the other
-// replica's next event of that room waits.
-func testClaimOrder(t *testing.T, a, b coord.Coordinator, prefix string) {
-	key := prefix + "room:ordered"
-	first, err := claim(t, a, prefix+"EV_o1", key, "a/1")
-	if err != nil {
-		t.Fatal(err)
+// testTurnsInTicketOrder: a key's events admitted alternately on two
+// replicas get their turns in admission order, whichever replica asks
+// first, and one key's wait does not hold up another key.
+func testTurnsInTicketOrder(t *testing.T, a, b coord.Coordinator, prefix string) {
+	key, other := prefix+"room:ordered", prefix+"room:other"
+	reps := []coord.Coordinator{a, b, a, b, a}
+	tickets := make([]coord.Ticket, len(reps))
+	for i, c := range reps {
+		tickets[i] = mustAdmit(t, c, prefix+"EV_o"+strconv.Itoa(i), key, "r/"+strconv.Itoa(i))
 	}
-	got := make(chan error, 1)
-	go func() {
-		cl, err := claim(t, b, prefix+"EV_o2", key, "b/1")
-		if err == nil {
-			cl.End()
-		}
-		got <- err
-	}()
-	select {
-	case err := <-got:
-		t.Fatalf("second claim returned (%v) while the first held the room", err)
-	case <-time.After(300 * time.Millisecond):
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	// Ask in reverse order: the later tickets must wait for the earlier.
+	for i := len(reps) - 1; i >= 0; i-- {
+		wg.Go(func() {
+			tu := mustTurn(t, reps[i], key, tickets[i])
+			if tu.Late() {
+				t.Errorf("ticket %d is late", i)
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+			done(t, tu)
+		})
+		time.Sleep(30 * time.Millisecond)
 	}
-	first.End()
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatalf("second claim after the first ended: %v", err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("second claim still waiting after the first ended")
+	// Another key goes on while the first key's turns wait.
+	tk := mustAdmit(t, b, prefix+"EV_x", other, "b/x")
+	done(t, mustTurn(t, b, other, tk))
+	wg.Wait()
+	if !slices.Equal(order, []int{0, 1, 2, 3, 4}) {
+		t.Fatalf("turns granted in order %v, want admission order", order)
 	}
+	// Everything done: a ticket of the finished sequence is late, and the
+	// key's next event starts afresh.
+	if tu := mustTurn(t, a, key, tickets[2]); !tu.Late() {
+		t.Fatal("a ticket of a finished sequence is not late")
+	}
+	fresh := mustAdmit(t, b, prefix+"EV_fresh", key, "b/f")
+	tu := mustTurn(t, b, key, fresh)
+	if tu.Late() {
+		t.Fatal("the first ticket of a new sequence is late")
+	}
+	done(t, tu)
 }
 
 // testLeadOneAtATime: two replicas compete; one leads at a time, and when
