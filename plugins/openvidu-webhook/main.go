@@ -3,7 +3,7 @@
 // written against Meet keeps working behind lkedge.
 //
 // For egress_started, egress_updated and egress_ended of a Meet recording
-// (meet.recording present, meet.stale false) it POSTs
+// (meet.recording present) it POSTs
 //
 //	{"event":"recordingStarted|recordingUpdated|recordingEnded","creationDate":<ms>,"data":<meet.recording>}
 //
@@ -99,7 +99,10 @@ func payload(ev *sdk.Event) (string, []byte, error) {
 		return "", nil, nil
 	}
 	if name, ok := meetEvents[ev.Type]; ok {
-		if m.Stale || !m.HasRecording() {
+		// A stale event (it arrived after a later state) is sent as Meet
+		// sends every event, with its own state: silence would lose it, and
+		// the application orders by status or creationDate, as with Meet.
+		if !m.HasRecording() {
 			return "", nil, nil
 		}
 		return name, m.Recording, nil
