@@ -367,6 +367,9 @@ func (p *Pipeline) process(ctx context.Context, it item) {
 				log.Error("recording the event's turn done failed; the room's next event waits until the coordinator gives it up", "err", err)
 			}
 			dcancel()
+			if log.Enabled(ctx, slog.LevelDebug) {
+				log.Debug("event finished", "ticket", it.ticket.N, "late", tu.Late())
+			}
 		}
 		return
 	}

@@ -173,7 +173,7 @@ func recordingStep(prefix string, r, step int) []byte {
 }
 
 // putRooms writes the Meet room records of rooms <prefix>-0 .. <prefix>-<n-1>.
-func putRooms(t *testing.T, s store.Store, prefix string, n int) {
+func putRooms(t testing.TB, s store.Store, prefix string, n int) {
 	t.Helper()
 	for r := range n {
 		id := fmt.Sprintf("%s-%d", prefix, r)
@@ -210,7 +210,7 @@ func checkRecordings(t *testing.T, s store.Store, prefix string, n int) {
 
 // startS3 starts an S3 server holding the reference's bucket and returns it,
 // a client of that bucket, and the environment that points lkedge at it.
-func startS3(t *testing.T) (*testserver.S3, store.Store, map[string]string) {
+func startS3(t testing.TB) (*testserver.S3, store.Store, map[string]string) {
 	t.Helper()
 	srv := testserver.StartS3(t)
 	srv.CreateBucket(t, "openvidu")

@@ -64,7 +64,7 @@ func (s *sink) wait(t *testing.T, n int) ([]*http.Request, [][]byte) {
 	return nil, nil
 }
 
-func writePlugins(t *testing.T, dir, yaml string) string {
+func writePlugins(t testing.TB, dir, yaml string) string {
 	t.Helper()
 	path := filepath.Join(dir, "plugins.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/lkedge/lkedge/host/livekitapi/livekittest"
 	"github.com/lkedge/lkedge/host/meet"
 	"github.com/lkedge/lkedge/host/store"
+	"github.com/lkedge/lkedge/host/webhook"
 )
 
 // cluster is what several lkedge replicas share: a Consul agent, an S3
@@ -29,7 +31,7 @@ type cluster struct {
 	env    map[string]string
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{consul: testserver.StartConsul(t), lk: livekittest.New(t, "devkey", "secret")}
 	_, c.s3, c.env = startS3(t)
@@ -45,7 +47,7 @@ func newCluster(t *testing.T) *cluster {
 }
 
 // replica starts one `lkedge serve` process of the cluster.
-func (c *cluster) replica(t *testing.T, id string, extra ...string) *testserver.LKEdgeProcess {
+func (c *cluster) replica(t testing.TB, id string, extra ...string) *testserver.LKEdgeProcess {
 	t.Helper()
 	env := map[string]string{"LKEDGE_REPLICA_ID": id, "LKEDGE_DATA_DIR": t.TempDir()}
 	for k, v := range c.env {
@@ -73,7 +75,7 @@ func tail(s string, n int) string {
 }
 
 // eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -199,9 +201,11 @@ func readyz(url string) (int, string) {
 	return res.StatusCode, string(b)
 }
 
-// TestConsulOutage: Consul stops for 30 s while webhooks arrive. They are
-// accepted, /readyz reports the degradation, nothing is lost or handled
-// twice, and processing resumes by itself when Consul is back.
+// TestConsulOutage: Consul stops for 30 s while webhooks arrive. Without
+// Consul no replica can fix an event's place in its room's order, so each
+// answers 503 with Retry-After (LiveKit retries, holding the room's later
+// events back) and /readyz says why; once Consul is back, the retries are
+// accepted and every event is handled once, with nothing lost.
 func TestConsulOutage(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
@@ -215,15 +219,26 @@ func TestConsulOutage(t *testing.T) {
 
 	c.consul.Stop()
 	down := time.Now()
-	for step := 1; step < len(recordingSteps); step++ {
-		for r := range rooms {
-			rep := a
-			if r%2 == 1 {
-				rep = b
-			}
-			if code := post(t, rep.URL, recordingStep("calm", r, step)); code != http.StatusOK {
-				t.Errorf("accepting during the outage: status %d", code)
-			}
+	for r := range rooms {
+		rep := a
+		if r%2 == 1 {
+			rep = b
+		}
+		body := recordingStep("calm", r, 1)
+		tok, err := webhook.Sign(body, "devkey", "secret", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, rep.URL+"/livekit/webhook", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/webhook+json")
+		req.Header.Set("Authorization", tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+			t.Errorf("a webhook during the outage: %d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
 		}
 	}
 	if code, body := readyz(a.URL); code != http.StatusServiceUnavailable || !strings.Contains(body, "coordination") {
@@ -234,6 +249,25 @@ func TestConsulOutage(t *testing.T) {
 		t.Errorf("%d events handled while Consul was down, want none beyond the first %d", n, rooms)
 	}
 	c.consul.Start()
+	// The sender retries each room's webhook until it is answered, then
+	// sends the room's next one, on either replica.
+	var wg sync.WaitGroup
+	for r := range rooms {
+		wg.Go(func() {
+			for step := 1; step < len(recordingSteps); step++ {
+				rep := []*testserver.LKEdgeProcess{a, b}[(r+step)%2]
+				deadline := time.Now().Add(30 * time.Second)
+				for post(t, rep.URL, recordingStep("calm", r, step)) != http.StatusOK {
+					if time.Now().After(deadline) {
+						t.Errorf("room %d step %d never accepted after Consul returned", r, step)
+						return
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
 	want := rooms * len(recordingSteps)
 	c.handledOnce(t, want, 60*time.Second)
 	checkRecordings(t, c.s3, "calm", rooms)

@@ -222,7 +222,7 @@ func TestRecordingFlow(t *testing.T) {
 			if !bytes.Contains(body, fmt.Appendf(nil, "lkedge_webhooks_duplicate_total %g", dupsBefore+1)) {
 				t.Errorf("/metrics lacks the duplicate count %g", dupsBefore+1)
 			}
-			for _, m := range []string{"lkedge_accept_seconds_count ", `lkedge_process_seconds_count{stage="meet"} `, `lkedge_process_seconds_count{stage="claim"} `, "lkedge_backlog_events 0"} {
+			for _, m := range []string{"lkedge_accept_seconds_count ", `lkedge_process_seconds_count{stage="meet"} `, `lkedge_process_seconds_count{stage="turn"} `, `lkedge_process_seconds_count{stage="admit"} `, "lkedge_backlog_events 0"} {
 				if !bytes.Contains(body, []byte(m)) {
 					t.Errorf("/metrics lacks %s", m)
 				}

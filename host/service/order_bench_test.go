@@ -1,0 +1,125 @@
+package service
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lkedge/lkedge/host/internal/testserver"
+	"github.com/lkedge/lkedge/host/plugin/plugintest"
+)
+
+// BenchmarkReplicasTimeToNotify is the time from a replica's 200 to OpenVidu
+// Meet's webhook at the application, across three replicas on one Consul
+// and S3, fed at a fixed rate by a LiveKit-like sender that picks a replica
+// at random for every webhook (so most of a room's consecutive events land
+// on different replicas and wait for each other's turns). Rooms run
+// recording lifecycles; the rate is LKEDGE_BENCH_RATE events/s (default
+// 200) for LKEDGE_BENCH_SECONDS (default 10). It reports p50 and p99 in ms.
+//
+//	go test -run '^$' -bench ReplicasTimeToNotify -benchtime 1x ./host/service
+func BenchmarkReplicasTimeToNotify(b *testing.B) {
+	rate, seconds := envInt("LKEDGE_BENCH_RATE", 200), envInt("LKEDGE_BENCH_SECONDS", 10)
+	c := newCluster(b)
+	app := newMeetSink(b, "bench-secret")
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "openvidu-webhook.wasm"), plugintest.Build(b, "../../plugins/openvidu-webhook"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	c.env["LKEDGE_PLUGINS"] = writePlugins(b, dir, `plugins:
+  - name: openvidu-webhook
+    wasm: openvidu-webhook.wasm
+    events: [egress_started, egress_updated, egress_ended]
+    config: {url: "`+app.srv.URL+`/webhook", enabled: "true"}
+    secrets: {meet_api_key: {env: ORDER_TEST_MEET_KEY}}
+    allow: ["config:url"]
+`)
+	c.env["ORDER_TEST_MEET_KEY"] = "bench-secret"
+	c.env["LKEDGE_LOG_LEVEL"] = "warn"
+	var reps []*testserver.LKEdgeProcess
+	for _, id := range []string{"a", "b", "c"} {
+		reps = append(reps, c.replica(b, id))
+	}
+	const rooms = 100
+	putRooms(b, c.s3, "lat", rooms)
+	sender := &liveKitSender{reps: reps, client: &http.Client{Timeout: 10 * time.Second}, rng: rand.New(rand.NewPCG(200, 3))}
+	var mu sync.Mutex
+	answered := map[string]time.Time{}
+	for b.Loop() {
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		tokens := make(chan struct{}, rate)
+		go func() {
+			for range tick.C {
+				select {
+				case tokens <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		stop := time.Now().Add(time.Duration(seconds) * time.Second)
+		var wg sync.WaitGroup
+		for r := range rooms {
+			wg.Go(func() {
+				room := fmt.Sprintf("lat-%d", r)
+				for rec := 0; time.Now().Before(stop); rec++ {
+					for step := range recordingSteps {
+						<-tokens
+						body, id, _ := orderedStep(room, rec, step)
+						if !sender.send(body, time.Now().Add(30*time.Second)) {
+							b.Errorf("%s never answered", id)
+							return
+						}
+						mu.Lock()
+						answered[id+"/openvidu-webhook/0"] = time.Now()
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		tick.Stop()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var lat []time.Duration
+	for {
+		lat = lat[:0]
+		got := map[string]time.Time{}
+		for _, h := range app.hooks() {
+			if _, ok := got[h.key]; !ok {
+				got[h.key] = h.at
+			}
+		}
+		for key, at := range answered {
+			if arrived, ok := got[key]; ok {
+				lat = append(lat, max(0, arrived.Sub(at)))
+			}
+		}
+		if len(lat) == len(answered) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(lat) != len(answered) {
+		b.Fatalf("%d of %d webhooks reached the application", len(lat), len(answered))
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(len(lat))/float64(seconds), "events/s")
+}
+
+// envInt reads a positive integer setting of a benchmark, or def.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
