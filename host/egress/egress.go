@@ -17,10 +17,13 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"code.dny.dev/ssrf"
 )
 
 // ErrNotAllowed is wrapped by every error about a destination that no
@@ -281,18 +284,40 @@ func (a *Allowlist) permits(host string, port uint16, ip netip.Addr) bool {
 }
 
 var (
-	cgnat      = netip.MustParsePrefix("100.64.0.0/10")
-	thisNet    = netip.MustParsePrefix("0.0.0.0/8") // Linux connects these to the local host
-	metadataV4 = netip.MustParseAddr("169.254.169.254")
-	metadataV6 = netip.MustParseAddr("fd00:ec2::254")
+	cgnat   = netip.MustParsePrefix("100.64.0.0/10")
+	thisNet = netip.MustParsePrefix("0.0.0.0/8") // Linux connects these to the local host
+	// metadata are cloud instance-metadata services (AWS, GCP, Azure,
+	// AWS's ECS task and IPv6 endpoints, Alibaba, Oracle). Some sit in
+	// ranges an operator may open (private, CGNAT), so they are named
+	// first and stay refused whatever else is opened.
+	metadata = []netip.Addr{
+		netip.MustParseAddr("169.254.169.254"),
+		netip.MustParseAddr("169.254.170.2"),
+		netip.MustParseAddr("fd00:ec2::254"),
+		netip.MustParseAddr("100.100.100.200"),
+		netip.MustParseAddr("192.0.0.192"),
+	}
+	broadcast = netip.MustParseAddr("255.255.255.255")
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	v4compat  = netip.MustParsePrefix("::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+
+	// guardian is code.dny.dev/ssrf's classifier, generated from IANA's
+	// IPv4 and IPv6 special-purpose address registries: it decides; the
+	// names above only make the refusal readable. Ports and networks are
+	// the allow-list's business, not its.
+	guardian = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
 )
 
 // forbidden returns why ip must not be dialed unless named explicitly, or ""
-// if it is an ordinary public address.
+// if it is an ordinary public address. An IPv4-mapped address is judged as
+// the IPv4 address it is dialled as; every other way of carrying IPv4 in
+// IPv6 (NAT64, 6to4, IPv4-compatible, Teredo) is refused, since the
+// embedded address could be anything.
 func forbidden(ip netip.Addr) string {
 	ip = ip.Unmap()
 	switch {
-	case ip == metadataV4 || ip == metadataV6:
+	case slices.Contains(metadata, ip):
 		return "cloud metadata"
 	case ip.IsLoopback():
 		return "loopback"
@@ -304,10 +329,39 @@ func forbidden(ip netip.Addr) string {
 		return "link-local"
 	case ip.IsMulticast():
 		return "multicast"
+	case ip == broadcast:
+		return "broadcast"
 	case cgnat.Contains(ip):
 		return "carrier-grade NAT"
 	}
-	return ""
+	if guardian.SafeAddr(ip) == nil {
+		return ""
+	}
+	if ip.Is4() {
+		for _, p := range ssrf.IPv4DeniedPrefixes {
+			if p.Contains(ip) {
+				return "special-purpose " + p.String()
+			}
+		}
+		return "special-purpose"
+	}
+	why := "not global unicast"
+	for _, p := range ssrf.IPv6DeniedPrefixes {
+		if p.Contains(ip) {
+			why = "special-purpose " + p.String()
+			break
+		}
+	}
+	b := ip.As16()
+	switch {
+	case nat64.Contains(ip):
+		why += " (NAT64 of " + netip.AddrFrom4([4]byte(b[12:])).String() + ")"
+	case sixToFour.Contains(ip):
+		why += " (6to4 of " + netip.AddrFrom4([4]byte(b[2:6])).String() + ")"
+	case v4compat.Contains(ip):
+		why += " (IPv4-compatible " + netip.AddrFrom4([4]byte(b[12:])).String() + ")"
+	}
+	return why
 }
 
 func systemResolver(ctx context.Context, host string) ([]netip.Addr, error) {

@@ -212,6 +212,48 @@ func TestForbiddenClassification(t *testing.T) {
 		{"8.8.8.8", ""},
 		{"172.32.0.1", ""},
 		{"2606:4700::1111", ""},
+		{"2001:4860:4860::8888", ""},
+		{"::ffff:8.8.8.8", ""}, // dialled as 8.8.8.8
+		// Other metadata services, public-looking or inside ranges an
+		// operator may open for store values.
+		{"192.0.0.192", "cloud metadata"},
+		{"100.100.100.200", "cloud metadata"},
+		{"169.254.170.2", "cloud metadata"},
+		{"::ffff:169.254.169.254", "cloud metadata"},
+		{"::ffff:a9fe:a9fe", "cloud metadata"},
+		// IPv4 inside IPv6 forms that reach (or translate to) an internal
+		// address: never unwrapped as public.
+		{"64:ff9b::a9fe:a9fe", "not global unicast (NAT64 of 169.254.169.254)"},
+		{"64:ff9b::7f00:1", "not global unicast (NAT64 of 127.0.0.1)"},
+		{"64:ff9b::808:808", "not global unicast (NAT64 of 8.8.8.8)"},
+		{"64:ff9b:1::a00:1", "not global unicast"},
+		{"2002:a9fe:a9fe::", "special-purpose 2002::/16 (6to4 of 169.254.169.254)"},
+		{"2002:7f00:1::1", "special-purpose 2002::/16 (6to4 of 127.0.0.1)"},
+		{"::7f00:1", "not global unicast (IPv4-compatible 127.0.0.1)"},
+		{"::a9fe:a9fe", "not global unicast (IPv4-compatible 169.254.169.254)"},
+		{"::ffff:0:7f00:1", "not global unicast"},
+		{"2001::1", "special-purpose 2001::/23"}, // Teredo
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", "special-purpose 2001::/23"},
+		{"2001:db8::1", "special-purpose 2001:db8::/32"}, // documentation
+		{"3fff::1", "special-purpose 3fff::/20"},
+		{"fec0::1", "not global unicast"}, // deprecated site-local
+		{"100::1", "not global unicast"},  // discard-only
+		{"5f00::1", "not global unicast"}, // SRv6 SIDs
+		{"ff0e::1", "multicast"},
+		// IPv4 special-purpose blocks beyond private and loopback.
+		{"192.0.0.1", "special-purpose 192.0.0.0/24"},
+		{"192.0.2.1", "special-purpose 192.0.2.0/24"},
+		{"192.88.99.1", "special-purpose 192.88.99.0/24"},
+		{"198.18.0.1", "special-purpose 198.18.0.0/15"},
+		{"198.19.255.254", "special-purpose 198.18.0.0/15"},
+		{"198.20.0.1", ""},
+		{"198.51.100.7", "special-purpose 198.51.100.0/24"},
+		{"203.0.113.9", "special-purpose 203.0.113.0/24"},
+		{"240.0.0.1", "special-purpose 240.0.0.0/4"},
+		{"255.255.255.254", "special-purpose 240.0.0.0/4"},
+		{"255.255.255.255", "broadcast"},
+		{"::ffff:255.255.255.255", "broadcast"},
+		{"239.255.255.250", "multicast"},
 	}
 	for _, tt := range tests {
 		if got := forbidden(netip.MustParseAddr(tt.ip)); got != tt.want {
@@ -307,6 +349,55 @@ func TestClientDialGuard(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.mention) {
 				t.Errorf("error %q does not mention %q", err, tt.mention)
+			}
+		})
+	}
+}
+
+// TestClientRefusesSpecialPurposeForms drives every hostile spelling of an
+// internal address through the real client and dialer: a public name whose
+// DNS answer is that address is refused before any connection, and the
+// error says why.
+func TestClientRefusesSpecialPurposeForms(t *testing.T) {
+	forms := []struct{ ip, why string }{
+		{"64:ff9b::a9fe:a9fe", "NAT64 of 169.254.169.254"},
+		{"64:ff9b::7f00:1", "NAT64 of 127.0.0.1"},
+		{"2002:a9fe:a9fe::", "6to4 of 169.254.169.254"},
+		{"::7f00:1", "IPv4-compatible 127.0.0.1"},
+		{"::ffff:127.0.0.1", "loopback"},
+		{"::ffff:169.254.169.254", "cloud metadata"},
+		{"192.0.0.192", "cloud metadata"},
+		{"198.18.0.1", "special-purpose 198.18.0.0/15"},
+		{"240.0.0.1", "special-purpose 240.0.0.0/4"},
+		{"255.255.255.255", "broadcast"},
+		{"2001::a9fe:a9fe", "special-purpose 2001::/23"},
+		{"fec0::1", "not global unicast"},
+		{"0.0.0.0", "unspecified"},
+		{"::", "unspecified"},
+		{"100.64.0.1", "carrier-grade NAT"},
+	}
+	for _, f := range forms {
+		t.Run(f.ip, func(t *testing.T) {
+			a, err := ParseAllowlist([]string{"https://hooks.example.com"}, WithResolver(staticResolver(f.ip)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://hooks.example.com/hook", strings.NewReader("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := a.Client().Do(req)
+			if err == nil {
+				resp.Body.Close()
+				t.Fatal("request went out, want it refused")
+			}
+			if !errors.Is(err, ErrForbiddenAddress) {
+				t.Fatalf("error %v, want ErrForbiddenAddress", err)
+			}
+			if want := netip.MustParseAddr(f.ip).Unmap().String() + " ("; !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), f.why) {
+				t.Errorf("error %q does not name %s and %q", err, f.ip, f.why)
 			}
 		})
 	}
