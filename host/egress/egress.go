@@ -4,9 +4,12 @@
 // that list is not enough on its own: a public-looking hostname can resolve
 // (or re-resolve, between a check and the connect) to a loopback, private or
 // cloud-metadata address and turn the host into a proxy for its own network.
-// Client therefore resolves every host itself, refuses such addresses unless
-// the allow-list names them explicitly, and connects to the very address it
-// checked.
+// Client therefore resolves every host itself, classifies each address with
+// code.dny.dev/ssrf (IANA's special-purpose registries), refuses internal
+// ones unless the operator's allow-list names them explicitly, and connects
+// to the very address it checked. Entries derived from values someone other
+// than the operator controls (RestrictedEntry) vouch for no address, and
+// lkedge's own listeners (ProtectListener) are never a destination.
 package egress
 
 import (
