@@ -144,10 +144,10 @@ func ParseAllowlist(entries []string, opts ...Option) (*Allowlist, error) {
 func parseEntry(raw string) (entry, error) {
 	raw = strings.TrimSpace(raw)
 	var reach Reach
-	for r, prefix := range reachPrefix {
-		if rest, ok := strings.CutPrefix(raw, prefix); ok {
-			reach, raw = r, rest
-		}
+	if rest, ok := strings.CutPrefix(raw, reachPrefix[ReachPublic]); ok {
+		reach, raw = ReachPublic, rest
+	} else if rest, ok := strings.CutPrefix(raw, reachPrefix[ReachPrivate]); ok {
+		reach, raw = ReachPrivate, rest
 	}
 	u, err := url.Parse(raw)
 	if err != nil {

@@ -470,6 +470,12 @@ func TestRestrictedEntry(t *testing.T) {
 	if _, err := ParseAllowlist([]string{"public:https://*.example.com"}); err == nil || !strings.Contains(err.Error(), "not a wildcard") {
 		t.Errorf("a restricted wildcard parsed: %v", err)
 	}
+	// One prefix, once: a second one is not a scheme.
+	for _, stacked := range []string{"public:private:http://10.0.0.1", "private:public:http://10.0.0.1", "private:private:http://10.0.0.1"} {
+		if _, err := ParseAllowlist([]string{stacked}); err == nil || !strings.Contains(err.Error(), "scheme must be http or https") {
+			t.Errorf("ParseAllowlist(%q) = %v, want a scheme error", stacked, err)
+		}
+	}
 }
 
 // TestClientRestrictedEntries: an entry derived from a store value never
