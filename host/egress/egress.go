@@ -338,7 +338,7 @@ func (a *Allowlist) permits(host string, port uint16, ip netip.Addr, why string)
 			}
 		case ReachPrivate:
 			named := e.addr.IsValid() && e.addr == ip || !e.addr.IsValid() && e.host == host
-			if named && (why == "loopback" || why == "private") {
+			if named && (why == whyLoopback || why == whyPrivate) {
 				return true
 			}
 		}
@@ -372,6 +372,12 @@ var (
 	guardian = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
 )
 
+// The classes a ReachPrivate entry opens; every other reason stays final.
+const (
+	whyLoopback = "loopback"
+	whyPrivate  = "private"
+)
+
 // forbidden returns why ip must not be dialed unless named explicitly, or ""
 // if it is an ordinary public address. An IPv4-mapped address is judged as
 // the IPv4 address it is dialled as; every other way of carrying IPv4 in
@@ -383,11 +389,11 @@ func forbidden(ip netip.Addr) string {
 	case slices.Contains(metadata, ip):
 		return "cloud metadata"
 	case ip.IsLoopback():
-		return "loopback"
+		return whyLoopback
 	case ip.IsUnspecified() || thisNet.Contains(ip):
 		return "unspecified"
 	case ip.IsPrivate():
-		return "private"
+		return whyPrivate
 	case ip.IsLinkLocalUnicast():
 		return "link-local"
 	case ip.IsMulticast():
