@@ -451,6 +451,9 @@ func TestRestrictedEntry(t *testing.T) {
 		{"http://*.example.com/", ReachPublic, ""}, // one host, never a wildcard
 		{"http://user@hooks.example.com/", ReachPublic, "public:http://hooks.example.com:80"},
 		{"https://hooks.example.com/", Reach(7), ""},
+		{"http://2852039166/", ReachPublic, ""}, // 169.254.169.254 as one number
+		{"http://169.254.43518/", ReachPublic, ""},
+		{"http://[::ffff:a9fe:a9fe]/", ReachPrivate, "private:http://[::ffff:a9fe:a9fe]:80"}, // parsed, then refused at dial
 	}
 	for _, tt := range tests {
 		got, err := RestrictedEntry(mustURL(t, tt.url), tt.reach)
@@ -505,6 +508,8 @@ func TestClientRestrictedEntries(t *testing.T) {
 		{name: "public: localhost", entries: []string{"public:" + at("localhost")}, resolver: staticResolver("127.0.0.1"), url: at("localhost"), mention: "127.0.0.1 (loopback)"},
 		{name: "public: name resolving to private", entries: []string{"public:" + at("app.internal")}, resolver: staticResolver("10.1.2.3"), url: at("app.internal"), mention: "10.1.2.3 (private)"},
 		{name: "public: metadata literal", entries: []string{"public:http://169.254.169.254:" + port}, url: "http://169.254.169.254:" + port, mention: "cloud metadata"},
+		{name: "private: v4-mapped metadata literal", entries: []string{"private:http://[::ffff:a9fe:a9fe]:" + port}, url: "http://[::ffff:a9fe:a9fe]:" + port, mention: "169.254.169.254 (cloud metadata)"},
+		{name: "private: 6to4 of loopback", entries: []string{"private:http://[2002:7f00:1::]:" + port}, url: "http://[2002:7f00:1::]:" + port, mention: "6to4 of 127.0.0.1"},
 		{name: "private: loopback literal", entries: []string{"private:" + at("127.0.0.1")}, url: at("127.0.0.1") + "/hook"},
 		{name: "private: localhost", entries: []string{"private:" + at("localhost")}, resolver: staticResolver("127.0.0.1"), url: at("localhost") + "/hook"},
 		{name: "private: name resolving to metadata", entries: []string{"private:" + at("app.internal")}, resolver: staticResolver("169.254.169.254"), url: at("app.internal"), mention: "cloud metadata"},
