@@ -21,8 +21,8 @@ build:
 	$(GO) build -o $(BIN) ./cmd/lkedge
 
 ## run: build and start lkedge on the embedded defaults (file store and
-## journal under ./data, in-process locks), listening on :6080, with the
-## built-in plugins of plugins.yaml.
+## journal under ./data, in-process locks), listening on 127.0.0.1:6080 (the
+## development key stays on loopback), with the built-in plugins of plugins.yaml.
 run: build plugins
 	./$(BIN) serve
 

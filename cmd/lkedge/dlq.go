@@ -58,7 +58,7 @@ func dlq(args []string, out io.Writer) error {
 		if limit > 0 {
 			q.Set("limit", fmt.Sprint(limit))
 		}
-		body, err := call(http.MethodGet, admin+"/dlq?"+q.Encode())
+		body, err := call(http.MethodGet, admin+"/dlq?"+q.Encode(), cfg.AdminToken)
 		if err != nil {
 			return err
 		}
@@ -72,7 +72,7 @@ func dlq(args []string, out io.Writer) error {
 			return errors.New("dlq show needs exactly one ID")
 		}
 		q.Set("id", fs.Arg(0))
-		body, err := call(http.MethodGet, admin+"/dlq/show?"+q.Encode())
+		body, err := call(http.MethodGet, admin+"/dlq/show?"+q.Encode(), cfg.AdminToken)
 		if err != nil {
 			return err
 		}
@@ -87,7 +87,7 @@ func dlq(args []string, out io.Writer) error {
 		default:
 			return errors.New("dlq replay needs one ID or --since TIME")
 		}
-		body, err := call(http.MethodPost, admin+"/dlq/replay?"+q.Encode())
+		body, err := call(http.MethodPost, admin+"/dlq/replay?"+q.Encode(), cfg.AdminToken)
 		if err != nil {
 			return err
 		}
@@ -101,10 +101,15 @@ func dlq(args []string, out io.Writer) error {
 	return fmt.Errorf("dlq: unknown subcommand %q (list, show, replay)", args[0])
 }
 
-func call(method, u string) ([]byte, error) {
+// call asks the operator API, with LKEDGE_ADMIN_TOKEN when this
+// configuration has one.
+func call(method, u, token string) ([]byte, error) {
 	req, err := http.NewRequest(method, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--admin: %w", err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	res, err := client.Do(req)

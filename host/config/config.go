@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,10 +47,20 @@ type Config struct {
 	// LockGCInterval is how often the leader collects orphan recording locks.
 	LockGCInterval time.Duration
 
+	// Listen is the webhook listener: ":6080", or "127.0.0.1:6080" by
+	// default while the development key is accepted.
 	Listen string
-	// AdminListen serves the operator API (dead letters) that lkedge dlq
-	// uses; loopback by default, since it is not for LiveKit's side.
-	AdminListen  string
+	// AdminListen serves the operator API (dead letters, pprof) that
+	// lkedge dlq uses; loopback by default, since it is not for LiveKit's
+	// side, and only elsewhere with an AdminToken.
+	AdminListen string
+	// AdminToken, when set, is required as "Authorization: Bearer TOKEN" on
+	// every admin API request.
+	AdminToken string
+	// AllowDevKeys lets the development key (devkey/secret) be accepted on
+	// a listener that is not loopback.
+	AllowDevKeys bool
+
 	StoreDir     string // root of the file store (LKEDGE_STORE=file://DIR); "" with S3
 	DataDir      string
 	PluginsFile  string
@@ -129,9 +140,20 @@ var settings = map[string]setting{
 	}},
 	"LKEDGE_LISTEN":       {":6080", func(c *Config, v string) error { c.Listen = v; return listenAddr(v) }},
 	"LKEDGE_ADMIN_LISTEN": {"127.0.0.1:6081", func(c *Config, v string) error { c.AdminListen = v; return listenAddr(v) }},
-	"LKEDGE_STORE":        {"file://./data", func(c *Config, v string) (err error) { c.StoreDir, err = storeDir(v); return err }},
-	"LKEDGE_DATA_DIR":     {"./data", func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
-	"LKEDGE_PLUGINS":      {"./plugins.yaml", func(c *Config, v string) error { c.PluginsFile = v; return nil }},
+	"LKEDGE_ADMIN_TOKEN": {"", func(c *Config, v string) error {
+		c.AdminToken = v
+		if v != "" && len(v) < minAdminToken {
+			return fmt.Errorf("must be at least %d characters (e.g. openssl rand -hex 32)", minAdminToken)
+		}
+		return nil
+	}},
+	"LKEDGE_ALLOW_DEV_KEYS": {"false", func(c *Config, v string) (err error) {
+		c.AllowDevKeys, err = strconv.ParseBool(v)
+		return err
+	}},
+	"LKEDGE_STORE":    {"file://./data", func(c *Config, v string) (err error) { c.StoreDir, err = storeDir(v); return err }},
+	"LKEDGE_DATA_DIR": {"./data", func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
+	"LKEDGE_PLUGINS":  {"./plugins.yaml", func(c *Config, v string) error { c.PluginsFile = v; return nil }},
 	"LKEDGE_MAX_BODY_BYTES": {"1048576", func(c *Config, v string) (err error) {
 		c.MaxBodyBytes, err = strconv.Atoi(v)
 		if err == nil && (c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20) {
@@ -149,6 +171,21 @@ var settings = map[string]setting{
 	"LKEDGE_LOG_LEVEL":  {"info", func(c *Config, v string) error { c.LogLevel = v; return oneOf(v, "debug", "info", "warn", "error") }},
 	"LKEDGE_LOG_FORMAT": {"auto", func(c *Config, v string) error { c.LogFormat = v; return oneOf(v, "auto", "json", "text") }},
 }
+
+// The development key of livekit-server --dev, lkedge's default: anyone
+// can sign webhooks with it.
+const (
+	DevKey    = "devkey"
+	DevSecret = "secret"
+)
+
+// devListen is LKEDGE_LISTEN's default while the development key is
+// accepted: the default port, on loopback only.
+const devListen = "127.0.0.1:6080"
+
+// minAdminToken is the shortest LKEDGE_ADMIN_TOKEN accepted: the token is
+// all that guards replay and pprof on the network.
+const minAdminToken = 16
 
 // Keys lists every accepted key name in order, for documentation and errors.
 func Keys() []string {
@@ -201,6 +238,7 @@ func parseFile(data []byte) (map[string]string, error) {
 func build(file map[string]string, lookup func(string) (string, bool)) (*Config, error) {
 	c := &Config{}
 	values := make(map[string]string, len(settings))
+	sources := make(map[string]string, len(settings))
 	for _, name := range Keys() {
 		s := settings[name]
 		v, src := s.def, "default"
@@ -212,6 +250,7 @@ func build(file map[string]string, lookup func(string) (string, bool)) (*Config,
 		}
 		v = strings.TrimSpace(v)
 		values[name] = v
+		sources[name] = src
 		if s.apply == nil {
 			continue
 		}
@@ -245,7 +284,47 @@ func build(file map[string]string, lookup func(string) (string, bool)) (*Config,
 		return nil, fmt.Errorf("invalid LIVEKIT_KEYS: key %q has a different secret than LIVEKIT_API_SECRET", c.APIKey)
 	}
 	c.Keys[c.APIKey] = c.APISecret
+	if err := exposure(c, sources); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// exposure keeps what has no real authentication off the network: the
+// admin API without a token, and the webhook listener while the public
+// development key is accepted (anyone could sign events with it). With
+// that key and no LKEDGE_LISTEN, lkedge listens on loopback.
+func exposure(c *Config, sources map[string]string) error {
+	if !loopback(c.AdminListen) && c.AdminToken == "" {
+		return fmt.Errorf("invalid LKEDGE_ADMIN_LISTEN (from %s): %q is not a loopback address, and the admin API (dead-letter replay, pprof) is open to whoever reaches it: set LKEDGE_ADMIN_TOKEN, or listen on 127.0.0.1",
+			sources["LKEDGE_ADMIN_LISTEN"], c.AdminListen)
+	}
+	if c.Keys[DevKey] != DevSecret || c.AllowDevKeys {
+		return nil
+	}
+	if sources["LKEDGE_LISTEN"] == "default" {
+		c.Listen = devListen
+		return nil
+	}
+	if !loopback(c.Listen) {
+		return fmt.Errorf("invalid LKEDGE_LISTEN (from %s): %q is not a loopback address, and the development key %s/%s (anyone can sign webhooks with it) is accepted: set your own LIVEKIT_API_KEY and LIVEKIT_API_SECRET, or LKEDGE_ALLOW_DEV_KEYS=true",
+			sources["LKEDGE_LISTEN"], c.Listen, DevKey, DevSecret)
+	}
+	return nil
+}
+
+// loopback tells whether addr (host:port) listens on loopback only. An
+// empty host, 0.0.0.0, :: and names other than localhost are not.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // ParseKeys reads LiveKit's key list format: "key1: secret1, key2: secret2".

@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		LiveKitURL: "http://127.0.0.1:7880", APIKey: "devkey", APISecret: "secret",
 		MeetNameID: "openviduMeet", S3Bucket: "openvidu", S3Subbucket: "openvidu-meet",
-		Listen: ":6080", AdminListen: "127.0.0.1:6081", StoreDir: "data", DataDir: "./data", PluginsFile: "./plugins.yaml",
+		Listen: "127.0.0.1:6080", AdminListen: "127.0.0.1:6081", StoreDir: "data", DataDir: "./data", PluginsFile: "./plugins.yaml",
 		MaxBodyBytes: 1 << 20, ClockLeeway: 0, LogLevel: "info", LogFormat: "auto", LockGCInterval: 30 * time.Minute,
 	}
 	got := *c
@@ -157,5 +157,90 @@ func TestLeewayAndFormats(t *testing.T) {
 	}
 	if c.ClockLeeway != 30*time.Second || c.LogFormat != "json" || c.LiveKitURL != "http://lk:7880" {
 		t.Errorf("got %+v", c)
+	}
+}
+
+// TestExposure: what has no real authentication stays off the network. The
+// admin API needs a token anywhere but loopback; the webhook listener with
+// the public development key accepted defaults to loopback and refuses
+// anything else unless the operator allows it by name.
+func TestExposure(t *testing.T) {
+	const token = "0123456789abcdef0123"
+	prod := map[string]string{"LIVEKIT_API_KEY": "prodkey", "LIVEKIT_API_SECRET": "a-real-secret"}
+	with := func(base map[string]string, kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name   string
+		env    map[string]string
+		listen string   // the resulting Listen when accepted
+		want   []string // parts of the refusal; nil = accepted
+	}{
+		{"dev key, default listen: loopback", nil, "127.0.0.1:6080", nil},
+		{"own key, default listen: all interfaces", prod, ":6080", nil},
+		{"dev key on all interfaces", with(nil, "LKEDGE_LISTEN", ":6080"), "",
+			[]string{"LKEDGE_LISTEN (from environment)", `":6080"`, "devkey/secret", "LKEDGE_ALLOW_DEV_KEYS=true"}},
+		{"dev key on 0.0.0.0", with(nil, "LKEDGE_LISTEN", "0.0.0.0:6080"), "", []string{"LKEDGE_LISTEN"}},
+		{"dev key on ::", with(nil, "LKEDGE_LISTEN", "[::]:6080"), "", []string{"LKEDGE_LISTEN"}},
+		{"dev key on v4-mapped any", with(nil, "LKEDGE_LISTEN", "[::ffff:0.0.0.0]:6080"), "", []string{"LKEDGE_LISTEN"}},
+		{"dev key on a private address", with(nil, "LKEDGE_LISTEN", "10.0.0.5:6080"), "", []string{"LKEDGE_LISTEN"}},
+		{"dev key on a name", with(nil, "LKEDGE_LISTEN", "lkedge.example.com:6080"), "", []string{"LKEDGE_LISTEN"}},
+		{"dev key on a name ending in localhost", with(nil, "LKEDGE_LISTEN", "evil-localhost:6080"), "", []string{"LKEDGE_LISTEN"}},
+		{"dev key among LIVEKIT_KEYS", with(prod, "LIVEKIT_KEYS", "devkey: secret", "LKEDGE_LISTEN", ":6080"), "", []string{"LKEDGE_LISTEN", "devkey/secret"}},
+		{"dev key allowed by name", with(nil, "LKEDGE_LISTEN", ":6080", "LKEDGE_ALLOW_DEV_KEYS", "true"), ":6080", nil},
+		{"dev key allowed, default listen", with(nil, "LKEDGE_ALLOW_DEV_KEYS", "true"), ":6080", nil},
+		{"bad LKEDGE_ALLOW_DEV_KEYS", with(nil, "LKEDGE_ALLOW_DEV_KEYS", "maybe"), "", []string{"LKEDGE_ALLOW_DEV_KEYS"}},
+		{"dev key on 127.0.0.1", with(nil, "LKEDGE_LISTEN", "127.0.0.1:7000"), "127.0.0.1:7000", nil},
+		{"dev key on 127.8.9.10", with(nil, "LKEDGE_LISTEN", "127.8.9.10:7000"), "127.8.9.10:7000", nil},
+		{"dev key on localhost", with(nil, "LKEDGE_LISTEN", "localhost:7000"), "localhost:7000", nil},
+		{"dev key on ::1", with(nil, "LKEDGE_LISTEN", "[::1]:7000"), "[::1]:7000", nil},
+		{"devkey with another secret is not the dev key", with(nil, "LIVEKIT_API_SECRET", "not-the-dev-one", "LKEDGE_LISTEN", ":6080"), ":6080", nil},
+		{"admin on all interfaces without a token", with(prod, "LKEDGE_ADMIN_LISTEN", ":6081"), "",
+			[]string{"LKEDGE_ADMIN_LISTEN (from environment)", `":6081"`, "LKEDGE_ADMIN_TOKEN"}},
+		{"admin on 0.0.0.0 without a token", with(prod, "LKEDGE_ADMIN_LISTEN", "0.0.0.0:6081"), "", []string{"LKEDGE_ADMIN_LISTEN"}},
+		{"admin on a private address without a token", with(prod, "LKEDGE_ADMIN_LISTEN", "10.0.0.5:6081"), "", []string{"LKEDGE_ADMIN_LISTEN"}},
+		{"admin on a name without a token", with(prod, "LKEDGE_ADMIN_LISTEN", "admin.internal:6081"), "", []string{"LKEDGE_ADMIN_LISTEN"}},
+		{"admin on all interfaces with a token", with(prod, "LKEDGE_ADMIN_LISTEN", ":6081", "LKEDGE_ADMIN_TOKEN", token), ":6080", nil},
+		{"admin token too short", with(prod, "LKEDGE_ADMIN_TOKEN", "short"), "", []string{"LKEDGE_ADMIN_TOKEN", "16 characters"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load("", false, env(tt.env))
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if c.Listen != tt.listen {
+					t.Errorf("Listen = %q, want %q", c.Listen, tt.listen)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted (Listen %q, AdminListen %q)", c.Listen, c.AdminListen)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "a-real-secret") {
+				t.Errorf("error echoes a secret: %v", err)
+			}
+		})
+	}
+	// A file is named as the source, so the operator knows where to look.
+	path := filepath.Join(t.TempDir(), "lkedge.yaml")
+	if err := os.WriteFile(path, []byte("LKEDGE_ADMIN_LISTEN: 0.0.0.0:6081\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, true, env(nil)); err == nil || !strings.Contains(err.Error(), "LKEDGE_ADMIN_LISTEN (from config file)") {
+		t.Errorf("error %v does not name the file as the source", err)
 	}
 }

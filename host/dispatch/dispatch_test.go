@@ -300,7 +300,7 @@ func TestStartupRefusesBadPlugins(t *testing.T) {
 
 // TestConfigFromMeetPreferences: a plugin's url and on/off can come from
 // OpenVidu Meet's global-preferences.json in the store, re-read while
-// running; the URL found there is allowed, loopback included.
+// running; the URL found there is allowed, restricted to public addresses.
 func TestConfigFromMeetPreferences(t *testing.T) {
 	dir := setup(t, `plugins:
   - name: meet
@@ -345,7 +345,7 @@ func TestConfigFromMeetPreferences(t *testing.T) {
 	}
 	setPrefs("http://localhost:5080/webhook")
 	got, allow := sendsTo()
-	if got != "http://localhost:5080/webhook" || !slices.Contains(allow, "http://localhost:5080") {
+	if got != "http://localhost:5080/webhook" || !slices.Contains(allow, "public:http://localhost:5080") {
 		t.Errorf("with preferences: sends to %s allowing %v, want Meet's URL, allowed", got, allow)
 	}
 	setPrefs("https://changed.example.com/x")

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/lkedge/lkedge/host/egress"
 	"github.com/lkedge/lkedge/host/store"
 )
 
@@ -95,14 +97,30 @@ func (l *loaded) lookup(ctx context.Context, key string) (string, bool) {
 }
 
 // allowed is the plugin's allow-list with the origins of its store-backed
-// config:KEY entries as they are now: a URL the operator set through Meet's
-// preferences is allowed, loopback included, as one set in plugins.yaml is.
+// config:KEY entries as they are now. A URL read from the store was set by
+// whoever can edit the store (OpenVidu Meet's admin API edits
+// global-preferences.json), not by the operator, so its entry is restricted:
+// public addresses only, or also loopback and private ones for a key in
+// allowPrivate; never link-local, metadata or lkedge's own listeners. The
+// fallback value (env, default) is the operator's and already in Allow.
 func (l *loaded) allowed(ctx context.Context) []string {
 	entries := l.conf.Allow
 	for _, key := range l.conf.AllowConfig {
-		v, _ := l.lookup(ctx, key)
-		if u, err := url.Parse(v); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
-			entries = append(entries[:len(entries):len(entries)], u.Scheme+"://"+u.Host)
+		sv := l.conf.FromStore[key]
+		v, ok := l.storeCfg.value(ctx, sv.Key, sv.Field)
+		if !ok {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil {
+			continue
+		}
+		reach := egress.ReachPublic
+		if slices.Contains(l.conf.AllowPrivate, key) {
+			reach = egress.ReachPrivate
+		}
+		if e, err := egress.RestrictedEntry(u, reach); err == nil {
+			entries = append(entries[:len(entries):len(entries)], e)
 		}
 	}
 	return entries

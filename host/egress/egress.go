@@ -4,9 +4,12 @@
 // that list is not enough on its own: a public-looking hostname can resolve
 // (or re-resolve, between a check and the connect) to a loopback, private or
 // cloud-metadata address and turn the host into a proxy for its own network.
-// Client therefore resolves every host itself, refuses such addresses unless
-// the allow-list names them explicitly, and connects to the very address it
-// checked.
+// Client therefore resolves every host itself, classifies each address with
+// code.dny.dev/ssrf (IANA's special-purpose registries), refuses internal
+// ones unless the operator's allow-list names them explicitly, and connects
+// to the very address it checked. Entries derived from values someone other
+// than the operator controls (RestrictedEntry) vouch for no address, and
+// lkedge's own listeners (ProtectListener) are never a destination.
 package egress
 
 import (
@@ -17,10 +20,13 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"code.dny.dev/ssrf"
 )
 
 // ErrNotAllowed is wrapped by every error about a destination that no
@@ -60,6 +66,46 @@ type entry struct {
 	wildcard bool       // host matches one or more labels in front of host
 	addr     netip.Addr // valid when host is an IP literal
 	port     uint16
+	reach    Reach // 0 for an entry the operator wrote
+}
+
+// Reach bounds the addresses a restricted entry may connect to. An entry
+// the operator wrote vouches for the addresses it names (an IP literal,
+// localhost); an entry derived from a value someone else can change (a URL
+// read from the metadata store, which OpenVidu Meet's admin API edits)
+// vouches for none, and reaches only what its Reach says.
+type Reach int
+
+const (
+	// ReachPublic allows only public addresses.
+	ReachPublic Reach = iota + 1
+	// ReachPrivate also allows loopback and private addresses (RFC 1918,
+	// IPv6 unique local), for a value the operator trusts to point into
+	// the local network. Link-local, metadata, every other special-purpose
+	// address and lkedge's own listeners stay refused.
+	ReachPrivate
+)
+
+// reachPrefix is how a restricted entry is written, so that it survives in
+// the outbox's stored allow-lists as text.
+var reachPrefix = map[Reach]string{ReachPublic: "public:", ReachPrivate: "private:"}
+
+// RestrictedEntry returns the allow-list entry for u's origin that
+// ParseAllowlist reads as restricted to reach: "public:https://host:port"
+// or "private:http://host:port". u must be an absolute http or https URL.
+func RestrictedEntry(u *url.URL, reach Reach) (string, error) {
+	prefix, ok := reachPrefix[reach]
+	if !ok {
+		return "", fmt.Errorf("egress: unknown reach %d", reach)
+	}
+	if u == nil || u.Hostname() == "" || (!strings.EqualFold(u.Scheme, "http") && !strings.EqualFold(u.Scheme, "https")) {
+		return "", errors.New("egress: a restricted entry needs an absolute http or https URL")
+	}
+	raw := prefix + Origin(u)
+	if _, err := parseEntry(raw); err != nil {
+		return "", fmt.Errorf("egress: allow-list entry %q: %w", raw, err)
+	}
+	return raw, nil
 }
 
 // Allowlist is a plugin's allowed destinations. A nil or empty Allowlist
@@ -96,7 +142,14 @@ func ParseAllowlist(entries []string, opts ...Option) (*Allowlist, error) {
 }
 
 func parseEntry(raw string) (entry, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
+	raw = strings.TrimSpace(raw)
+	var reach Reach
+	if rest, ok := strings.CutPrefix(raw, reachPrefix[ReachPublic]); ok {
+		reach, raw = ReachPublic, rest
+	} else if rest, ok := strings.CutPrefix(raw, reachPrefix[ReachPrivate]); ok {
+		reach, raw = ReachPrivate, rest
+	}
+	u, err := url.Parse(raw)
 	if err != nil {
 		return entry{}, fmt.Errorf("not a URL: %w", err)
 	}
@@ -122,7 +175,7 @@ func parseEntry(raw string) (entry, error) {
 	if err != nil {
 		return entry{}, err
 	}
-	e := entry{scheme: scheme, port: port}
+	e := entry{scheme: scheme, port: port, reach: reach}
 	host := canonicalHost(u.Hostname())
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if ip.Zone() != "" {
@@ -133,6 +186,9 @@ func parseEntry(raw string) (entry, error) {
 		return e, nil
 	}
 	if rest, ok := strings.CutPrefix(host, "*."); ok {
+		if reach != 0 {
+			return entry{}, errors.New("a restricted entry names one host, not a wildcard")
+		}
 		e.wildcard = true
 		host = rest
 	}
@@ -261,53 +317,197 @@ func (a *Allowlist) match(u *url.URL) bool {
 	return false
 }
 
-// permits reports whether the allow-list names ip explicitly for dialing
-// host:port, the only way an address classified as forbidden is let through.
-// It ignores the scheme: RoundTrip has already matched the full URL, and the
-// transport never mixes schemes on one connection key.
-func (a *Allowlist) permits(host string, port uint16, ip netip.Addr) bool {
+// permits reports whether the allow-list lets ip, classified forbidden for
+// why, be dialled for host:port. An entry the operator wrote must name ip
+// explicitly (or be localhost, for loopback); a ReachPrivate entry for this
+// host and port lets loopback and private addresses through, nothing else.
+// It ignores the scheme: RoundTrip has already matched the full URL, and
+// the transport never mixes schemes on one connection key.
+func (a *Allowlist) permits(host string, port uint16, ip netip.Addr, why string) bool {
 	for _, e := range a.entries {
 		if e.port != port {
 			continue
 		}
-		if e.addr.IsValid() && e.addr == ip {
-			return true
-		}
-		if !e.wildcard && e.host == "localhost" && host == "localhost" && ip.IsLoopback() {
-			return true
+		switch e.reach {
+		case 0:
+			if e.addr.IsValid() && e.addr == ip {
+				return true
+			}
+			if !e.wildcard && e.host == "localhost" && host == "localhost" && ip.IsLoopback() {
+				return true
+			}
+		case ReachPrivate:
+			named := e.addr.IsValid() && e.addr == ip || !e.addr.IsValid() && e.host == host
+			if named && (why == whyLoopback || why == whyPrivate) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
 var (
-	cgnat      = netip.MustParsePrefix("100.64.0.0/10")
-	thisNet    = netip.MustParsePrefix("0.0.0.0/8") // Linux connects these to the local host
-	metadataV4 = netip.MustParseAddr("169.254.169.254")
-	metadataV6 = netip.MustParseAddr("fd00:ec2::254")
+	cgnat   = netip.MustParsePrefix("100.64.0.0/10")
+	thisNet = netip.MustParsePrefix("0.0.0.0/8") // Linux connects these to the local host
+	// metadata are cloud instance-metadata services (AWS, GCP, Azure,
+	// AWS's ECS task and IPv6 endpoints, Alibaba, Oracle). Some sit in
+	// ranges an operator may open (private, CGNAT), so they are named
+	// first and stay refused whatever else is opened.
+	metadata = []netip.Addr{
+		netip.MustParseAddr("169.254.169.254"),
+		netip.MustParseAddr("169.254.170.2"),
+		netip.MustParseAddr("fd00:ec2::254"),
+		netip.MustParseAddr("100.100.100.200"),
+		netip.MustParseAddr("192.0.0.192"),
+	}
+	broadcast = netip.MustParseAddr("255.255.255.255")
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	v4compat  = netip.MustParsePrefix("::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+
+	// guardian is code.dny.dev/ssrf's classifier, generated from IANA's
+	// IPv4 and IPv6 special-purpose address registries: it decides; the
+	// names above only make the refusal readable. Ports and networks are
+	// the allow-list's business, not its.
+	guardian = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
+)
+
+// The classes a ReachPrivate entry opens; every other reason stays final.
+const (
+	whyLoopback = "loopback"
+	whyPrivate  = "private"
 )
 
 // forbidden returns why ip must not be dialed unless named explicitly, or ""
-// if it is an ordinary public address.
+// if it is an ordinary public address. An IPv4-mapped address is judged as
+// the IPv4 address it is dialled as; every other way of carrying IPv4 in
+// IPv6 (NAT64, 6to4, IPv4-compatible, Teredo) is refused, since the
+// embedded address could be anything.
 func forbidden(ip netip.Addr) string {
 	ip = ip.Unmap()
 	switch {
-	case ip == metadataV4 || ip == metadataV6:
+	case slices.Contains(metadata, ip):
 		return "cloud metadata"
 	case ip.IsLoopback():
-		return "loopback"
+		return whyLoopback
 	case ip.IsUnspecified() || thisNet.Contains(ip):
 		return "unspecified"
 	case ip.IsPrivate():
-		return "private"
+		return whyPrivate
 	case ip.IsLinkLocalUnicast():
 		return "link-local"
 	case ip.IsMulticast():
 		return "multicast"
+	case ip == broadcast:
+		return "broadcast"
 	case cgnat.Contains(ip):
 		return "carrier-grade NAT"
 	}
-	return ""
+	if guardian.SafeAddr(ip) == nil {
+		return ""
+	}
+	if ip.Is4() {
+		for _, p := range ssrf.IPv4DeniedPrefixes {
+			if p.Contains(ip) {
+				return "special-purpose " + p.String()
+			}
+		}
+		return "special-purpose"
+	}
+	why := "not global unicast"
+	for _, p := range ssrf.IPv6DeniedPrefixes {
+		if p.Contains(ip) {
+			why = "special-purpose " + p.String()
+			break
+		}
+	}
+	b := ip.As16()
+	switch {
+	case nat64.Contains(ip):
+		why += " (NAT64 of " + netip.AddrFrom4([4]byte(b[12:])).String() + ")"
+	case sixToFour.Contains(ip):
+		why += " (6to4 of " + netip.AddrFrom4([4]byte(b[2:6])).String() + ")"
+	case v4compat.Contains(ip):
+		why += " (IPv4-compatible " + netip.AddrFrom4([4]byte(b[12:])).String() + ")"
+	}
+	return why
+}
+
+// own holds lkedge's listening addresses with a count each (tests run
+// several services in one process).
+var own struct {
+	sync.Mutex
+	addrs map[netip.AddrPort]int
+}
+
+// ProtectListener marks addr, one of lkedge's own listeners, as never a
+// destination: no plugin request connects to it, whatever the allow-list
+// says, so a plugin (or whoever edits its store-sourced URL) cannot drive
+// the admin API or feed the webhook port. A listener on 0.0.0.0 or :: is
+// reached through every local address, so its port is refused on all of
+// them. Call the returned function when the listener closes.
+func ProtectListener(addr net.Addr) (release func()) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return func() {}
+	}
+	ap := tcp.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	own.Lock()
+	if own.addrs == nil {
+		own.addrs = map[netip.AddrPort]int{}
+	}
+	own.addrs[ap]++
+	own.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			own.Lock()
+			if own.addrs[ap]--; own.addrs[ap] <= 0 {
+				delete(own.addrs, ap)
+			}
+			own.Unlock()
+		})
+	}
+}
+
+// ownListener reports whether dialling ip:port would reach one of the
+// listeners given to ProtectListener: the listener's own address, or, on
+// its port, any loopback, unspecified or local interface address (erring
+// towards refusal where a listener on a specific address shares its port
+// with something else on this host).
+func ownListener(ip netip.Addr, port uint16) bool {
+	own.Lock()
+	onPort := false
+	for ap := range own.addrs {
+		if ap.Port() != port {
+			continue
+		}
+		if ap.Addr() == ip {
+			own.Unlock()
+			return true
+		}
+		onPort = true
+	}
+	own.Unlock()
+	if !onPort {
+		return false
+	}
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // cannot tell: fail closed
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if local, ok := netip.AddrFromSlice(n.IP); ok && local.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func systemResolver(ctx context.Context, host string) ([]netip.Addr, error) {
@@ -337,7 +537,11 @@ func (a *Allowlist) dial(ctx context.Context, network, addr string) (net.Conn, e
 	var refused []string
 	for _, ip := range ips {
 		ip = ip.Unmap()
-		if why := forbidden(ip); why != "" && !a.permits(host, uint16(port), ip) {
+		if ownListener(ip, uint16(port)) {
+			refused = append(refused, fmt.Sprintf("%s (lkedge's own listener)", netip.AddrPortFrom(ip, uint16(port))))
+			continue
+		}
+		if why := forbidden(ip); why != "" && !a.permits(host, uint16(port), ip, why) {
 			refused = append(refused, fmt.Sprintf("%s (%s)", ip, why))
 			continue
 		}
@@ -347,7 +551,7 @@ func (a *Allowlist) dial(ctx context.Context, network, addr string) (net.Conn, e
 		if len(refused) == 0 {
 			return nil, fmt.Errorf("egress: resolve %s: no addresses", host)
 		}
-		return nil, fmt.Errorf("egress: %s resolves to %s, which the allow-list does not name: %w",
+		return nil, fmt.Errorf("egress: %s resolves to %s, which the allow-list does not permit: %w",
 			host, strings.Join(refused, ", "), ErrForbiddenAddress)
 	}
 	var d net.Dialer

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,8 +68,13 @@ type Plugin struct {
 	// fallbacks.
 	FromStore map[string]StoreValue
 	// AllowConfig are the config:KEY allow entries of store values: the
-	// origin of their current value is allowed.
+	// origin of their current value is allowed, at public addresses only
+	// (see AllowPrivate), since whoever edits the store is not the
+	// operator.
 	AllowConfig []string
+	// AllowPrivate are the keys of AllowConfig whose store value may also
+	// point at loopback and private addresses (plugins.yaml allowPrivate).
+	AllowPrivate []string
 	// Requires are config keys that must be non-empty for the plugin to
 	// be called at all: a plugin listed by default stays off, and costs
 	// nothing, until its URL is configured.
@@ -147,18 +153,21 @@ func (p *Plugin) Receives(typ string, meetOwned bool) bool {
 // The YAML shapes. Scalars that may come from the environment are
 // valueNodes.
 type pluginYAML struct {
-	Name     string                `yaml:"name"`
-	Wasm     string                `yaml:"wasm"`
-	SHA256   string                `yaml:"sha256"`
-	Events   []string              `yaml:"events"`
-	Rooms    string                `yaml:"rooms"`
-	Config   map[string]valueYAML  `yaml:"config"`
-	Secrets  map[string]secretYAML `yaml:"secrets"`
-	Allow    []string              `yaml:"allow"`
-	Requires []string              `yaml:"requires"`
-	Limits   limitsYAML            `yaml:"limits"`
-	Failure  string                `yaml:"failure"`
-	Delivery deliveryYAML          `yaml:"delivery"`
+	Name    string                `yaml:"name"`
+	Wasm    string                `yaml:"wasm"`
+	SHA256  string                `yaml:"sha256"`
+	Events  []string              `yaml:"events"`
+	Rooms   string                `yaml:"rooms"`
+	Config  map[string]valueYAML  `yaml:"config"`
+	Secrets map[string]secretYAML `yaml:"secrets"`
+	Allow   []string              `yaml:"allow"`
+	// AllowPrivate lists config keys whose store-sourced URL may reach
+	// loopback and private addresses.
+	AllowPrivate []string     `yaml:"allowPrivate"`
+	Requires     []string     `yaml:"requires"`
+	Limits       limitsYAML   `yaml:"limits"`
+	Failure      string       `yaml:"failure"`
+	Delivery     deliveryYAML `yaml:"delivery"`
 }
 
 type limitsYAML struct {
@@ -393,6 +402,9 @@ func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugi
 		p.Secrets[k] = ref
 	}
 	for _, a := range rp.Allow {
+		if strings.HasPrefix(a, "public:") || strings.HasPrefix(a, "private:") {
+			return p, fmt.Errorf("allow: %q: public: and private: entries are made by lkedge for URLs read from the store; write an origin, or config:KEY (with allowPrivate for a store value that may be private)", a)
+		}
 		key, isConfig := strings.CutPrefix(a, "config:")
 		if !isConfig {
 			p.Allow = append(p.Allow, a)
@@ -414,6 +426,17 @@ func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugi
 	}
 	if _, err := egress.ParseAllowlist(p.Allow); err != nil {
 		return p, fmt.Errorf("allow: %w", err)
+	}
+	for _, k := range rp.AllowPrivate {
+		// Only a store value is restricted to public addresses; naming
+		// anything else would suggest a limit or a permission that is not
+		// there.
+		if !slices.Contains(p.AllowConfig, k) {
+			return p, fmt.Errorf("allowPrivate: %q is not a config key read from the store and listed in allow as \"config:%s\"", k, k)
+		}
+		if !slices.Contains(p.AllowPrivate, k) {
+			p.AllowPrivate = append(p.AllowPrivate, k)
+		}
 	}
 	var err error
 	if p.Limits, err = checkLimits(rp.Limits); err != nil {

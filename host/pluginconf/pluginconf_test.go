@@ -264,6 +264,13 @@ func TestParseErrors(t *testing.T) {
 		{"config allow not a URL", plugin("config: {url: {env: BAD_URL}}", "allow: ['config:url']"), []string{"plugin p", "allow: config:url", "hooks.example.com/x"}},
 		{"config allow plain not a URL", plugin("config: {url: 'not a url'}", "allow: ['config:url']"), []string{"plugin p", "allow: config:url"}},
 		{"config allow bad scheme", plugin("config: {url: {env: FTP_URL}}", "allow: ['config:url']"), []string{"plugin p", "allow:", "ftp://files.example.com"}},
+		// The restricted forms are lkedge's own, for store values: an
+		// operator writing one would think it does something it does not.
+		{"restricted entry written by hand", plugin("allow: ['public:https://x.example.com']"), []string{"plugin p", "allow:", "public:https://x.example.com", "made by lkedge"}},
+		{"private entry written by hand", plugin("allow: ['private:http://10.0.0.5']"), []string{"plugin p", "allow:", "private:http://10.0.0.5"}},
+		{"allowPrivate of a key not allowed", plugin("config: {url: {store: prefs.json, field: url}}", "allowPrivate: [url]"), []string{"plugin p", "allowPrivate:", `"url"`, "config:url"}},
+		{"allowPrivate of an operator value", plugin("config: {url: {env: FTP_URL}}", "allow: ['https://x.example.com']", "allowPrivate: [url]"), []string{"plugin p", "allowPrivate:", `"url"`}},
+		{"allowPrivate of an unknown key", plugin("allowPrivate: [nope]"), []string{"plugin p", "allowPrivate:", `"nope"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := Parse([]byte(tc.yaml), dir, lookup)
@@ -492,6 +499,24 @@ func TestParseStoreValues(t *testing.T) {
 	}
 	if p.Config["url"] != "http://localhost:5080/webhook" || !slices.Equal(p.Allow, []string{"http://localhost:5080"}) || !slices.Equal(p.AllowConfig, []string{"url"}) {
 		t.Errorf("Config %v, Allow %v, AllowConfig %v", p.Config, p.Allow, p.AllowConfig)
+	}
+	if len(p.AllowPrivate) != 0 {
+		t.Errorf("AllowPrivate = %v without allowPrivate", p.AllowPrivate)
+	}
+	f, err = Parse([]byte(`plugins:
+  - name: meet
+    wasm: m.wasm
+    events: ["*"]
+    config:
+      url: {store: global-preferences.json, field: webhooksPreferences.url}
+    allow: ["config:url"]
+    allowPrivate: [url, url]
+`), "/p", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := f.Plugins[0]; !slices.Equal(p.AllowPrivate, []string{"url"}) || len(p.Allow) != 0 {
+		t.Errorf("AllowPrivate %v, Allow %v", p.AllowPrivate, p.Allow)
 	}
 	for _, bad := range []string{`{store: global-preferences.json}`, `{field: a.b}`} {
 		_, err := Parse([]byte("plugins:\n  - name: m\n    wasm: m.wasm\n    events: [\"*\"]\n    config:\n      url: "+bad+"\n"), "/p", func(string) (string, bool) { return "", false })

@@ -26,6 +26,7 @@ import (
 	"github.com/lkedge/lkedge/host/coord/consulcoord"
 	"github.com/lkedge/lkedge/host/deliver"
 	"github.com/lkedge/lkedge/host/dispatch"
+	"github.com/lkedge/lkedge/host/egress"
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/ingest"
 	"github.com/lkedge/lkedge/host/journal"
@@ -68,6 +69,9 @@ type Service struct {
 	plugins  *dispatch.Dispatcher
 	admin    *http.Server
 	adminLn  net.Listener
+	// unprotect lets plugins reach the listeners' addresses again once
+	// they are closed.
+	unprotect func()
 }
 
 // Coordinator is a coordination backend as the service holds it.
@@ -174,7 +178,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	}
 	s := &Service{cfg: cfg, log: log.With("replica", replica), journal: j, pipeline: p, ln: ln, coord: co, meet: handler,
 		outbox: outbox, plugins: plugins, adminLn: adminLn, store: st}
-	s.admin = &http.Server{Handler: adminHandler(outbox), ReadHeaderTimeout: 10 * time.Second}
+	// No plugin request may reach these, whatever its allow-list says.
+	releaseLn, releaseAdmin := egress.ProtectListener(ln.Addr()), egress.ProtectListener(adminLn.Addr())
+	s.unprotect = func() { releaseLn(); releaseAdmin() }
+	s.admin = &http.Server{Handler: requireToken(cfg.AdminToken, adminHandler(outbox), log), ReadHeaderTimeout: 10 * time.Second}
 	s.ingest = &ingest.Handler{
 		Verifier: webhook.NewVerifier(auth.NewFileBasedKeyProviderFromMap(cfg.Keys), cfg.ClockLeeway, now),
 		Journal:  j, Pipeline: p, MaxBody: cfg.MaxBodyBytes, Log: log, Now: time.Now,
@@ -357,6 +364,7 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	<-done
 	<-leading
 	<-sending
+	s.unprotect()
 	if cerr := errors.Join(s.plugins.Close(context.Background()), s.outbox.Close(), s.journal.Close(), s.coord.Close()); cerr != nil && err == nil {
 		err = cerr
 	}
