@@ -53,6 +53,8 @@ type Store struct {
 	probePrefix string
 }
 
+var _ store.Store = (*Store)(nil)
+
 // contentType is set on every object: lkedge stores JSON documents only.
 const contentType = "application/json"
 
