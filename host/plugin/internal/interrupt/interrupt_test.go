@@ -67,8 +67,6 @@ const (
 	i32     = 0x7F
 	funcref = 0x70
 
-	secFunction = 3
-	secTable    = 4
 	secMemory   = 5
 	secData     = 11
 )
@@ -380,9 +378,21 @@ func seedModules() map[string][]byte {
 // checker is the host's interrupt_check: it counts its calls and answers
 // from script, then with fallback.
 type checker struct {
-	calls    int
-	script   []uint32
-	fallback uint32
+	calls      int
+	script     []uint32
+	fallback   uint32
+	grows      [][2]int64 // grow_check's (delta, what)
+	refuseGrow bool
+}
+
+// grow is the host's grow_check: it counts its calls and lets every
+// growth through, unless refuseGrow is set.
+func (c *checker) grow(delta uint32, what int32) uint32 {
+	c.grows = append(c.grows, [2]int64{int64(delta), int64(what)})
+	if c.refuseGrow {
+		return 0xFFFFFFFF
+	}
+	return delta
 }
 
 func (c *checker) check() uint32 {
@@ -423,6 +433,7 @@ func instantiate(t *testing.T, wasm []byte, chk *checker) (api.Module, error) {
 	}
 	_, err = rt.NewHostModuleBuilder(Module).
 		NewFunctionBuilder().WithFunc(chk.check).Export(Name).
+		NewFunctionBuilder().WithFunc(chk.grow).Export(GrowName).
 		Instantiate(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -519,7 +530,7 @@ func TestSemanticsUnchanged(t *testing.T) {
 	}
 }
 
-// TestInterfaceUnchanged: the rewrite adds one import, last, and changes
+// TestInterfaceUnchanged: the rewrite adds two imports, last, and changes
 // no export's name or type.
 func TestInterfaceUnchanged(t *testing.T) {
 	for name, wasm := range seedModules() {
@@ -539,18 +550,24 @@ func TestInterfaceUnchanged(t *testing.T) {
 				t.Errorf("exports changed:\n got %v\nwant %v", got, want)
 			}
 			bi, ai := before.ImportedFunctions(), after.ImportedFunctions()
-			if len(ai) != len(bi)+1 {
-				t.Fatalf("%d imported functions, want %d", len(ai), len(bi)+1)
+			if len(ai) != len(bi)+2 {
+				t.Fatalf("%d imported functions, want %d", len(ai), len(bi)+2)
 			}
 			for i, f := range bi {
 				if fmt.Sprint(f.Import()) != fmt.Sprint(ai[i].Import()) {
 					t.Errorf("import %d: %v, was %v", i, fmt.Sprint(ai[i].Import()), fmt.Sprint(f.Import()))
 				}
 			}
-			last := ai[len(bi)]
-			mod, n, _ := last.Import()
-			if mod != Module || n != Name || len(last.ParamTypes()) != 0 || !reflect.DeepEqual(last.ResultTypes(), []api.ValueType{api.ValueTypeI32}) {
-				t.Errorf("added import %s.%s %v -> %v, want %s.%s () -> i32", mod, n, last.ParamTypes(), last.ResultTypes(), Module, Name)
+			i32 := api.ValueTypeI32
+			for i, want := range []struct {
+				name   string
+				params []api.ValueType
+			}{{Name, nil}, {GrowName, []api.ValueType{i32, i32}}} {
+				f := ai[len(bi)+i]
+				mod, n, _ := f.Import()
+				if mod != Module || n != want.name || !reflect.DeepEqual(f.ParamTypes(), want.params) || !reflect.DeepEqual(f.ResultTypes(), []api.ValueType{i32}) {
+					t.Errorf("added import %s.%s %v -> %v, want %s.%s %v -> i32", mod, n, f.ParamTypes(), f.ResultTypes(), Module, want.name, want.params)
+				}
 			}
 		})
 	}
@@ -743,10 +760,11 @@ func TestNames(t *testing.T) {
 	got := decodeNames(t, names)
 	want := nameSection{
 		module: "named",
-		// 1 is the new import, unnamed; the defined functions moved up.
-		funcs:  map[uint32]string{0: "imp", 2: "alpha", 3: "beta", 4: "gamma"},
-		locals: map[uint32]map[uint32]string{4: {0: "tmp"}},
-		labels: map[uint32]map[uint32]string{3: {0: "blk"}},
+		// 1 and 2 are the new imports, unnamed; the defined functions
+		// moved up.
+		funcs:  map[uint32]string{0: "imp", 3: "alpha", 4: "beta", 5: "gamma"},
+		locals: map[uint32]map[uint32]string{5: {0: "tmp"}},
+		labels: map[uint32]map[uint32]string{4: {0: "blk"}},
 		raw:    map[byte][]byte{7: vec(cat(leb(0), str("glob")))},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -930,12 +948,12 @@ func TestGoModule(t *testing.T) {
 	}
 	for name, bf := range before.ExportedFunctions() {
 		af := after.ExportedFunctions()[name]
-		if bf.Name() == "" || af.Name() != bf.Name() || af.Index() != bf.Index()+1 {
+		if bf.Name() == "" || af.Name() != bf.Name() || af.Index() != bf.Index()+2 {
 			t.Errorf("export %s: function %d %q became %d %q", name, bf.Index(), bf.Name(), af.Index(), af.Name())
 		}
 	}
-	if n := len(after.ImportedFunctions()); n != len(before.ImportedFunctions())+1 {
-		t.Errorf("%d imported functions, want %d", n, len(before.ImportedFunctions())+1)
+	if n := len(after.ImportedFunctions()); n != len(before.ImportedFunctions())+2 {
+		t.Errorf("%d imported functions, want %d", n, len(before.ImportedFunctions())+2)
 	}
 	for _, c := range after.CustomSections() {
 		if strings.HasPrefix(c.Name(), ".debug_") {
