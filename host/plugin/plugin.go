@@ -281,9 +281,11 @@ func (p *Plugin) Call(ctx context.Context, event []byte, log *slog.Logger) ([]Ac
 		}
 	}
 	if log == nil {
-		log = p.log
+		log = p.log // it names the plugin already
+	} else {
+		log = log.With("plugin", p.name)
 	}
-	c := &call{plugin: p, event: event, log: log.With("plugin", p.name)}
+	c := &call{plugin: p, event: event, log: log}
 	actions, err := inst.run(ctx, c)
 	if err != nil || !inst.healthy() {
 		inst.close()

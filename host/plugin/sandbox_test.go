@@ -452,4 +452,9 @@ func TestLogLevelClamped(t *testing.T) {
 	if strings.Contains(out, "ERROR+") || strings.Contains(out, "DEBUG-") {
 		t.Errorf("unclamped level in the log:\n%s", out)
 	}
+	for line := range strings.Lines(out) {
+		if n := strings.Count(line, "plugin="); n != 1 {
+			t.Errorf("%d plugin keys in one line: %s", n, line)
+		}
+	}
 }
