@@ -67,8 +67,8 @@ const (
 	i32     = 0x7F
 	funcref = 0x70
 
-	secMemory   = 5
-	secData     = 11
+	secMemory = 5
+	secData   = 11
 )
 
 func funcType(params, results []byte) []byte {
@@ -1131,4 +1131,148 @@ func decodeNames(t *testing.T, p []byte) nameSection {
 		}
 	}
 	return ns
+}
+
+// TestRefusesIndicesPastOwn: the rewrite appends globals (the budget) and
+// types (its imports'); a module naming a global or type past its own is
+// invalid, and would become valid, with the budget in its hands, if the
+// rewrite let it through.
+func TestRefusesIndicesPastOwn(t *testing.T) {
+	void := sec(secType, vec(funcType(nil, nil)))
+	fn := sec(secFunction, vec(leb(0)))
+	withBody := func(code ...[]byte) []byte {
+		return module(void, fn, sec(secCode, vec(body(nil, code...))))
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"global.set of the budget", withBody(i32Const(1<<30), op(opGlobalSet, 0)), "global 0 is past the module's 0 globals"},
+		{"global.get past an imported global", module(void,
+			sec(secImport, vec(cat(str("env"), str("base"), []byte{0x03, i32, 0x00}))), fn,
+			sec(secCode, vec(body(nil, op(opGlobalGet, 1), []byte{0x1A})))), "global 1 is past the module's 1 globals"},
+		{"global.get in an initializer", module(
+			sec(secGlobal, vec(cat([]byte{i32, 0x00}, constExpr(op(opGlobalGet, 1)))))), "global 1 is past the module's 1 globals"},
+		{"call_indirect of the check's type", module(void, fn,
+			sec(secTable, vec([]byte{funcref, 0x00, 1})),
+			sec(secCode, vec(body(nil, i32Const(0), op(opCallIndirect, 1, 0), []byte{0x1A})))), "type 1 is past the module's 1 types"},
+		{"block of the check's type", withBody(op(opBlock, 1), i32Const(0), []byte{opEnd}, []byte{0x1A}), "block type 1 is past the module's 1 types"},
+		{"function of the check's type", module(void, sec(secFunction, vec(leb(1))), sec(secCode, vec(body(nil, i32Const(0))))), "function 0 has type 1"},
+		{"import of the grow check's type", module(void, sec(secImport, vec(importFunc(Module, GrowName, 2)))), "imported function has type 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+			defer rt.Close(ctx)
+			if err := compile(ctx, rt, tc.in); err == nil {
+				t.Fatal("wazero accepts the original: the case proves nothing")
+			}
+			out, err := Instrument(tc.in, 3)
+			if err == nil {
+				t.Fatalf("accepted; wazero says of the rewrite: %v", compile(ctx, rt, out))
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// bulkModule exports fill(n) (memory.fill of n bytes of 0xAB at 0),
+// peek() (the byte at 0), tfill(n) (table.fill of n null entries),
+// mgrow(n) and tgrow(n).
+func bulkModule() []byte {
+	const (
+		tI32I32 = 0
+		tI32    = 1
+	)
+	fc := func(sub uint32, imm ...uint32) []byte { return op(opPrefixFC, append([]uint32{sub}, imm...)...) }
+	refNull := []byte{0xD0, funcref}
+	return module(
+		sec(secType, vec(funcType([]byte{i32}, []byte{i32}), funcType(nil, []byte{i32}))),
+		sec(secFunction, vec(leb(tI32I32), leb(tI32), leb(tI32I32), leb(tI32I32), leb(tI32I32))),
+		sec(secTable, vec([]byte{funcref, 0x00, 4})),
+		sec(secMemory, vec([]byte{0x00, 1})),
+		sec(secExport, vec(export("fill", 0x00, 0), export("peek", 0x00, 1), export("tfill", 0x00, 2),
+			export("mgrow", 0x00, 3), export("tgrow", 0x00, 4))),
+		sec(secCode, vec(
+			body(nil, i32Const(0), i32Const(0xAB), op(opLocalGet, 0), fc(11, 0), i32Const(0)),
+			body(nil, i32Const(0), op(opI32Load8U, 0, 0)),
+			body(nil, i32Const(0), refNull, op(opLocalGet, 0), fc(17, 0), i32Const(0)),
+			body(nil, op(opLocalGet, 0), op(0x40, 0)),
+			body(nil, refNull, op(opLocalGet, 0), fc(15, 0)),
+		)),
+	)
+}
+
+// TestBulkCharged: a bulk operation the budget covers is paid from it; a
+// larger one makes the guest ask the host first, and a 0 from the host
+// stops it before the operation runs. Growth asks grow_check, whose answer
+// decides it.
+func TestBulkCharged(t *testing.T) {
+	wasm := mustInstrument(t, bulkModule(), 3)
+	for _, tc := range []struct {
+		name   string
+		fn     string
+		arg    uint64
+		script []uint32
+		calls  int   // interrupt_check calls
+		trap   bool  // the unreachable of a stopped call
+		peek   uint8 // memory[0] after
+	}{
+		// 3 checks of budget, 1 spent at entry: a fill of 2 checks'
+		// worth (128 bytes) is paid for.
+		{"small fill paid", "fill", 128, nil, 0, false, 0xAB},
+		{"fill over the budget asks, stopped", "fill", 64 * 100, []uint32{0}, 1, true, 0},
+		{"fill over the budget asks, renewed", "fill", 64 * 100, []uint32{3}, 1, false, 0xAB},
+		{"16 MiB fill stopped before it runs", "fill", 16 << 20, []uint32{0}, 1, true, 0},
+		{"small table fill paid", "tfill", 4, nil, 0, false, 0},
+		{"table fill over the budget asks", "tfill", 100, []uint32{0}, 1, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			chk := &checker{script: tc.script}
+			m, err := instantiate(t, wasm, chk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = call(t, m, tc.fn, tc.arg)
+			if stopped := err != nil && strings.Contains(err.Error(), "unreachable"); stopped != tc.trap {
+				t.Errorf("%s(%d) = %v, want stopped %v", tc.fn, tc.arg, err, tc.trap)
+			}
+			if chk.calls != tc.calls {
+				t.Errorf("interrupt_check called %d times, want %d", chk.calls, tc.calls)
+			}
+			chk.fallback = 3 // for peek
+			if got, _ := call(t, m, "peek"); uint8(got) != tc.peek {
+				t.Errorf("memory[0] = %#x, want %#x", got, tc.peek)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		fn     string
+		refuse bool
+		want   int32
+		what   int64
+	}{
+		{"mgrow", false, 1, -1}, // the old size in pages
+		{"mgrow", true, -1, -1},
+		{"tgrow", false, 4, 0}, // the old size in entries
+		{"tgrow", true, -1, 0},
+	} {
+		t.Run(fmt.Sprintf("%s refused %v", tc.fn, tc.refuse), func(t *testing.T) {
+			chk := &checker{fallback: 3, refuseGrow: tc.refuse}
+			m, err := instantiate(t, wasm, chk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := call(t, m, tc.fn, 2)
+			if err != nil || int32(got) != tc.want {
+				t.Errorf("%s(2) = %d, %v; want %d", tc.fn, int32(got), err, tc.want)
+			}
+			if want := [][2]int64{{2, tc.what}}; !reflect.DeepEqual(chk.grows, want) {
+				t.Errorf("grow_check saw %v, want %v", chk.grows, want)
+			}
+		})
+	}
 }
