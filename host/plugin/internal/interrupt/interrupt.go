@@ -75,7 +75,12 @@ const (
 // element and code).
 var order = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 12: 10, 10: 11, 11: 12}
 
-var errTruncated = errors.New("truncated module")
+var (
+	errTruncated = errors.New("truncated module")
+	// errTrailing is a section longer than its entries: the rewrite
+	// re-encodes entry by entry, and would drop what wazero refuses.
+	errTrailing = errors.New("trailing bytes")
+)
 
 type section struct {
 	id      byte
@@ -427,6 +432,9 @@ func (rw *rewrite) globals(p []byte) ([]byte, uint32, error) {
 			return nil, 0, err
 		}
 	}
+	if r.off != len(p) {
+		return nil, 0, errTrailing
+	}
 	return out, n, nil
 }
 
@@ -452,18 +460,30 @@ func (rw *rewrite) exports(p []byte) ([]byte, error) {
 			return nil, err
 		}
 		out = append(out, p[start:at]...)
-		if kind == 0x00 {
+		switch kind {
+		case 0x00:
 			idx = rw.fn(idx)
+		case 0x03:
+			if idx >= rw.nglobals {
+				return nil, fmt.Errorf("export of global %d, past the module's %d globals", idx, rw.nglobals)
+			}
 		}
 		out = appendU32(out, idx)
+	}
+	if r.off != len(p) {
+		return nil, errTrailing
 	}
 	return out, nil
 }
 
 func (rw *rewrite) start(p []byte) ([]byte, error) {
-	idx, err := (&reader{b: p}).u32()
+	r := reader{b: p}
+	idx, err := r.u32()
 	if err != nil {
 		return nil, err
+	}
+	if r.off != len(p) {
+		return nil, errTrailing
 	}
 	return appendU32(nil, rw.fn(idx)), nil
 }
@@ -523,6 +543,9 @@ func (rw *rewrite) elements(p []byte) ([]byte, error) {
 			}
 			out = appendU32(out, rw.fn(idx))
 		}
+	}
+	if r.off != len(p) {
+		return nil, errTrailing
 	}
 	return out, nil
 }
@@ -622,7 +645,7 @@ func (rw *rewrite) code(p []byte) ([]byte, error) {
 		out = append(out, body...)
 	}
 	if r.off != len(p) {
-		return nil, errors.New("trailing bytes")
+		return nil, errTrailing
 	}
 	return out, nil
 }
