@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -962,10 +965,15 @@ func TestGoModule(t *testing.T) {
 	}
 }
 
-// FuzzInstrument: no input makes the rewrite panic, and a module wazero
+// FuzzInstrument: no input makes the rewrite panic; a module wazero
 // accepts is still accepted after the rewrite (so the rewrite never turns
-// a working plugin into a refused one). wazero's interpreter is used for
-// speed: it validates modules exactly as the compiler does.
+// a working plugin into a refused one) and behaves the same: instantiated
+// and its exported functions called with zero arguments by wazero's
+// interpreter, as written and rewritten, it gives the same results and the
+// same traps. A module wazero refuses stays refused, unless only its
+// custom sections made wazero refuse it (the rewrite drops DWARF and a
+// name section it cannot follow). The interpreter validates modules
+// exactly as the compiler does, faster.
 func FuzzInstrument(f *testing.F) {
 	for _, wasm := range seedModules() {
 		f.Add(wasm)
@@ -973,6 +981,7 @@ func FuzzInstrument(f *testing.F) {
 	for _, wasm := range brokenNames() {
 		f.Add(wasm)
 	}
+	f.Add(bulkModule())
 	f.Add([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00"))
 	f.Add([]byte("\x00asm\x02\x00\x00\x00"))
 	ctx := context.Background()
@@ -984,7 +993,10 @@ func FuzzInstrument(f *testing.F) {
 			return // see hugeCount: too costly for wazero, not for the rewrite
 		}
 		if err := compile(ctx, rt, wasm); err != nil {
-			return // wazero refuses it too: nothing to preserve
+			if ierr == nil && compile(ctx, rt, out) == nil && compile(ctx, rt, withoutCustom(wasm)) != nil {
+				t.Fatalf("wazero refuses the module (%v) but accepts its rewrite", err)
+			}
+			return
 		}
 		if ierr != nil {
 			t.Fatalf("wazero accepts the module, the rewrite refuses it: %v", ierr)
@@ -992,7 +1004,94 @@ func FuzzInstrument(f *testing.F) {
 		if err := compile(ctx, rt, out); err != nil {
 			t.Fatalf("wazero accepts the module but not its rewrite: %v", err)
 		}
+		before, after := behave(t, wasm), behave(t, out)
+		for i := range min(len(before), len(after)) {
+			if before[i] != after[i] {
+				t.Errorf("as written: %s\nrewritten:  %s", before[i], after[i])
+			}
+		}
 	})
+}
+
+// withoutCustom is wasm without its custom sections, or wasm itself if it
+// does not parse.
+func withoutCustom(wasm []byte) []byte {
+	secs, err := sections(wasm)
+	if err != nil || len(wasm) < 8 {
+		return wasm
+	}
+	out := append([]byte(nil), wasm[:8]...)
+	for _, s := range secs {
+		if s.id != secCustom {
+			out = append(appendU32(append(out, s.id), uint32(len(s.payload))), s.payload...)
+		}
+	}
+	return out
+}
+
+// behave instantiates wasm in wazero's interpreter, with the imports
+// instantiate provides and at most 1 MiB of memory, and calls each
+// exported function, in name order, with zero arguments. It returns what
+// each step gave; a step that runs past 100 ms (an endless loop: the
+// rewritten module's host always renews its budget; or a deep recursion on
+// a loaded machine) ends the list, and only the steps both runs completed
+// compare.
+func behave(t *testing.T, wasm []byte) []string {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithMemoryLimitPages(16).WithCloseOnContextDone(true))
+	defer rt.Close(ctx)
+	_, err := rt.NewHostModuleBuilder("host").
+		NewFunctionBuilder().WithFunc(func(a, b uint32) uint32 { return a + b }).Export("add").
+		NewFunctionBuilder().WithFunc(func() {}).Export("nop").
+		Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chk := &checker{fallback: 3}
+	if _, err := rt.NewHostModuleBuilder(Module).
+		NewFunctionBuilder().WithFunc(chk.check).Export(Name).
+		NewFunctionBuilder().WithFunc(chk.grow).Export(GrowName).
+		Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	outcome := func(err error) string {
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		return startIndex.ReplaceAllString(msg, "start function[...]")
+	}
+	timed := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 100*time.Millisecond) }
+	cctx, cancel := timed()
+	m, err := rt.InstantiateWithConfig(cctx, wasm, wazero.NewModuleConfig().WithName("m"))
+	timedOut := cctx.Err() != nil
+	cancel()
+	switch {
+	case timedOut:
+		return nil
+	case err != nil:
+		return []string{"instantiate: " + outcome(err)}
+	}
+	steps := []string{"instantiate: ok"}
+	names := slices.Sorted(maps.Keys(m.ExportedFunctionDefinitions()))
+	for _, name := range names {
+		f := m.ExportedFunction(name)
+		cctx, cancel := timed()
+		res, err := f.Call(cctx, make([]uint64, len(f.Definition().ParamTypes()))...)
+		timedOut := cctx.Err() != nil
+		cancel()
+		if timedOut {
+			break
+		}
+		if err != nil {
+			steps = append(steps, name+": "+outcome(err))
+			continue
+		}
+		for i, typ := range f.Definition().ResultTypes() {
+			if typ == funcref && i < len(res) && res[i] != 0 {
+				res[i] = math.MaxUint64 // a host address, different in each runtime
+			}
+		}
+		steps = append(steps, fmt.Sprintf("%s: %v", name, res))
+	}
+	return steps
 }
 
 // compile is rt.CompileModule with a panic turned into an error: wazero
