@@ -168,6 +168,9 @@ func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		p.log = slog.Default()
 	}
 	p.log = p.log.With("plugin", p.name)
+	if err := interrupt.CheckHeader(wasm); err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
+	}
 	if err := validate(ctx, wasm); err != nil {
 		return nil, fmt.Errorf("plugin %s: invalid module: %w", p.name, err)
 	}

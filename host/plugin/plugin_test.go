@@ -97,7 +97,7 @@ func TestLoadRefuses(t *testing.T) {
 		wasm []byte
 		want string
 	}{
-		{"not wasm", []byte("hello"), "invalid module: invalid magic number"},
+		{"not wasm", []byte("hello"), "not a WebAssembly binary"},
 		{"future ABI", plugintest.Build(t, "testdata/plugins/abiv2"), "plugin speaks ABI v2; this lkedge speaks v1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

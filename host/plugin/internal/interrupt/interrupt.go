@@ -117,11 +117,8 @@ func (rw *rewrite) fn(idx uint32) uint32 {
 // own budget. The rewrite does not validate the rest of the module; the
 // caller must have wazero validate the original (see package plugin).
 func Instrument(wasm []byte, budget uint32) ([]byte, error) {
-	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
-		return nil, errors.New("not a WebAssembly binary (bad magic)")
-	}
-	if v := binary.LittleEndian.Uint32(wasm[4:8]); v != 1 {
-		return nil, fmt.Errorf("unsupported WebAssembly binary version %d", v)
+	if err := CheckHeader(wasm); err != nil {
+		return nil, err
 	}
 	if budget == 0 {
 		return nil, errors.New("budget must be positive")
@@ -210,6 +207,18 @@ func Instrument(wasm []byte, budget uint32) ([]byte, error) {
 		out = append(out, s.payload...)
 	}
 	return out, nil
+}
+
+// CheckHeader tells whether wasm starts as a WebAssembly 1.0 binary does,
+// for an error that says what the file is not.
+func CheckHeader(wasm []byte) error {
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
+		return errors.New("not a WebAssembly binary (bad magic)")
+	}
+	if v := binary.LittleEndian.Uint32(wasm[4:8]); v != 1 {
+		return fmt.Errorf("unsupported WebAssembly binary version %d", v)
+	}
+	return nil
 }
 
 // budgetCheck is, with $b the budget global and $check the host import:
