@@ -189,7 +189,7 @@ func startSpinner() crafted {
 		imports:  [][]byte{ImportFunc(hostModule, "config_get", tConfig)},
 		memPages: 1,
 		data:     "spinlooptrap",
-		start:    [][]byte{configGet(0), I32Const(notFound), []byte{0x47}, Op(OpIf, BlockEmpty), spin, Op(OpEnd)}, // 0x47: i32.ne
+		start:    [][]byte{configGet(0), I32Const(notFound), Op(OpI32Ne), Op(OpIf, BlockEmpty), spin, Op(OpEnd)},
 		onEvent: [][]byte{
 			configGet(4), I32Const(0), Op(OpI32GeS), Op(OpIf, BlockEmpty), spin, Op(OpEnd),
 			configGet(8), I32Const(0), Op(OpI32GeS), Op(OpIf, BlockEmpty), Op(OpUnreachable), Op(OpEnd),

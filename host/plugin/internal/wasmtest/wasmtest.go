@@ -10,19 +10,17 @@ import "bytes"
 
 // Section ids.
 const (
-	SecCustom    = 0
-	SecType      = 1
-	SecImport    = 2
-	SecFunction  = 3
-	SecTable     = 4
-	SecMemory    = 5
-	SecGlobal    = 6
-	SecExport    = 7
-	SecStart     = 8
-	SecElement   = 9
-	SecCode      = 10
-	SecData      = 11
-	SecDataCount = 12
+	SecType     = 1
+	SecImport   = 2
+	SecFunction = 3
+	SecTable    = 4
+	SecMemory   = 5
+	SecGlobal   = 6
+	SecExport   = 7
+	SecStart    = 8
+	SecElement  = 9
+	SecCode     = 10
+	SecData     = 11
 )
 
 // Value types and export kinds.
@@ -31,34 +29,25 @@ const (
 	FuncRef = 0x70
 
 	ExportFunc   = 0x00
-	ExportTable  = 0x01
 	ExportMemory = 0x02
-	ExportGlobal = 0x03
 )
 
 // Opcodes.
 const (
 	OpUnreachable = 0x00
-	OpBlock       = 0x02
 	OpLoop        = 0x03
 	OpIf          = 0x04
-	OpElse        = 0x05
 	OpEnd         = 0x0B
 	OpBr          = 0x0C
-	OpBrIf        = 0x0D
-	OpReturn      = 0x0F
 	OpCall        = 0x10
 	OpDrop        = 0x1A
-	OpLocalGet    = 0x20
-	OpLocalSet    = 0x21
 	OpGlobalGet   = 0x23
 	OpGlobalSet   = 0x24
 	OpI32Eqz      = 0x45
 	OpI32Eq       = 0x46
-	OpI32LtS      = 0x48
+	OpI32Ne       = 0x47
 	OpI32GeS      = 0x4E
 	OpI32Add      = 0x6A
-	OpI32Sub      = 0x6B
 	OpRefFunc     = 0xD2
 	OpPrefixFC    = 0xFC
 	OpMemoryGrow  = 0x40
