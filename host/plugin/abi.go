@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"strings"
 	"time"
@@ -47,6 +48,7 @@ type callKey struct{}
 // through the context.
 type call struct {
 	plugin   *Plugin
+	inst     *instance
 	event    []byte
 	log      *slog.Logger
 	actions  []Action
@@ -75,20 +77,38 @@ var hostFunctions = map[string]hostFunc{
 	"log":              {logLine, []api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32}},
 	"fail":             {failCall, []api.ValueType{i32, i32}, []api.ValueType{i32}},
 	// Imported by the instrumentation, not by plugins (package interrupt).
-	interrupt.Name: {interruptCheck, nil, []api.ValueType{i32}},
+	interrupt.Name:     {interruptCheck, nil, []api.ValueType{i32}},
+	interrupt.GrowName: {growCheck, []api.ValueType{i32, i32}, []api.ValueType{i32}},
 }
 
 // interruptCheck answers an instrumented guest whose check budget ran out:
 // a new budget, or 0 once the call is past its deadline, which makes the
-// guest trap.
+// guest trap. Guest code runs only inside a call (the start function and
+// _initialize included); outside one it is stopped.
 func interruptCheck(ctx context.Context, _ api.Module, stack []uint64) {
 	c := current(ctx)
-	if c != nil && time.Now().UnixNano() >= c.deadline {
-		c.timedOut = true
+	if c == nil || time.Now().UnixNano() >= c.deadline {
+		if c != nil {
+			c.timedOut = true
+		}
 		status(stack, 0)
 		return
 	}
 	status(stack, checkBudget)
+}
+
+// growCheck answers an instrumented guest about to run memory.grow or
+// table.grow: the delta, or 0xFFFFFFFF, which makes the instruction fail
+// as it would past a declared maximum, when the growth would take the
+// instance's memory and tables together past its memory limit.
+func growCheck(ctx context.Context, mod api.Module, stack []uint64) {
+	c := current(ctx)
+	delta, what := api.DecodeU32(stack[0]), api.DecodeI32(stack[1])
+	if c == nil || c.inst == nil || !c.inst.grow(mod.Memory(), what, delta) {
+		stack[0] = api.EncodeU32(math.MaxUint32)
+		return
+	}
+	stack[0] = api.EncodeU32(delta)
 }
 
 func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
@@ -240,7 +260,9 @@ func logLine(ctx context.Context, mod api.Module, stack []uint64) {
 		status(stack, statusTooMany)
 		return
 	}
-	level := slog.Level(api.DecodeI32(stack[0]))
+	// Only the four levels a plugin has: a level past them would print
+	// as ERROR+12337, or claim more urgency than any host message.
+	level := min(max(slog.Level(api.DecodeI32(stack[0])), slog.LevelDebug), slog.LevelError)
 	args := []any{}
 	fields := bytes.Split(truncate(attrs, maxLogLineSize), []byte{0})
 	for i := 0; i+1 < len(fields); i += 2 {

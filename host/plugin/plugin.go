@@ -10,9 +10,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,13 +45,19 @@ const (
 // time.
 const checkBudget = 10000
 
-// initTimeout is the least time an instance's _initialize may take.
+// initTimeout is the least time an instance's start function and
+// _initialize may take, each.
 const initTimeout = 5 * time.Second
+
+// tableEntryBytes is what one table entry costs the host: wazero keeps a
+// table as a slice of pointer-sized references.
+const tableEntryBytes = 8
 
 // Limits bound what one plugin may use.
 type Limits struct {
-	// Memory is the most linear memory one instance may grow to, in bytes
-	// (default 64 MiB; a Go plugin needs at least 4 MiB).
+	// Memory is the most linear memory and tables together one instance
+	// may grow to, in bytes, a table entry counting 8 bytes (default
+	// 64 MiB; a Go plugin needs at least 4 MiB).
 	Memory uint64
 	// Timeout is the wall time one call may take (default 1 s).
 	Timeout time.Duration
@@ -99,6 +107,15 @@ type Options struct {
 	// Cache shares compiled code between plugins and across restarts.
 	Cache  wazero.CompilationCache
 	Logger *slog.Logger
+	// InitTimeout is the wall time an instance's start function may take,
+	// and then its _initialize (default Limits.Timeout, at least 5 s:
+	// starting Go's runtime costs milliseconds, more on a loaded machine,
+	// once per instance).
+	InitTimeout time.Duration
+	// WaitTimeout is the longest a call waits for a free instance (default
+	// InitTimeout + Limits.Timeout, what one call in a fresh instance may
+	// take).
+	WaitTimeout time.Duration
 
 	// stop chooses how calls are stopped at their time limit; tests compare
 	// the choices.
@@ -115,18 +132,23 @@ const (
 
 // Plugin is one loaded plugin version. It is safe for concurrent use.
 type Plugin struct {
-	name    string
-	opts    Options
-	limits  Limits
-	log     *slog.Logger
-	rt      wazero.Runtime
-	code    wazero.CompiledModule
-	slots   chan struct{}
-	idle    chan *instance
-	live    atomic.Int64 // instances alive, idle or busy
-	calls   sync.RWMutex
-	closing atomic.Bool
-	closed  sync.Once
+	name   string
+	opts   Options
+	limits Limits
+	// initTimeout and waitTimeout are the effective Options.InitTimeout
+	// and Options.WaitTimeout.
+	initTimeout time.Duration
+	waitTimeout time.Duration
+	log         *slog.Logger
+	rt          wazero.Runtime
+	code        wazero.CompiledModule
+	tables      []interrupt.Table // as the module declares them
+	slots       chan struct{}
+	idle        chan *instance
+	live        atomic.Int64 // instances alive, idle or busy
+	calls       sync.RWMutex
+	closing     atomic.Bool
+	closed      sync.Once
 }
 
 // Load checks and compiles a plugin and starts one instance, so that a
@@ -134,11 +156,29 @@ type Plugin struct {
 // event.
 func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 	p := &Plugin{name: opts.Name, opts: opts, limits: opts.Limits.withDefaults(), log: opts.Logger}
+	p.initTimeout = opts.InitTimeout
+	if p.initTimeout <= 0 {
+		p.initTimeout = max(p.limits.Timeout, initTimeout)
+	}
+	p.waitTimeout = opts.WaitTimeout
+	if p.waitTimeout <= 0 {
+		p.waitTimeout = p.initTimeout + p.limits.Timeout
+	}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
 	p.log = p.log.With("plugin", p.name)
-	var err error
+	if err := interrupt.CheckHeader(wasm); err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
+	}
+	if err := validate(ctx, wasm); err != nil {
+		return nil, fmt.Errorf("plugin %s: invalid module: %w", p.name, err)
+	}
+	tables, err := interrupt.Tables(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
+	}
+	p.tables = tables
 	if opts.stop == stopInterrupt {
 		if wasm, err = interrupt.Instrument(wasm, checkBudget); err != nil {
 			return nil, fmt.Errorf("plugin %s: %w", p.name, err)
@@ -177,6 +217,13 @@ func (p *Plugin) init(ctx context.Context, wasm []byte) error {
 	if err := checkModule(code); err != nil {
 		return err
 	}
+	declared := p.tableBytes(p.tableMins())
+	if m, ok := code.ExportedMemories()["memory"]; ok {
+		declared += uint64(m.Min()) * 65536
+	}
+	if declared > p.limits.Memory {
+		return fmt.Errorf("memory and tables declare %d bytes, over the memory limit of %d", declared, p.limits.Memory)
+	}
 	p.code = code
 	p.slots = make(chan struct{}, p.limits.Instances)
 	p.idle = make(chan *instance, p.limits.Instances)
@@ -212,8 +259,19 @@ func (p *Plugin) Call(ctx context.Context, event []byte, log *slog.Logger) ([]Ac
 	}
 	select {
 	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("plugin %s: waiting for an instance: %w", p.name, ctx.Err())
+	default:
+		// All instances are busy: wait, but not forever, so a call stuck
+		// behind a pool that does not drain fails instead.
+		wait := time.NewTimer(p.waitTimeout)
+		select {
+		case p.slots <- struct{}{}:
+			wait.Stop()
+		case <-ctx.Done():
+			wait.Stop()
+			return nil, fmt.Errorf("plugin %s: waiting for an instance: %w", p.name, ctx.Err())
+		case <-wait.C:
+			return nil, &CallError{Plugin: p.name, Kind: KindBusy, Err: fmt.Errorf("no instance free within %s", p.waitTimeout)}
+		}
 	}
 	defer func() { <-p.slots }()
 	var inst *instance
@@ -226,9 +284,11 @@ func (p *Plugin) Call(ctx context.Context, event []byte, log *slog.Logger) ([]Ac
 		}
 	}
 	if log == nil {
-		log = p.log
+		log = p.log // it names the plugin already
+	} else {
+		log = log.With("plugin", p.name)
 	}
-	c := &call{plugin: p, event: event, log: log.With("plugin", p.name)}
+	c := &call{plugin: p, event: event, log: log}
 	actions, err := inst.run(ctx, c)
 	if err != nil || !inst.healthy() {
 		inst.close()
@@ -258,6 +318,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 // Kinds of call failure, for logs and metrics.
 const (
 	KindInit    = "init"    // no instance could be started
+	KindBusy    = "busy"    // no instance came free in time
 	KindTimeout = "timeout" // the time limit stopped it
 	KindTrap    = "trap"    // a trap: a Go panic, a deadlock, memory exhausted
 	KindExit    = "exit"    // the plugin exited
@@ -333,10 +394,45 @@ type instance struct {
 	deadline atomic.Int64
 	stderr   capped
 	broken   bool
+	// tables holds each table's size in entries, as grow_check let it
+	// grow (only the guest's goroutine touches it).
+	tables []uint64
+}
+
+// validated remembers, by hash, the modules wazero accepted, so that
+// loading the same module again (a reload, another plugin entry) does not
+// validate it again.
+var validated sync.Map
+
+// validate has wazero check the module as its author wrote it: the
+// rewrite behind the time limit assumes a valid module, and appends a
+// counter and types that an invalid module's out-of-range indices would
+// otherwise reach. wazero's interpreter validates exactly as its compiler
+// does, in a fraction of the time.
+func validate(ctx context.Context, wasm []byte) (err error) {
+	sum := sha256.Sum256(wasm)
+	if _, ok := validated.Load(sum); ok {
+		return nil
+	}
+	defer func() {
+		// wazero v1.12.0 panics on some malformed modules.
+		if v := recover(); v != nil {
+			err = fmt.Errorf("wazero failed on it: %v", v)
+		}
+	}()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	code, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return err
+	}
+	_ = code.Close(ctx)
+	validated.Store(sum, struct{}{})
+	return nil
 }
 
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
-	inst := &instance{p: p}
+	inst := &instance{p: p, tables: p.tableMins()}
 	inst.stderr.limit = 8 << 10
 	mc := wazero.NewModuleConfig().
 		WithName("").
@@ -344,16 +440,24 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithSysWalltime().WithSysNanotime().WithNanosleep(inst.sleep).
 		WithRandSource(rand.Reader).
 		WithStdout(&inst.stderr).WithStderr(&inst.stderr)
-	mod, err := p.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, linmem.Allocator()), p.code, mc)
+	// The module's start function runs inside InstantiateModule: it gets
+	// the same time limit as _initialize.
+	c := &call{plugin: p, inst: inst, log: p.log}
+	cctx, cancel := inst.arm(experimental.WithMemoryAllocator(ctx, linmem.Allocator()), c, p.initTimeout)
+	mod, err := p.rt.InstantiateModule(cctx, p.code, mc)
+	cancel()
 	if err != nil {
+		var exit *sys.ExitError
+		if c.timedOut || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded) {
+			return nil, fmt.Errorf("start function stopped after its time limit of %s", p.initTimeout)
+		}
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	inst.mod = mod
 	p.live.Add(1)
 	inst.onEvent = mod.ExportedFunction(exportOnEvent)
 	if f := mod.ExportedFunction(exportInit); f != nil {
-		c := &call{plugin: p, log: p.log}
-		if _, err := inst.run(ctx, c); err != nil {
+		if _, err := inst.run(ctx, &call{plugin: p, log: p.log}); err != nil {
 			inst.close()
 			return nil, fmt.Errorf("initialize: %w", err)
 		}
@@ -361,24 +465,29 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	return inst, nil
 }
 
+// arm sets the call's deadline limit from now and returns the context the
+// guest runs under.
+func (inst *instance) arm(ctx context.Context, c *call, limit time.Duration) (context.Context, context.CancelFunc) {
+	c.deadline = time.Now().Add(limit).UnixNano()
+	inst.deadline.Store(c.deadline)
+	ctx = context.WithValue(ctx, callKey{}, c)
+	if inst.p.opts.stop == stopContextDone {
+		return context.WithTimeout(ctx, limit)
+	}
+	return ctx, func() {}
+}
+
 // run calls the guest with the time limit armed.
 func (inst *instance) run(ctx context.Context, c *call) ([]Action, error) {
 	p := inst.p
 	limit := p.limits.Timeout
 	if c.event == nil {
-		// Starting Go's runtime in _initialize costs milliseconds, more on
-		// a loaded machine; it happens once per instance, so it gets room.
-		limit = max(limit, initTimeout)
+		limit = p.initTimeout
 	}
 	inst.stderr.Reset()
-	c.deadline = time.Now().Add(limit).UnixNano()
-	inst.deadline.Store(c.deadline)
-	cctx := context.WithValue(ctx, callKey{}, c)
-	if p.opts.stop == stopContextDone {
-		var cancel context.CancelFunc
-		cctx, cancel = context.WithTimeout(cctx, limit)
-		defer cancel()
-	}
+	c.inst = inst
+	cctx, cancel := inst.arm(ctx, c, limit)
+	defer cancel()
 	var res []uint64
 	var err error
 	if c.event == nil {
@@ -439,7 +548,61 @@ func (inst *instance) healthy() bool {
 	if inst.broken {
 		return false
 	}
-	return float64(inst.mod.Memory().Size()) <= maxMemoryShare*float64(inst.p.limits.Memory)
+	return float64(inst.used()) <= maxMemoryShare*float64(inst.p.limits.Memory)
+}
+
+// used is what the instance's linear memory and tables take, in bytes.
+func (inst *instance) used() uint64 {
+	return inst.memorySize() + inst.p.tableBytes(inst.tables)
+}
+
+func (inst *instance) memorySize() uint64 {
+	if inst.mod == nil || inst.mod.Memory() == nil {
+		return 0
+	}
+	return uint64(inst.mod.Memory().Size())
+}
+
+// tableMins is each table's declared size, what a fresh instance holds.
+func (p *Plugin) tableMins() []uint64 {
+	mins := make([]uint64, len(p.tables))
+	for i, t := range p.tables {
+		mins[i] = uint64(t.Min)
+	}
+	return mins
+}
+
+func (p *Plugin) tableBytes(tables []uint64) uint64 {
+	var n uint64
+	for _, t := range tables {
+		n += t
+	}
+	return n * tableEntryBytes
+}
+
+// grow answers grow_check: whether memory (what < 0) or table what may
+// grow by delta within the memory limit. mem is the guest's memory as
+// the host function sees it, also during the start function.
+func (inst *instance) grow(mem api.Memory, what int32, delta uint32) bool {
+	used := inst.p.tableBytes(inst.tables)
+	if mem != nil {
+		used += uint64(mem.Size())
+	}
+	if what < 0 {
+		return used+uint64(delta)*65536 <= inst.p.limits.Memory
+	}
+	if int(what) >= len(inst.tables) {
+		return false // wazero traps on an unknown table anyway
+	}
+	if used+uint64(delta)*tableEntryBytes > inst.p.limits.Memory {
+		return false
+	}
+	size := inst.tables[what] + uint64(delta)
+	if size >= math.MaxUint32 || (inst.p.tables[what].HasMax && size > uint64(inst.p.tables[what].Max)) {
+		return true // wazero refuses it itself; nothing to count
+	}
+	inst.tables[what] = size
+	return true
 }
 
 func (inst *instance) close() {

@@ -10,7 +10,10 @@
 // check: a global counter is decremented, and only when it reaches zero does
 // the guest call the host (import Module.Name), which answers with a new
 // budget, or with 0 when the call's time is up; the guest then traps. The
-// fast path compiles to a load, a branch and a store. The host call every
+// fast path compiles to a load, a branch and a store. Bulk memory and table
+// operations are charged by their size, and memory.grow and table.grow ask
+// the host first (import Module.GrowName), which holds memory and tables
+// to the plugin's memory limit. The host call every
 // few thousand checks is also what lets Go's garbage collector stop a
 // plugin that spins: compiled wasm cannot be preempted, and a goroutine
 // stuck in it would hold a stop-the-world pause, and with it the timers that
@@ -25,12 +28,31 @@ import (
 	"fmt"
 )
 
-// Import module and name of the host function the rewritten module calls
-// when its budget runs out. Its type is () -> i32: the new budget, or 0 to
-// stop.
+// Import module and names of the host functions the rewritten module
+// calls.
+//
+// Name is called when the budget runs out, and before a bulk memory or
+// table operation the budget left does not cover. Its type is () -> i32:
+// the new budget, or 0 to stop.
+//
+// GrowName is called before every memory.grow and table.grow, so the host
+// can hold linear memory and tables together to one limit. Its type is
+// (delta i32, what i32) -> i32, what being the table index or -1 for the
+// memory: it answers the delta to grow by, or 0xFFFFFFFF, which no memory
+// or table can grow by, to make the instruction fail (push -1) as it does
+// past a declared maximum.
 const (
-	Module = "lkedge"
-	Name   = "interrupt_check"
+	Module   = "lkedge"
+	Name     = "interrupt_check"
+	GrowName = "grow_check"
+)
+
+// Bulk operations are charged to the budget by their size: one check per
+// 2^bulkShift bytes, about what a guest moves in the time it takes to pass
+// one check, and a table entry counts as 2^tableShift bytes.
+const (
+	bulkShift  = 6
+	tableShift = 3
 )
 
 // Section ids.
@@ -38,6 +60,8 @@ const (
 	secCustom    = 0
 	secType      = 1
 	secImport    = 2
+	secFunction  = 3
+	secTable     = 4
 	secGlobal    = 6
 	secExport    = 7
 	secStart     = 8
@@ -51,7 +75,12 @@ const (
 // element and code).
 var order = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 12: 10, 10: 11, 11: 12}
 
-var errTruncated = errors.New("truncated module")
+var (
+	errTruncated = errors.New("truncated module")
+	// errTrailing is a section longer than its entries: the rewrite
+	// re-encodes entry by entry, and would drop what wazero refuses.
+	errTrailing = errors.New("trailing bytes")
+)
 
 type section struct {
 	id      byte
@@ -60,13 +89,21 @@ type section struct {
 
 // rewrite holds what the rewrite needs to know about the module.
 type rewrite struct {
-	importedFuncs uint32 // functions at or above this index shift by one
+	importedFuncs uint32 // functions at or above this index shift by two
+	types         uint32 // the module's own types; the rewrite's come after
+	nglobals      uint32 // the module's own globals; the rewrite's come after
 	check         []byte // the budget check, inserted at entries and loops
+	checkFn       uint32 // the interrupt_check import
+	budget        uint32 // the budget global
+	scratch       uint32 // a global holding a bulk operation's size
 }
+
+// added is how many functions the rewrite imports.
+const added = 2
 
 func (rw *rewrite) fn(idx uint32) uint32 {
 	if idx >= rw.importedFuncs {
-		return idx + 1
+		return idx + added
 	}
 	return idx
 }
@@ -74,13 +111,14 @@ func (rw *rewrite) fn(idx uint32) uint32 {
 // Instrument returns a copy of the module with the budget checks inserted.
 // budget is the number of checks between two host calls. It refuses a
 // module that uses instructions it does not know, since a loop it could not
-// see would leave the plugin unstoppable.
+// see would leave the plugin unstoppable, and a module that names a global
+// or type past its own: those indices would reach the counter and types
+// the rewrite appends, turning an invalid module into one that refills its
+// own budget. The rewrite does not validate the rest of the module; the
+// caller must have wazero validate the original (see package plugin).
 func Instrument(wasm []byte, budget uint32) ([]byte, error) {
-	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
-		return nil, errors.New("not a WebAssembly binary (bad magic)")
-	}
-	if v := binary.LittleEndian.Uint32(wasm[4:8]); v != 1 {
-		return nil, fmt.Errorf("unsupported WebAssembly binary version %d", v)
+	if err := CheckHeader(wasm); err != nil {
+		return nil, err
 	}
 	if budget == 0 {
 		return nil, errors.New("budget must be positive")
@@ -90,25 +128,37 @@ func Instrument(wasm []byte, budget uint32) ([]byte, error) {
 		return nil, err
 	}
 
-	// The new type, global and import are appended after their kind's
-	// existing entries, so that only defined functions shift by one.
+	// The new types, globals and imports are appended after their kind's
+	// existing entries, so that only defined functions shift (by two).
 	types := find(secs, secType)
 	ntypes, err := vecLen(types)
 	if err != nil {
 		return nil, fmt.Errorf("type section: %w", err)
 	}
-	secs = upsert(secs, secType, appendVecItem(types, ntypes, []byte{0x60, 0x00, 0x01, 0x7F}))
+	secs = upsert(secs, secType, appendVecItems(types, ntypes,
+		[]byte{0x60, 0x00, 0x01, 0x7F},             // () -> i32
+		[]byte{0x60, 0x02, 0x7F, 0x7F, 0x01, 0x7F}, // (i32, i32) -> i32
+	))
 
 	imports := find(secs, secImport)
-	nimports, funcs, globalImports, err := countImports(imports)
+	nimports, funcs, globalImports, err := countImports(imports, ntypes)
 	if err != nil {
 		return nil, fmt.Errorf("import section: %w", err)
 	}
-	imp := appendName(appendName(nil, Module), Name)
-	imp = appendU32(append(imp, 0x00), ntypes)
-	secs = upsert(secs, secImport, appendVecItem(imports, nimports, imp))
+	check := appendU32(append(appendName(appendName(nil, Module), Name), 0x00), ntypes)
+	grow := appendU32(append(appendName(appendName(nil, Module), GrowName), 0x00), ntypes+1)
+	secs = upsert(secs, secImport, appendVecItems(imports, nimports, check, grow))
+	if fs := find(secs, secFunction); fs != nil {
+		if err := checkFunctionTypes(fs.payload, ntypes); err != nil {
+			return nil, fmt.Errorf("function section: %w", err)
+		}
+	}
 
-	rw := &rewrite{importedFuncs: funcs}
+	rw := &rewrite{importedFuncs: funcs, types: ntypes, checkFn: funcs}
+	if rw.nglobals, err = countGlobals(find(secs, secGlobal)); err != nil {
+		return nil, fmt.Errorf("global section: %w", err)
+	}
+	rw.nglobals += globalImports
 	globals := find(secs, secGlobal)
 	var nglobals uint32
 	var gpayload []byte
@@ -118,11 +168,12 @@ func Instrument(wasm []byte, budget uint32) ([]byte, error) {
 		}
 		globals.payload = gpayload
 	}
-	g := globalImports + nglobals
-	newGlobal := append(appendI32Const([]byte{0x7F, 0x01}, budget), 0x0B)
-	secs = upsert(secs, secGlobal, appendVecItem(find(secs, secGlobal), nglobals, newGlobal))
+	rw.budget, rw.scratch = rw.nglobals, rw.nglobals+1
+	budgetGlobal := append(appendI32Const([]byte{0x7F, 0x01}, budget), 0x0B)
+	scratchGlobal := append(appendI32Const([]byte{0x7F, 0x01}, 0), 0x0B)
+	secs = upsert(secs, secGlobal, appendVecItems(find(secs, secGlobal), nglobals, budgetGlobal, scratchGlobal))
 
-	rw.check = budgetCheck(funcs, g)
+	rw.check = budgetCheck(funcs, rw.budget)
 	for i := range secs {
 		s := &secs[i]
 		var p []byte
@@ -158,6 +209,18 @@ func Instrument(wasm []byte, budget uint32) ([]byte, error) {
 	return out, nil
 }
 
+// CheckHeader tells whether wasm starts as a WebAssembly 1.0 binary does,
+// for an error that says what the file is not.
+func CheckHeader(wasm []byte) error {
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
+		return errors.New("not a WebAssembly binary (bad magic)")
+	}
+	if v := binary.LittleEndian.Uint32(wasm[4:8]); v != 1 {
+		return fmt.Errorf("unsupported WebAssembly binary version %d", v)
+	}
+	return nil
+}
+
 // budgetCheck is, with $b the budget global and $check the host import:
 //
 //	global.get $b  i32.eqz
@@ -172,6 +235,44 @@ func budgetCheck(fn, g uint32) []byte {
 	b = append(append(b, get...), 0x45, 0x04, 0x40, 0x00, 0x0B, 0x0B)
 	b = append(append(b, get...), 0x41, 0x01, 0x6B)
 	return append(b, set...)
+}
+
+// charge is inserted before a bulk operation, whose size n is on top of
+// the stack, with $t the scratch global:
+//
+//	global.set $t
+//	global.get $b  global.get $t i32.const shift i32.shr_u  i32.lt_u
+//	if  call $check  global.set $b  global.get $b  i32.eqz  if unreachable end
+//	else  global.get $b  global.get $t i32.const shift i32.shr_u  i32.sub  global.set $b
+//	end
+//	global.get $t
+//
+// An operation the budget covers is paid for; a larger one makes the
+// guest look at the clock first, so a loop of large fills or copies is
+// stopped at the time limit, and a collection waiting to stop the world
+// gets its chance between two of them.
+func (rw *rewrite) charge(b []byte, shift byte) []byte {
+	get := appendU32([]byte{0x23}, rw.budget)
+	set := appendU32([]byte{0x24}, rw.budget)
+	getT := appendU32([]byte{0x23}, rw.scratch)
+	cost := append(append([]byte(nil), getT...), 0x41, shift, 0x76)
+	b = append(b, 0x24)
+	b = appendU32(b, rw.scratch)
+	b = append(append(append(b, get...), cost...), 0x49, 0x04, 0x40)
+	b = append(appendU32(append(b, 0x10), rw.checkFn), set...)
+	b = append(append(b, get...), 0x45, 0x04, 0x40, 0x00, 0x0B, 0x05)
+	b = append(append(append(b, get...), cost...), 0x6B)
+	b = append(append(b, set...), 0x0B)
+	return append(b, getT...)
+}
+
+// growCheck is inserted before memory.grow (what = -1) and table.grow
+// (what = the table index), whose delta is on top of the stack:
+//
+//	i32.const what  call $grow
+func (rw *rewrite) growCheck(b []byte, what int32) []byte {
+	b = appendI32Const(b, uint32(what))
+	return appendU32(append(b, 0x10), rw.checkFn+1)
 }
 
 func sections(wasm []byte) ([]section, error) {
@@ -231,18 +332,48 @@ func vecLen(s *section) (uint32, error) {
 	return (&reader{b: s.payload}).u32()
 }
 
-// appendVecItem returns a vector section payload with item appended.
-func appendVecItem(s *section, n uint32, item []byte) []byte {
-	out := appendU32(nil, n+1)
+// appendVecItems returns a vector section payload with items appended.
+func appendVecItems(s *section, n uint32, items ...[]byte) []byte {
+	out := appendU32(nil, n+uint32(len(items)))
 	if s != nil {
 		r := reader{b: s.payload}
 		_, _ = r.u32() // the count was read successfully before
 		out = append(out, s.payload[r.off:]...)
 	}
-	return append(out, item...)
+	for _, item := range items {
+		out = append(out, item...)
+	}
+	return out
 }
 
-func countImports(s *section) (n, funcs, globals uint32, err error) {
+// countGlobals reads the number of globals a global section defines.
+func countGlobals(s *section) (uint32, error) {
+	return vecLen(s)
+}
+
+// checkFunctionTypes refuses a function section that declares a type past
+// the module's own.
+func checkFunctionTypes(p []byte, types uint32) error {
+	r := reader{b: p}
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		t, err := r.u32()
+		if err != nil {
+			return err
+		}
+		if t >= types {
+			return fmt.Errorf("function %d has type %d, past the module's %d types", i, t, types)
+		}
+	}
+	return nil
+}
+
+// countImports counts the imports, refusing a function import whose type
+// is past the module's types.
+func countImports(s *section, types uint32) (n, funcs, globals uint32, err error) {
 	if s == nil {
 		return 0, 0, 0, nil
 	}
@@ -264,7 +395,10 @@ func countImports(s *section) (n, funcs, globals uint32, err error) {
 		switch kind {
 		case 0x00: // function: type index
 			funcs++
-			_, err = r.u32()
+			var t uint32
+			if t, err = r.u32(); err == nil && t >= types {
+				err = fmt.Errorf("imported function has type %d, past the module's %d types", t, types)
+			}
 		case 0x01: // table: reftype, limits
 			if _, err = r.byte(); err == nil {
 				err = r.limits()
@@ -307,6 +441,9 @@ func (rw *rewrite) globals(p []byte) ([]byte, uint32, error) {
 			return nil, 0, err
 		}
 	}
+	if r.off != len(p) {
+		return nil, 0, errTrailing
+	}
 	return out, n, nil
 }
 
@@ -332,18 +469,30 @@ func (rw *rewrite) exports(p []byte) ([]byte, error) {
 			return nil, err
 		}
 		out = append(out, p[start:at]...)
-		if kind == 0x00 {
+		switch kind {
+		case 0x00:
 			idx = rw.fn(idx)
+		case 0x03:
+			if idx >= rw.nglobals {
+				return nil, fmt.Errorf("export of global %d, past the module's %d globals", idx, rw.nglobals)
+			}
 		}
 		out = appendU32(out, idx)
+	}
+	if r.off != len(p) {
+		return nil, errTrailing
 	}
 	return out, nil
 }
 
 func (rw *rewrite) start(p []byte) ([]byte, error) {
-	idx, err := (&reader{b: p}).u32()
+	r := reader{b: p}
+	idx, err := r.u32()
 	if err != nil {
 		return nil, err
+	}
+	if r.off != len(p) {
+		return nil, errTrailing
 	}
 	return appendU32(nil, rw.fn(idx)), nil
 }
@@ -404,6 +553,9 @@ func (rw *rewrite) elements(p []byte) ([]byte, error) {
 			out = appendU32(out, rw.fn(idx))
 		}
 	}
+	if r.off != len(p) {
+		return nil, errTrailing
+	}
 	return out, nil
 }
 
@@ -424,7 +576,8 @@ func (rw *rewrite) expr(out []byte, r *reader) ([]byte, error) {
 }
 
 // instr copies one instruction whose opcode was just read, renumbering the
-// function index of call, return_call and ref.func.
+// function index of call, return_call and ref.func, and refusing a global
+// or type index past the module's own.
 func (rw *rewrite) instr(out []byte, r *reader, op byte) ([]byte, error) {
 	start := r.off - 1
 	switch op {
@@ -434,6 +587,42 @@ func (rw *rewrite) instr(out []byte, r *reader, op byte) ([]byte, error) {
 			return nil, err
 		}
 		return appendU32(append(out, op), rw.fn(idx)), nil
+	case 0x23, 0x24: // global.get, global.set
+		idx, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		if idx >= rw.nglobals {
+			return nil, fmt.Errorf("opcode 0x%02x at %d: global %d is past the module's %d globals", op, start, idx, rw.nglobals)
+		}
+		return append(out, r.b[start:r.off]...), nil
+	case 0x11, 0x13, 0x14, 0x15: // call_indirect, return_call_indirect, call_ref, return_call_ref
+		idx, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		if idx >= rw.types {
+			return nil, fmt.Errorf("opcode 0x%02x at %d: type %d is past the module's %d types", op, start, idx, rw.types)
+		}
+		if op == 0x11 || op == 0x13 {
+			if _, err := r.u32(); err != nil { // table index
+				return nil, err
+			}
+		}
+		return append(out, r.b[start:r.off]...), nil
+	case 0x02, 0x03, 0x04: // block, loop, if
+		if r.off < len(r.b) {
+			if c := r.b[r.off]; c&0xC0 != 0x40 { // not a value type: a type index
+				idx, err := r.leb(5)
+				if err != nil {
+					return nil, err
+				}
+				if idx >= uint64(rw.types) {
+					return nil, fmt.Errorf("opcode 0x%02x at %d: block type %d is past the module's %d types", op, start, idx, rw.types)
+				}
+				return append(out, r.b[start:r.off]...), nil
+			}
+		}
 	}
 	if err := r.skipImmediates(op); err != nil {
 		return nil, fmt.Errorf("opcode 0x%02x at %d: %w", op, start, err)
@@ -465,7 +654,7 @@ func (rw *rewrite) code(p []byte) ([]byte, error) {
 		out = append(out, body...)
 	}
 	if r.off != len(p) {
-		return nil, errors.New("trailing bytes")
+		return nil, errTrailing
 	}
 	return out, nil
 }
@@ -493,6 +682,28 @@ func (rw *rewrite) body(out, b []byte) ([]byte, error) {
 	}
 	for r.off < len(b) {
 		op, _ := r.byte()
+		switch op {
+		case 0x40: // memory.grow
+			out = rw.growCheck(out, -1)
+		case 0xFC:
+			peek := r
+			sub, err := peek.u32()
+			if err != nil {
+				break // instr reports it
+			}
+			switch sub {
+			case 8, 10, 11: // memory.init, memory.copy, memory.fill
+				out = rw.charge(out, bulkShift)
+			case 12, 14, 17: // table.init, table.copy, table.fill
+				out = rw.charge(out, bulkShift-tableShift)
+			case 15: // table.grow
+				t, err := peek.u32()
+				if err != nil {
+					break
+				}
+				out = rw.growCheck(out, int32(t))
+			}
+		}
 		if out, err = rw.instr(out, &r, op); err != nil {
 			return nil, err
 		}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -67,10 +70,8 @@ const (
 	i32     = 0x7F
 	funcref = 0x70
 
-	secFunction = 3
-	secTable    = 4
-	secMemory   = 5
-	secData     = 11
+	secMemory = 5
+	secData   = 11
 )
 
 func funcType(params, results []byte) []byte {
@@ -380,9 +381,21 @@ func seedModules() map[string][]byte {
 // checker is the host's interrupt_check: it counts its calls and answers
 // from script, then with fallback.
 type checker struct {
-	calls    int
-	script   []uint32
-	fallback uint32
+	calls      int
+	script     []uint32
+	fallback   uint32
+	grows      [][2]int64 // grow_check's (delta, what)
+	refuseGrow bool
+}
+
+// grow is the host's grow_check: it counts its calls and lets every
+// growth through, unless refuseGrow is set.
+func (c *checker) grow(delta uint32, what int32) uint32 {
+	c.grows = append(c.grows, [2]int64{int64(delta), int64(what)})
+	if c.refuseGrow {
+		return 0xFFFFFFFF
+	}
+	return delta
 }
 
 func (c *checker) check() uint32 {
@@ -423,6 +436,7 @@ func instantiate(t *testing.T, wasm []byte, chk *checker) (api.Module, error) {
 	}
 	_, err = rt.NewHostModuleBuilder(Module).
 		NewFunctionBuilder().WithFunc(chk.check).Export(Name).
+		NewFunctionBuilder().WithFunc(chk.grow).Export(GrowName).
 		Instantiate(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -519,7 +533,7 @@ func TestSemanticsUnchanged(t *testing.T) {
 	}
 }
 
-// TestInterfaceUnchanged: the rewrite adds one import, last, and changes
+// TestInterfaceUnchanged: the rewrite adds two imports, last, and changes
 // no export's name or type.
 func TestInterfaceUnchanged(t *testing.T) {
 	for name, wasm := range seedModules() {
@@ -539,18 +553,24 @@ func TestInterfaceUnchanged(t *testing.T) {
 				t.Errorf("exports changed:\n got %v\nwant %v", got, want)
 			}
 			bi, ai := before.ImportedFunctions(), after.ImportedFunctions()
-			if len(ai) != len(bi)+1 {
-				t.Fatalf("%d imported functions, want %d", len(ai), len(bi)+1)
+			if len(ai) != len(bi)+2 {
+				t.Fatalf("%d imported functions, want %d", len(ai), len(bi)+2)
 			}
 			for i, f := range bi {
 				if fmt.Sprint(f.Import()) != fmt.Sprint(ai[i].Import()) {
 					t.Errorf("import %d: %v, was %v", i, fmt.Sprint(ai[i].Import()), fmt.Sprint(f.Import()))
 				}
 			}
-			last := ai[len(bi)]
-			mod, n, _ := last.Import()
-			if mod != Module || n != Name || len(last.ParamTypes()) != 0 || !reflect.DeepEqual(last.ResultTypes(), []api.ValueType{api.ValueTypeI32}) {
-				t.Errorf("added import %s.%s %v -> %v, want %s.%s () -> i32", mod, n, last.ParamTypes(), last.ResultTypes(), Module, Name)
+			i32 := api.ValueTypeI32
+			for i, want := range []struct {
+				name   string
+				params []api.ValueType
+			}{{Name, nil}, {GrowName, []api.ValueType{i32, i32}}} {
+				f := ai[len(bi)+i]
+				mod, n, _ := f.Import()
+				if mod != Module || n != want.name || !reflect.DeepEqual(f.ParamTypes(), want.params) || !reflect.DeepEqual(f.ResultTypes(), []api.ValueType{i32}) {
+					t.Errorf("added import %s.%s %v -> %v, want %s.%s %v -> i32", mod, n, f.ParamTypes(), f.ResultTypes(), Module, want.name, want.params)
+				}
 			}
 		})
 	}
@@ -743,10 +763,11 @@ func TestNames(t *testing.T) {
 	got := decodeNames(t, names)
 	want := nameSection{
 		module: "named",
-		// 1 is the new import, unnamed; the defined functions moved up.
-		funcs:  map[uint32]string{0: "imp", 2: "alpha", 3: "beta", 4: "gamma"},
-		locals: map[uint32]map[uint32]string{4: {0: "tmp"}},
-		labels: map[uint32]map[uint32]string{3: {0: "blk"}},
+		// 1 and 2 are the new imports, unnamed; the defined functions
+		// moved up.
+		funcs:  map[uint32]string{0: "imp", 3: "alpha", 4: "beta", 5: "gamma"},
+		locals: map[uint32]map[uint32]string{5: {0: "tmp"}},
+		labels: map[uint32]map[uint32]string{4: {0: "blk"}},
 		raw:    map[byte][]byte{7: vec(cat(leb(0), str("glob")))},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -930,12 +951,12 @@ func TestGoModule(t *testing.T) {
 	}
 	for name, bf := range before.ExportedFunctions() {
 		af := after.ExportedFunctions()[name]
-		if bf.Name() == "" || af.Name() != bf.Name() || af.Index() != bf.Index()+1 {
+		if bf.Name() == "" || af.Name() != bf.Name() || af.Index() != bf.Index()+2 {
 			t.Errorf("export %s: function %d %q became %d %q", name, bf.Index(), bf.Name(), af.Index(), af.Name())
 		}
 	}
-	if n := len(after.ImportedFunctions()); n != len(before.ImportedFunctions())+1 {
-		t.Errorf("%d imported functions, want %d", n, len(before.ImportedFunctions())+1)
+	if n := len(after.ImportedFunctions()); n != len(before.ImportedFunctions())+2 {
+		t.Errorf("%d imported functions, want %d", n, len(before.ImportedFunctions())+2)
 	}
 	for _, c := range after.CustomSections() {
 		if strings.HasPrefix(c.Name(), ".debug_") {
@@ -944,10 +965,15 @@ func TestGoModule(t *testing.T) {
 	}
 }
 
-// FuzzInstrument: no input makes the rewrite panic, and a module wazero
+// FuzzInstrument: no input makes the rewrite panic; a module wazero
 // accepts is still accepted after the rewrite (so the rewrite never turns
-// a working plugin into a refused one). wazero's interpreter is used for
-// speed: it validates modules exactly as the compiler does.
+// a working plugin into a refused one) and behaves the same: instantiated
+// and its exported functions called with zero arguments by wazero's
+// interpreter, as written and rewritten, it gives the same results and the
+// same traps. A module wazero refuses stays refused, unless only its
+// custom sections made wazero refuse it (the rewrite drops DWARF and a
+// name section it cannot follow). The interpreter validates modules
+// exactly as the compiler does, faster.
 func FuzzInstrument(f *testing.F) {
 	for _, wasm := range seedModules() {
 		f.Add(wasm)
@@ -955,6 +981,7 @@ func FuzzInstrument(f *testing.F) {
 	for _, wasm := range brokenNames() {
 		f.Add(wasm)
 	}
+	f.Add(bulkModule())
 	f.Add([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00"))
 	f.Add([]byte("\x00asm\x02\x00\x00\x00"))
 	ctx := context.Background()
@@ -966,7 +993,10 @@ func FuzzInstrument(f *testing.F) {
 			return // see hugeCount: too costly for wazero, not for the rewrite
 		}
 		if err := compile(ctx, rt, wasm); err != nil {
-			return // wazero refuses it too: nothing to preserve
+			if ierr == nil && compile(ctx, rt, out) == nil && compile(ctx, rt, withoutCustom(wasm)) != nil {
+				t.Fatalf("wazero refuses the module (%v) but accepts its rewrite", err)
+			}
+			return
 		}
 		if ierr != nil {
 			t.Fatalf("wazero accepts the module, the rewrite refuses it: %v", ierr)
@@ -974,7 +1004,94 @@ func FuzzInstrument(f *testing.F) {
 		if err := compile(ctx, rt, out); err != nil {
 			t.Fatalf("wazero accepts the module but not its rewrite: %v", err)
 		}
+		before, after := behave(t, wasm), behave(t, out)
+		for i := range min(len(before), len(after)) {
+			if before[i] != after[i] {
+				t.Errorf("as written: %s\nrewritten:  %s", before[i], after[i])
+			}
+		}
 	})
+}
+
+// withoutCustom is wasm without its custom sections, or wasm itself if it
+// does not parse.
+func withoutCustom(wasm []byte) []byte {
+	secs, err := sections(wasm)
+	if err != nil || len(wasm) < 8 {
+		return wasm
+	}
+	out := append([]byte(nil), wasm[:8]...)
+	for _, s := range secs {
+		if s.id != secCustom {
+			out = append(appendU32(append(out, s.id), uint32(len(s.payload))), s.payload...)
+		}
+	}
+	return out
+}
+
+// behave instantiates wasm in wazero's interpreter, with the imports
+// instantiate provides and at most 1 MiB of memory, and calls each
+// exported function, in name order, with zero arguments. It returns what
+// each step gave; a step that runs past 100 ms (an endless loop: the
+// rewritten module's host always renews its budget; or a deep recursion on
+// a loaded machine) ends the list, and only the steps both runs completed
+// compare.
+func behave(t *testing.T, wasm []byte) []string {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithMemoryLimitPages(16).WithCloseOnContextDone(true))
+	defer rt.Close(ctx)
+	_, err := rt.NewHostModuleBuilder("host").
+		NewFunctionBuilder().WithFunc(func(a, b uint32) uint32 { return a + b }).Export("add").
+		NewFunctionBuilder().WithFunc(func() {}).Export("nop").
+		Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chk := &checker{fallback: 3}
+	if _, err := rt.NewHostModuleBuilder(Module).
+		NewFunctionBuilder().WithFunc(chk.check).Export(Name).
+		NewFunctionBuilder().WithFunc(chk.grow).Export(GrowName).
+		Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	outcome := func(err error) string {
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		return startIndex.ReplaceAllString(msg, "start function[...]")
+	}
+	timed := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 100*time.Millisecond) }
+	cctx, cancel := timed()
+	m, err := rt.InstantiateWithConfig(cctx, wasm, wazero.NewModuleConfig().WithName("m"))
+	timedOut := cctx.Err() != nil
+	cancel()
+	switch {
+	case timedOut:
+		return nil
+	case err != nil:
+		return []string{"instantiate: " + outcome(err)}
+	}
+	steps := []string{"instantiate: ok"}
+	names := slices.Sorted(maps.Keys(m.ExportedFunctionDefinitions()))
+	for _, name := range names {
+		f := m.ExportedFunction(name)
+		cctx, cancel := timed()
+		res, err := f.Call(cctx, make([]uint64, len(f.Definition().ParamTypes()))...)
+		timedOut := cctx.Err() != nil
+		cancel()
+		if timedOut {
+			break
+		}
+		if err != nil {
+			steps = append(steps, name+": "+outcome(err))
+			continue
+		}
+		for i, typ := range f.Definition().ResultTypes() {
+			if typ == funcref && i < len(res) && res[i] != 0 {
+				res[i] = math.MaxUint64 // a host address, different in each runtime
+			}
+		}
+		steps = append(steps, fmt.Sprintf("%s: %v", name, res))
+	}
+	return steps
 }
 
 // compile is rt.CompileModule with a panic turned into an error: wazero
@@ -1113,4 +1230,148 @@ func decodeNames(t *testing.T, p []byte) nameSection {
 		}
 	}
 	return ns
+}
+
+// TestRefusesIndicesPastOwn: the rewrite appends globals (the budget) and
+// types (its imports'); a module naming a global or type past its own is
+// invalid, and would become valid, with the budget in its hands, if the
+// rewrite let it through.
+func TestRefusesIndicesPastOwn(t *testing.T) {
+	void := sec(secType, vec(funcType(nil, nil)))
+	fn := sec(secFunction, vec(leb(0)))
+	withBody := func(code ...[]byte) []byte {
+		return module(void, fn, sec(secCode, vec(body(nil, code...))))
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"global.set of the budget", withBody(i32Const(1<<30), op(opGlobalSet, 0)), "global 0 is past the module's 0 globals"},
+		{"global.get past an imported global", module(void,
+			sec(secImport, vec(cat(str("env"), str("base"), []byte{0x03, i32, 0x00}))), fn,
+			sec(secCode, vec(body(nil, op(opGlobalGet, 1), []byte{0x1A})))), "global 1 is past the module's 1 globals"},
+		{"global.get in an initializer", module(
+			sec(secGlobal, vec(cat([]byte{i32, 0x00}, constExpr(op(opGlobalGet, 1)))))), "global 1 is past the module's 1 globals"},
+		{"call_indirect of the check's type", module(void, fn,
+			sec(secTable, vec([]byte{funcref, 0x00, 1})),
+			sec(secCode, vec(body(nil, i32Const(0), op(opCallIndirect, 1, 0), []byte{0x1A})))), "type 1 is past the module's 1 types"},
+		{"block of the check's type", withBody(op(opBlock, 1), i32Const(0), []byte{opEnd}, []byte{0x1A}), "block type 1 is past the module's 1 types"},
+		{"function of the check's type", module(void, sec(secFunction, vec(leb(1))), sec(secCode, vec(body(nil, i32Const(0))))), "function 0 has type 1"},
+		{"import of the grow check's type", module(void, sec(secImport, vec(importFunc(Module, GrowName, 2)))), "imported function has type 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+			defer rt.Close(ctx)
+			if err := compile(ctx, rt, tc.in); err == nil {
+				t.Fatal("wazero accepts the original: the case proves nothing")
+			}
+			out, err := Instrument(tc.in, 3)
+			if err == nil {
+				t.Fatalf("accepted; wazero says of the rewrite: %v", compile(ctx, rt, out))
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// bulkModule exports fill(n) (memory.fill of n bytes of 0xAB at 0),
+// peek() (the byte at 0), tfill(n) (table.fill of n null entries),
+// mgrow(n) and tgrow(n).
+func bulkModule() []byte {
+	const (
+		tI32I32 = 0
+		tI32    = 1
+	)
+	fc := func(sub uint32, imm ...uint32) []byte { return op(opPrefixFC, append([]uint32{sub}, imm...)...) }
+	refNull := []byte{0xD0, funcref}
+	return module(
+		sec(secType, vec(funcType([]byte{i32}, []byte{i32}), funcType(nil, []byte{i32}))),
+		sec(secFunction, vec(leb(tI32I32), leb(tI32), leb(tI32I32), leb(tI32I32), leb(tI32I32))),
+		sec(secTable, vec([]byte{funcref, 0x00, 4})),
+		sec(secMemory, vec([]byte{0x00, 1})),
+		sec(secExport, vec(export("fill", 0x00, 0), export("peek", 0x00, 1), export("tfill", 0x00, 2),
+			export("mgrow", 0x00, 3), export("tgrow", 0x00, 4))),
+		sec(secCode, vec(
+			body(nil, i32Const(0), i32Const(0xAB), op(opLocalGet, 0), fc(11, 0), i32Const(0)),
+			body(nil, i32Const(0), op(opI32Load8U, 0, 0)),
+			body(nil, i32Const(0), refNull, op(opLocalGet, 0), fc(17, 0), i32Const(0)),
+			body(nil, op(opLocalGet, 0), op(0x40, 0)),
+			body(nil, refNull, op(opLocalGet, 0), fc(15, 0)),
+		)),
+	)
+}
+
+// TestBulkCharged: a bulk operation the budget covers is paid from it; a
+// larger one makes the guest ask the host first, and a 0 from the host
+// stops it before the operation runs. Growth asks grow_check, whose answer
+// decides it.
+func TestBulkCharged(t *testing.T) {
+	wasm := mustInstrument(t, bulkModule(), 3)
+	for _, tc := range []struct {
+		name   string
+		fn     string
+		arg    uint64
+		script []uint32
+		calls  int   // interrupt_check calls
+		trap   bool  // the unreachable of a stopped call
+		peek   uint8 // memory[0] after
+	}{
+		// 3 checks of budget, 1 spent at entry: a fill of 2 checks'
+		// worth (128 bytes) is paid for.
+		{"small fill paid", "fill", 128, nil, 0, false, 0xAB},
+		{"fill over the budget asks, stopped", "fill", 64 * 100, []uint32{0}, 1, true, 0},
+		{"fill over the budget asks, renewed", "fill", 64 * 100, []uint32{3}, 1, false, 0xAB},
+		{"16 MiB fill stopped before it runs", "fill", 16 << 20, []uint32{0}, 1, true, 0},
+		{"small table fill paid", "tfill", 4, nil, 0, false, 0},
+		{"table fill over the budget asks", "tfill", 100, []uint32{0}, 1, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			chk := &checker{script: tc.script}
+			m, err := instantiate(t, wasm, chk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = call(t, m, tc.fn, tc.arg)
+			if stopped := err != nil && strings.Contains(err.Error(), "unreachable"); stopped != tc.trap {
+				t.Errorf("%s(%d) = %v, want stopped %v", tc.fn, tc.arg, err, tc.trap)
+			}
+			if chk.calls != tc.calls {
+				t.Errorf("interrupt_check called %d times, want %d", chk.calls, tc.calls)
+			}
+			chk.fallback = 3 // for peek
+			if got, _ := call(t, m, "peek"); uint8(got) != tc.peek {
+				t.Errorf("memory[0] = %#x, want %#x", got, tc.peek)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		fn     string
+		refuse bool
+		want   int32
+		what   int64
+	}{
+		{"mgrow", false, 1, -1}, // the old size in pages
+		{"mgrow", true, -1, -1},
+		{"tgrow", false, 4, 0}, // the old size in entries
+		{"tgrow", true, -1, 0},
+	} {
+		t.Run(fmt.Sprintf("%s refused %v", tc.fn, tc.refuse), func(t *testing.T) {
+			chk := &checker{fallback: 3, refuseGrow: tc.refuse}
+			m, err := instantiate(t, wasm, chk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := call(t, m, tc.fn, 2)
+			if err != nil || int32(got) != tc.want {
+				t.Errorf("%s(2) = %d, %v; want %d", tc.fn, int32(got), err, tc.want)
+			}
+			if want := [][2]int64{{2, tc.what}}; !reflect.DeepEqual(chk.grows, want) {
+				t.Errorf("grow_check saw %v, want %v", chk.grows, want)
+			}
+		})
+	}
 }
