@@ -266,3 +266,22 @@ func TestInitialMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestExportDynamic: docs/abi.md's other way to export, -Wl,--export-dynamic
+// with functions of default visibility, makes a plugin too.
+func TestExportDynamic(t *testing.T) {
+	src := `
+__attribute__((import_module("lkedge"), import_name("log"))) int host_log(int, const char *, unsigned, const char *, unsigned);
+#define EXPORTED __attribute__((visibility("default")))
+EXPORTED void lkedge_abi_v1(void) {}
+EXPORTED int lkedge_on_event(unsigned size) {
+	host_log(0, "exported", 8, "", 0);
+	return 0;
+}
+`
+	p := load(t, buildC(t, freestanding, src, "-Wl,--export-dynamic"), plugin.Options{})
+	out, _ := runner.Call(context.Background(), p, []byte(`{}`))
+	if want := (sdktest.Output{Result: sdktest.Result{Logs: []sdktest.Log{{Level: "INFO", Msg: "exported"}}}}); !reflect.DeepEqual(out, want) {
+		t.Errorf("got %+v, want %+v", out, want)
+	}
+}
