@@ -13,7 +13,7 @@ LIVEKIT   := $(CACHE_BIN)/livekit-server-v1.13.5
 CONSUL    := $(CACHE_BIN)/consul-1.16.6
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test vet fmt-check unit fuzz bench servers redis clean plugins
+.PHONY: all build run test vet fmt-check unit fuzz bench servers redis clang clean plugins
 
 all: build
 
@@ -39,7 +39,8 @@ vet:
 	$(GO) vet ./...
 	cd sdk && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 
-unit:
+## unit needs clang: plugins/internal/cabi builds the C plugin.
+unit: clang
 	$(GO) test -race -count=1 ./...
 	cd sdk && $(GO) test -race -count=1 ./...
 
@@ -84,14 +85,28 @@ redis:
 		$(SUDO) apt-get install -y --no-install-recommends redis-server || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends redis-server; }; }
 
+# Debian's clang and lld build the C example plugin (plugins/c-notify);
+# wasi-libc and the wasm32 builtins, docs/abi.md's recipe with a C library.
+C_TOOLCHAIN := clang lld wasi-libc libclang-rt-dev-wasm32
+clang:
+	@dpkg-query -W $(C_TOOLCHAIN) >/dev/null 2>&1 || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y --no-install-recommends $(C_TOOLCHAIN) || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(C_TOOLCHAIN); }; }
+
 clean:
 	rm -rf bin plugins/*.wasm
 
 ## plugins: build each built-in plugin (plugins/NAME/main.go) into
-## plugins/NAME.wasm, as plugins.yaml refers to them.
+## plugins/NAME.wasm, as plugins.yaml refers to them, and the C example
+## (plugins/c-notify/notify.c) into plugins/c-notify.wasm.
 PLUGINS := $(patsubst plugins/%/main.go,%,$(wildcard plugins/*/main.go))
-plugins:
+plugins: plugins/c-notify.wasm
 	@for p in $(PLUGINS); do \
 		echo "plugins/$$p.wasm"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags="-s -w" -o plugins/$$p.wasm ./plugins/$$p || exit 1; \
 	done
+
+# docs/abi.md's freestanding recipe (plugins/internal/cabi builds it from there).
+plugins/c-notify.wasm: plugins/c-notify/notify.c | clang
+	clang --target=wasm32 -O2 -nostdlib -fno-builtin -Wl,--no-entry -Wl,--strip-all -o $@ $<

@@ -484,16 +484,26 @@ func main() {}
 	"main_test.go": `package main
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/lkedge/lkedge/sdk/sdktest"
 )
 
-const ended = ` + "`" + `{"version":1,"id":"EV_1","type":"egress_ended","source":"livekit","receivedAt":1745318193000,"createdAt":1745318192,` +
-		`"egressInfo":{"egressId":"EG_1","roomName":"room-1","status":"EGRESS_COMPLETE","fileResults":[{"filename":"room-1.mp4","size":"1024"}]}}` + "`" + `
+// ended is event.json, a recording that ended: the event the README's
+// lkedge plugin run command uses too.
+func ended(t *testing.T) sdktest.Event {
+	t.Helper()
+	b, err := os.ReadFile("event.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 func TestNotifiesWhenARecordingEnds(t *testing.T) {
-	res, err := sdktest.Run(handle, sdktest.Event(ended), sdktest.Config{"url": "https://example.com/hook"})
+	res, err := sdktest.Run(handle, ended(t), sdktest.Config{"url": "https://example.com/hook"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,9 +528,28 @@ func TestIgnoresOtherEvents(t *testing.T) {
 }
 
 func TestNeedsURL(t *testing.T) {
-	if _, err := sdktest.Run(handle, sdktest.Event(ended)); err == nil {
-		t.Fatal("no error without a url")
+	_, err := sdktest.Run(handle, ended(t))
+	// Only the handler's own error will do: against a .wasm, a missing
+	// lkedge binary is an error too, and must not pass for this one.
+	if err == nil || !strings.Contains(err.Error(), ` + "`" + `config key not set: "url"` + "`" + `) {
+		t.Fatalf("error = %v, want the handler's: config key not set: \"url\"", err)
 	}
+}
+`,
+	"event.json": `{
+  "version": 1,
+  "id": "EV_1",
+  "type": "egress_ended",
+  "source": "livekit",
+  "receivedAt": 1745318193000,
+  "createdAt": 1745318192,
+  "egressInfo": {
+    "egressId": "EG_1",
+    "roomName": "room-1",
+    "status": "EGRESS_COMPLETE",
+    "fileResults": [{"filename": "room-1.mp4", "size": "1024"}]
+  },
+  "meet": {"owned": true, "roomId": "room-1"}
 }
 `,
 	"README.md": `# {{.Name}}
@@ -530,7 +559,7 @@ An lkedge plugin (see lkedge's docs/plugins.md).
     go test ./...                                   # test natively
     GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags="-s -w" -o {{.Name}}.wasm .
     LKEDGE_PLUGIN_WASM=$PWD/{{.Name}}.wasm go test ./...   # the same tests, through lkedge (lkedge on PATH, or LKEDGE_BIN)
-    lkedge plugin run --event event.json --config url=https://example.com/hook {{.Name}}.wasm
+    lkedge plugin run --event event.json --config url=https://example.com/hook {{.Name}}.wasm   # event.json: a recording that ended
 
 {{.SDK}}/ is lkedge's SDK, copied by lkedge plugin new; go.mod points at it.
 `,

@@ -266,15 +266,13 @@ func TestPluginNew(t *testing.T) {
 	wasm := filepath.Join(dir, "notify-me.wasm")
 	goCmd([]string{"GOOS=wasip1", "GOARCH=wasm"}, "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", wasm, ".")
 
+	// The scaffold's own event.json, which its README runs it on.
 	out.Reset()
-	event := filepath.Join(dir, "event.json")
-	if err := os.WriteFile(event, []byte(`{"version":1,"id":"EV_9","type":"egress_ended","egressInfo":{"roomName":"r9","status":"EGRESS_COMPLETE"}}`), 0o644); err != nil {
+	if err := pluginCmd([]string{"run", "--event", filepath.Join(dir, "event.json"), "--config", "url=https://example.com/hook", wasm}, nil, &out); err != nil {
 		t.Fatal(err)
 	}
-	if err := pluginCmd([]string{"run", "--event", event, "--config", "url=https://example.com/hook", wasm}, nil, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), `{"event":"egress_ended","room":"r9","status":"EGRESS_COMPLETE"}`) {
+	if !strings.Contains(out.String(), "1 request\n\n#1 POST https://example.com/hook\n") ||
+		!strings.Contains(out.String(), `{"event":"egress_ended","room":"room-1","status":"EGRESS_COMPLETE","file":"room-1.mp4"}`) {
 		t.Errorf("plugin run printed:\n%s", out.String())
 	}
 
@@ -357,5 +355,29 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs:\n got %s\nwant %s", path, got, want)
+	}
+}
+
+// TestScaffoldTestsNeedLkedge: against a module, the scaffold's tests run
+// through the lkedge binary; when there is none, every test must fail, the
+// one expecting an error included, rather than take the missing binary
+// for the error it expected.
+func TestScaffoldTestsNeedLkedge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go command")
+	}
+	dir := filepath.Join(t.TempDir(), "p")
+	if err := pluginCmd([]string{"new", dir}, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "test", "-count=1", "-v", "./...")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=", "GOWORK=off", "GOTOOLCHAIN=local",
+		sdktest.EnvWasm+"="+filepath.Join(dir, "p.wasm"), sdktest.EnvBin+"="+filepath.Join(t.TempDir(), "no-such-lkedge"))
+	b, _ := cmd.CombinedOutput()
+	for _, test := range []string{"TestNotifiesWhenARecordingEnds", "TestIgnoresOtherEvents", "TestNeedsURL"} {
+		if !strings.Contains(string(b), "--- FAIL: "+test+" ") {
+			t.Errorf("%s did not fail without an lkedge binary:\n%s", test, b)
+		}
 	}
 }

@@ -13,66 +13,90 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
+// recordings are the Meet recordings the golden egress events carry, as
+// the Meet stage would have derived them.
+var recordings = map[string]string{
+	"egress_started": `{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"STARTING","filename":"room-123--a1b2c3d4e5.mp4","startDate":1745318182050}`,
+	"egress_updated": `{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"ACTIVE","filename":"room-123--a1b2c3d4e5.mp4","startDate":1745318182123.4568}`,
+	"egress_ended":   `{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"COMPLETE","filename":"room-123--a1b2c3d4e5.mp4","startDate":1745318182123.4568,"endDate":1745318192654.3218,"duration":10.530865198,"size":1048576,"details":"End reason: StopEgress API"}`,
+}
+
 // TestGolden pins the documented event model (docs/events.md): each
-// testdata/events/<name>.webhook.json decodes and encodes to <name>.event.json.
+// testdata/events/<type>.webhook.json decodes and encodes to
+// <type>.event.json, one JSON object as a plugin receives it (and as
+// `lkedge plugin run --event` takes it); room_finished also gives lkedge's
+// own roomFinished.event.json. Every .event.json there must come from here.
 func TestGolden(t *testing.T) {
-	inputs, err := filepath.Glob(filepath.Join("..", "..", "testdata", "events", "*.webhook.json"))
+	dir := filepath.Join("..", "..", "testdata", "events")
+	inputs, err := filepath.Glob(filepath.Join(dir, "*.webhook.json"))
 	if err != nil || len(inputs) == 0 {
 		t.Fatalf("no inputs: %v", err)
 	}
 	received := time.UnixMilli(1745318193000)
+	made := map[string]bool{}
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".webhook.json")
-		t.Run(name, func(t *testing.T) {
-			body, err := os.ReadFile(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev, err := FromWebhook(body, received)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ev.LiveKit.GetRoom().GetTurnPassword() != "" || ev.LiveKit.GetIngressInfo().GetStreamKey() != "" {
-				t.Error("the decoded event kept a secret: nothing downstream may see it")
-			}
-			ev.Meet = &Meet{Owned: true, RoomID: ev.RoomName()}
-			if name == "egress_updated" {
-				ev.Meet.Recording = json.RawMessage(`{"recordingId":"room-123--EG_abc123XYZ--a1b2c3d4e5","roomId":"room-123","status":"ACTIVE","filename":"room-123--a1b2c3d4e5.mp4","startDate":1745318182123.4568}`)
-			}
-			events := []*Event{ev}
-			if ev.Type == "room_finished" {
-				events = append(events, ev.Derive(TypeRoomFinished, &Meet{Owned: true, RoomID: ev.RoomName(), Deleted: true}))
-			}
-			var got bytes.Buffer
-			for _, e := range events {
-				b, err := json.Marshal(e)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := json.Indent(&got, b, "", "  "); err != nil {
-					t.Fatal(err)
-				}
-				got.WriteByte('\n')
-			}
-			for _, secret := range []string{"turnPassword", "streamKey"} {
-				if bytes.Contains(got.Bytes(), []byte(secret)) {
-					t.Errorf("%s must never reach plugins", secret)
-				}
-			}
-			golden := strings.TrimSuffix(in, ".webhook.json") + ".event.json"
-			if *update {
-				if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./host/event -update)", err)
-			}
-			if !bytes.Equal(got.Bytes(), want) {
-				t.Errorf("event JSON differs from %s:\n%s", golden, got.Bytes())
-			}
-		})
+		body, err := os.ReadFile(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := FromWebhook(body, received)
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if ev.Type != name {
+			t.Errorf("%s holds a %s event", in, ev.Type)
+		}
+		if ev.LiveKit.GetRoom().GetTurnPassword() != "" || ev.LiveKit.GetIngressInfo().GetStreamKey() != "" {
+			t.Errorf("%s: the decoded event kept a secret: nothing downstream may see it", name)
+		}
+		ev.Meet = &Meet{Owned: true, RoomID: ev.RoomName()}
+		if r, ok := recordings[name]; ok {
+			ev.Meet.Recording = json.RawMessage(r)
+		}
+		outputs := map[string]*Event{name: ev}
+		if ev.Type == "room_finished" {
+			outputs[TypeRoomFinished] = ev.Derive(TypeRoomFinished, &Meet{Owned: true, RoomID: ev.RoomName(), Deleted: true})
+		}
+		for out, e := range outputs {
+			made[out] = true
+			t.Run(out, func(t *testing.T) { checkGolden(t, filepath.Join(dir, out+".event.json"), e) })
+		}
+	}
+	goldens, _ := filepath.Glob(filepath.Join(dir, "*.event.json"))
+	for _, g := range goldens {
+		if name := strings.TrimSuffix(filepath.Base(g), ".event.json"); !made[name] {
+			t.Errorf("%s has no %s.webhook.json to come from", g, name)
+		}
+	}
+}
+
+func checkGolden(t *testing.T, golden string, e *Event) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if err := json.Indent(&got, b, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	got.WriteByte('\n')
+	for _, secret := range []string{"turnPassword", "streamKey"} {
+		if bytes.Contains(got.Bytes(), []byte(secret)) {
+			t.Errorf("%s must never reach plugins", secret)
+		}
+	}
+	if *update {
+		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./host/event -update)", err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("event JSON differs from %s:\n%s", golden, got.Bytes())
 	}
 }
 

@@ -137,7 +137,7 @@ func New(stage Stage, sink Sink, j Journal, opts Options) *Pipeline {
 		stage: stage, sink: sink, journal: j, opts: opts, log: opts.Logger,
 		workers: make(chan struct{}, opts.Workers),
 		keys:    map[string]*keyState{}, waiting: map[string]string{},
-		kick:    make(chan struct{}, 1),
+		kick: make(chan struct{}, 1),
 	}
 	p.idle = sync.NewCond(&p.mu)
 	return p
