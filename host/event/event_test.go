@@ -45,7 +45,7 @@ func TestGolden(t *testing.T) {
 			}
 			var got bytes.Buffer
 			for _, e := range events {
-				b, err := json.Marshal(e)
+				b, err := e.MarshalJSON()
 				if err != nil {
 					t.Fatal(err)
 				}
