@@ -40,6 +40,34 @@ func TestMarshalKeepsHTMLCharacters(t *testing.T) {
 	}
 }
 
+// TestUnknownEnumNumbers: protojson reads an enum number it has no name for
+// and writes it back as that number. Such an event still reaches plugins,
+// with the number where the name would be, and the SDK reads it.
+func TestUnknownEnumNumbers(t *testing.T) {
+	body := `{"event":"egress_updated","id":"EV_n","egressInfo":{"egressId":"EG_1","roomName":"r","sourceType":7,"status":99,` +
+		`"fileResults":[{"filename":"r--u.mp4"}],"streamResults":[{"status":9}]}}`
+	ev, err := FromWebhook([]byte(body), time.UnixMilli(1))
+	if err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	b, err := ev.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"sourceType":7`, `"status":99`, `"streamResults":[{"status":9}]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("event %s lacks %s", b, want)
+		}
+	}
+	got, err := sdk.ParseEvent(b)
+	if err != nil {
+		t.Fatalf("a plugin cannot read the event: %v", err)
+	}
+	if got.Egress.Status != "99" || got.Egress.SourceType != "7" || got.Egress.StreamResults[0].Status != "9" {
+		t.Errorf("SDK read status %q, sourceType %q, stream status %q; want 99, 7, 9", got.Egress.Status, got.Egress.SourceType, got.Egress.StreamResults[0].Status)
+	}
+}
+
 // TestNotAWebhook: a JSON object without LiveKit's event name is not a
 // LiveKit webhook, however it was signed. A name lkedge does not know but
 // written as LiveKit writes its names is one LiveKit may add: it passes.
