@@ -9,7 +9,12 @@ import (
 
 // Event is one lkedge event (docs/events.md, model version 1). LiveKit's
 // objects keep LiveKit's protojson names: camelCase, 64-bit integers as
-// strings (Int64 reads both forms), enums by name, zero values left out.
+// strings (Int64 reads both forms), zero values left out, and enums by
+// name, except that protojson writes a value it has no name for as its
+// number ("status":99). Each enum has its string type (EgressStatus, ...)
+// that reads both forms, as protojson does: a name as it is, a number as
+// its name if the SDK knows one, else as its decimal text ("99"), which
+// matches no name.
 // Fields the SDK does not know are skipped, so a plugin keeps working when
 // LiveKit or lkedge adds some; Raw still has them.
 type Event struct {
@@ -60,6 +65,21 @@ const (
 	// OpenVidu Meet named this event but never sent it.
 	TypeRoomFinished = "roomFinished"
 )
+
+// unmarshalEnum is the UnmarshalJSON of the enum types: it lets
+// encoding/json decode them as ParseEvent does.
+func unmarshalEnum(b []byte, p *string, names []string) error {
+	d := jsonx.NewDecoder(b)
+	v := *p
+	if err := d.Enum(&v, names); err != nil {
+		return err
+	}
+	if err := d.End(); err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
 
 // Int64 is a 64-bit integer that LiveKit writes as a JSON string (so that
 // JavaScript does not round it); it also accepts a plain number.
@@ -113,10 +133,9 @@ type TimedVersion struct {
 
 // Participant is LiveKit's ParticipantInfo.
 type Participant struct {
-	SID      string `json:"sid"`
-	Identity string `json:"identity"`
-	// State is JOINING, JOINED, ACTIVE or DISCONNECTED.
-	State      string                 `json:"state"`
+	SID        string                 `json:"sid"`
+	Identity   string                 `json:"identity"`
+	State      ParticipantState       `json:"state"`
 	Tracks     []Track                `json:"tracks"`
 	Metadata   string                 `json:"metadata"`
 	JoinedAt   Int64                  `json:"joinedAt"`   // Unix seconds
@@ -126,23 +145,22 @@ type Participant struct {
 	Permission *ParticipantPermission `json:"permission,omitempty"`
 	Region     string                 `json:"region"`
 	// IsPublisher tells that the participant can publish right now.
-	IsPublisher bool `json:"isPublisher"`
-	// Kind is STANDARD, INGRESS, EGRESS, SIP, AGENT, CONNECTOR or BRIDGE.
-	Kind             string            `json:"kind"`
-	Attributes       map[string]string `json:"attributes"`
-	DisconnectReason string            `json:"disconnectReason"`
-	KindDetails      []string          `json:"kindDetails"`
-	ClientProtocol   int32             `json:"clientProtocol"`
-	Capabilities     []string          `json:"capabilities"`
+	IsPublisher      bool                    `json:"isPublisher"`
+	Kind             ParticipantKind         `json:"kind"`
+	Attributes       map[string]string       `json:"attributes"`
+	DisconnectReason DisconnectReason        `json:"disconnectReason"`
+	KindDetails      []ParticipantKindDetail `json:"kindDetails"`
+	ClientProtocol   int32                   `json:"clientProtocol"`
+	Capabilities     []ClientCapability      `json:"capabilities"`
 }
 
 // ParticipantPermission is what a participant may do.
 type ParticipantPermission struct {
-	CanSubscribe      bool     `json:"canSubscribe"`
-	CanPublish        bool     `json:"canPublish"`
-	CanPublishData    bool     `json:"canPublishData"`
-	CanPublishSources []string `json:"canPublishSources"`
-	Hidden            bool     `json:"hidden"`
+	CanSubscribe      bool          `json:"canSubscribe"`
+	CanPublish        bool          `json:"canPublish"`
+	CanPublishData    bool          `json:"canPublishData"`
+	CanPublishSources []TrackSource `json:"canPublishSources"`
+	Hidden            bool          `json:"hidden"`
 	// Recorder marks an egress participant (OpenVidu Meet ignores those).
 	Recorder              bool `json:"recorder"`
 	CanUpdateMetadata     bool `json:"canUpdateMetadata"`
@@ -153,69 +171,64 @@ type ParticipantPermission struct {
 
 // Track is LiveKit's TrackInfo.
 type Track struct {
-	SID string `json:"sid"`
-	// Type is AUDIO, VIDEO or DATA.
-	Type   string `json:"type"`
-	Name   string `json:"name"`
-	Muted  bool   `json:"muted"`
-	Width  uint32 `json:"width"`
-	Height uint32 `json:"height"`
+	SID    string    `json:"sid"`
+	Type   TrackType `json:"type"`
+	Name   string    `json:"name"`
+	Muted  bool      `json:"muted"`
+	Width  uint32    `json:"width"`
+	Height uint32    `json:"height"`
 	// Simulcast is deprecated by LiveKit (see Codecs).
-	Simulcast  bool `json:"simulcast"`
-	DisableDTX bool `json:"disableDtx"`
-	// Source is CAMERA, MICROPHONE, SCREEN_SHARE, SCREEN_SHARE_AUDIO or
-	// UNKNOWN.
-	Source            string               `json:"source"`
+	Simulcast         bool                 `json:"simulcast"`
+	DisableDTX        bool                 `json:"disableDtx"`
+	Source            TrackSource          `json:"source"`
 	Layers            []VideoLayer         `json:"layers"`
 	MimeType          string               `json:"mimeType"`
 	MID               string               `json:"mid"`
 	Codecs            []SimulcastCodecInfo `json:"codecs"`
 	Stereo            bool                 `json:"stereo"`
 	DisableRED        bool                 `json:"disableRed"`
-	Encryption        string               `json:"encryption"`
+	Encryption        EncryptionType       `json:"encryption"`
 	Stream            string               `json:"stream"`
 	Version           *TimedVersion        `json:"version,omitempty"`
-	AudioFeatures     []string             `json:"audioFeatures"`
-	BackupCodecPolicy string               `json:"backupCodecPolicy"`
+	AudioFeatures     []AudioTrackFeature  `json:"audioFeatures"`
+	BackupCodecPolicy BackupCodecPolicy    `json:"backupCodecPolicy"`
 }
 
 // VideoLayer is one simulcast layer of a video track.
 type VideoLayer struct {
-	// Quality is LOW, MEDIUM, HIGH or OFF.
-	Quality      string `json:"quality"`
-	Width        uint32 `json:"width"`
-	Height       uint32 `json:"height"`
-	Bitrate      uint32 `json:"bitrate"`
-	SSRC         uint32 `json:"ssrc"`
-	SpatialLayer int32  `json:"spatialLayer"`
-	RID          string `json:"rid"`
-	RepairSSRC   uint32 `json:"repairSsrc"`
+	Quality      VideoQuality `json:"quality"`
+	Width        uint32       `json:"width"`
+	Height       uint32       `json:"height"`
+	Bitrate      uint32       `json:"bitrate"`
+	SSRC         uint32       `json:"ssrc"`
+	SpatialLayer int32        `json:"spatialLayer"`
+	RID          string       `json:"rid"`
+	RepairSSRC   uint32       `json:"repairSsrc"`
 }
 
 // SimulcastCodecInfo is one codec a track is published in.
 type SimulcastCodecInfo struct {
-	MimeType       string       `json:"mimeType"`
-	MID            string       `json:"mid"`
-	CID            string       `json:"cid"`
-	Layers         []VideoLayer `json:"layers"`
-	VideoLayerMode string       `json:"videoLayerMode"`
-	SDPCID         string       `json:"sdpCid"`
+	MimeType       string         `json:"mimeType"`
+	MID            string         `json:"mid"`
+	CID            string         `json:"cid"`
+	Layers         []VideoLayer   `json:"layers"`
+	VideoLayerMode VideoLayerMode `json:"videoLayerMode"`
+	SDPCID         string         `json:"sdpCid"`
 }
 
 // Egress is LiveKit's EgressInfo.
 type Egress struct {
-	EgressID string `json:"egressId"`
-	RoomID   string `json:"roomId"`
-	RoomName string `json:"roomName"`
-	// SourceType is EGRESS_SOURCE_TYPE_WEB or EGRESS_SOURCE_TYPE_SDK.
-	SourceType string `json:"sourceType"`
-	// Status is EGRESS_STARTING, EGRESS_ACTIVE, EGRESS_ENDING,
-	// EGRESS_COMPLETE, EGRESS_FAILED, EGRESS_ABORTED or
-	// EGRESS_LIMIT_REACHED. LiveKit leaves out the first (zero) one.
-	Status    string `json:"status"`
-	StartedAt Int64  `json:"startedAt"` // Unix nanoseconds
-	EndedAt   Int64  `json:"endedAt"`   // Unix nanoseconds
-	UpdatedAt Int64  `json:"updatedAt"` // Unix nanoseconds
+	EgressID   string           `json:"egressId"`
+	RoomID     string           `json:"roomId"`
+	RoomName   string           `json:"roomName"`
+	SourceType EgressSourceType `json:"sourceType"`
+	// Status is absent (empty) for EGRESS_STARTING, the zero value, which
+	// LiveKit leaves out. OpenVidu Meet takes a status it does not know,
+	// such as a number, as EGRESS_FAILED (meet.recording says FAILED).
+	Status    EgressStatus `json:"status"`
+	StartedAt Int64        `json:"startedAt"` // Unix nanoseconds
+	EndedAt   Int64        `json:"endedAt"`   // Unix nanoseconds
+	UpdatedAt Int64        `json:"updatedAt"` // Unix nanoseconds
 	// The request that started the egress, one of these, as LiveKit wrote
 	// it: they are large, change often and rarely matter to a notifier.
 	StartRequest   json.RawMessage `json:"egress,omitempty"`
@@ -251,16 +264,15 @@ type FileInfo struct {
 
 // StreamInfo is one stream an egress pushed.
 type StreamInfo struct {
-	URL       string `json:"url"`
-	StartedAt Int64  `json:"startedAt"`
-	EndedAt   Int64  `json:"endedAt"`
-	Duration  Int64  `json:"duration"`
-	// Status is ACTIVE, FINISHED or FAILED.
-	Status      string `json:"status"`
-	Error       string `json:"error"`
-	LastRetryAt Int64  `json:"lastRetryAt"`
-	Retries     uint32 `json:"retries"`
-	ID          string `json:"id"`
+	URL         string       `json:"url"`
+	StartedAt   Int64        `json:"startedAt"`
+	EndedAt     Int64        `json:"endedAt"`
+	Duration    Int64        `json:"duration"`
+	Status      StreamStatus `json:"status"`
+	Error       string       `json:"error"`
+	LastRetryAt Int64        `json:"lastRetryAt"`
+	Retries     uint32       `json:"retries"`
+	ID          string       `json:"id"`
 }
 
 // SegmentsInfo is one segmented (HLS) output of an egress.
@@ -286,12 +298,11 @@ type ImagesInfo struct {
 
 // Ingress is LiveKit's IngressInfo.
 type Ingress struct {
-	IngressID string `json:"ingressId"`
-	Name      string `json:"name"`
-	StreamKey string `json:"streamKey"`
-	URL       string `json:"url"`
-	// InputType is RTMP_INPUT, WHIP_INPUT, URL_INPUT or SRT_INPUT.
-	InputType           string          `json:"inputType"`
+	IngressID           string          `json:"ingressId"`
+	Name                string          `json:"name"`
+	StreamKey           string          `json:"streamKey"`
+	URL                 string          `json:"url"`
+	InputType           IngressInput    `json:"inputType"`
 	BypassTranscoding   bool            `json:"bypassTranscoding"`
 	EnableTranscoding   *bool           `json:"enableTranscoding,omitempty"`
 	Audio               json.RawMessage `json:"audio,omitempty"` // IngressAudioOptions
@@ -307,10 +318,8 @@ type Ingress struct {
 
 // IngressState is an ingress's current state.
 type IngressState struct {
-	// Status is ENDPOINT_INACTIVE, ENDPOINT_BUFFERING,
-	// ENDPOINT_PUBLISHING, ENDPOINT_ERROR or ENDPOINT_COMPLETE.
-	Status string `json:"status"`
-	Error  string `json:"error"`
+	Status IngressStatus `json:"status"`
+	Error  string        `json:"error"`
 	// Video and Audio describe the input as LiveKit wrote it; they hold
 	// doubles that protojson may write as "NaN", which a typed field would
 	// have to refuse.

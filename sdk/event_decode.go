@@ -118,7 +118,7 @@ func decodeParticipant(d *jsonx.Decoder, p *Participant) error {
 		case "identity":
 			return d.String(&p.Identity)
 		case "state":
-			return d.String(&p.State)
+			return decodeParticipantState(d, &p.State)
 		case "tracks":
 			return jsonx.Slice(d, &p.Tracks, decodeTrack)
 		case "metadata":
@@ -138,17 +138,17 @@ func decodeParticipant(d *jsonx.Decoder, p *Participant) error {
 		case "isPublisher":
 			return d.Bool(&p.IsPublisher)
 		case "kind":
-			return d.String(&p.Kind)
+			return decodeParticipantKind(d, &p.Kind)
 		case "attributes":
 			return d.StringMap(&p.Attributes)
 		case "disconnectReason":
-			return d.String(&p.DisconnectReason)
+			return decodeDisconnectReason(d, &p.DisconnectReason)
 		case "kindDetails":
-			return d.Strings(&p.KindDetails)
+			return jsonx.Slice(d, &p.KindDetails, decodeParticipantKindDetail)
 		case "clientProtocol":
 			return d.Int32(&p.ClientProtocol)
 		case "capabilities":
-			return d.Strings(&p.Capabilities)
+			return jsonx.Slice(d, &p.Capabilities, decodeClientCapability)
 		}
 		return d.Unknown()
 	})
@@ -166,7 +166,7 @@ func decodePermission(d *jsonx.Decoder, p *ParticipantPermission) error {
 		case "canPublishData":
 			return d.Bool(&p.CanPublishData)
 		case "canPublishSources":
-			return d.Strings(&p.CanPublishSources)
+			return jsonx.Slice(d, &p.CanPublishSources, decodeTrackSource)
 		case "hidden":
 			return d.Bool(&p.Hidden)
 		case "recorder":
@@ -192,7 +192,7 @@ func decodeTrack(d *jsonx.Decoder, t *Track) error {
 		case "sid":
 			return d.String(&t.SID)
 		case "type":
-			return d.String(&t.Type)
+			return decodeTrackType(d, &t.Type)
 		case "name":
 			return d.String(&t.Name)
 		case "muted":
@@ -206,7 +206,7 @@ func decodeTrack(d *jsonx.Decoder, t *Track) error {
 		case "disableDtx":
 			return d.Bool(&t.DisableDTX)
 		case "source":
-			return d.String(&t.Source)
+			return decodeTrackSource(d, &t.Source)
 		case "layers":
 			return jsonx.Slice(d, &t.Layers, decodeVideoLayer)
 		case "mimeType":
@@ -220,15 +220,15 @@ func decodeTrack(d *jsonx.Decoder, t *Track) error {
 		case "disableRed":
 			return d.Bool(&t.DisableRED)
 		case "encryption":
-			return d.String(&t.Encryption)
+			return decodeEncryptionType(d, &t.Encryption)
 		case "stream":
 			return d.String(&t.Stream)
 		case "version":
 			return jsonx.Ptr(d, &t.Version, decodeTimedVersion)
 		case "audioFeatures":
-			return d.Strings(&t.AudioFeatures)
+			return jsonx.Slice(d, &t.AudioFeatures, decodeAudioTrackFeature)
 		case "backupCodecPolicy":
-			return d.String(&t.BackupCodecPolicy)
+			return decodeBackupCodecPolicy(d, &t.BackupCodecPolicy)
 		}
 		return d.Unknown()
 	})
@@ -240,7 +240,7 @@ func decodeVideoLayer(d *jsonx.Decoder, l *VideoLayer) error {
 	return d.Object(videoLayerNames, func(key string) error {
 		switch key {
 		case "quality":
-			return d.String(&l.Quality)
+			return decodeVideoQuality(d, &l.Quality)
 		case "width":
 			return d.Uint32(&l.Width)
 		case "height":
@@ -274,7 +274,7 @@ func decodeSimulcastCodec(d *jsonx.Decoder, c *SimulcastCodecInfo) error {
 		case "layers":
 			return jsonx.Slice(d, &c.Layers, decodeVideoLayer)
 		case "videoLayerMode":
-			return d.String(&c.VideoLayerMode)
+			return decodeVideoLayerMode(d, &c.VideoLayerMode)
 		case "sdpCid":
 			return d.String(&c.SDPCID)
 		}
@@ -294,9 +294,9 @@ func decodeEgress(d *jsonx.Decoder, e *Egress) error {
 		case "roomName":
 			return d.String(&e.RoomName)
 		case "sourceType":
-			return d.String(&e.SourceType)
+			return decodeEgressSourceType(d, &e.SourceType)
 		case "status":
-			return d.String(&e.Status)
+			return decodeEgressStatus(d, &e.Status)
 		case "startedAt":
 			return decodeInt64(d, &e.StartedAt)
 		case "endedAt":
@@ -378,7 +378,7 @@ func decodeStreamInfo(d *jsonx.Decoder, s *StreamInfo) error {
 		case "duration":
 			return decodeInt64(d, &s.Duration)
 		case "status":
-			return d.String(&s.Status)
+			return decodeStreamStatus(d, &s.Status)
 		case "error":
 			return d.String(&s.Error)
 		case "lastRetryAt":
@@ -452,7 +452,7 @@ func decodeIngress(d *jsonx.Decoder, in *Ingress) error {
 		case "url":
 			return d.String(&in.URL)
 		case "inputType":
-			return d.String(&in.InputType)
+			return decodeIngressInput(d, &in.InputType)
 		case "bypassTranscoding":
 			return d.Bool(&in.BypassTranscoding)
 		case "enableTranscoding":
@@ -486,7 +486,7 @@ func decodeIngressState(d *jsonx.Decoder, s *IngressState) error {
 	return d.Object(ingressStateNames, func(key string) error {
 		switch key {
 		case "status":
-			return d.String(&s.Status)
+			return decodeIngressStatus(d, &s.Status)
 		case "error":
 			return d.String(&s.Error)
 		case "video":

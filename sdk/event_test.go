@@ -109,6 +109,13 @@ var edgeCases = []string{
 	`{"participant":{"attributes":{"a":"1","b":null}}}`, `{"participant":{"attributes":{"a":"1"},"attributes":{"b":"2"}}}`,
 	`{"participant":{"attributes":null}}`, `{"participant":{"attributes":{}}}`, `{"participant":{"attributes":{"a":1}}}`, `{"participant":{"attributes":[]}}`,
 	`{"participant":{"tracks":[1]}}`, `{"participant":{"tracks":{}}}`, `{"participant":{"tracks":[{"sid":"a"}}`,
+	// Enums: a name, a number (with or without a name), other types.
+	`{"egressInfo":{"status":"EGRESS_COMPLETE"}}`, `{"egressInfo":{"status":3}}`, `{"egressInfo":{"status":99}}`, `{"egressInfo":{"status":-1}}`,
+	`{"egressInfo":{"status":-0}}`, `{"egressInfo":{"status":null}}`, `{"egressInfo":{"status":"EGRESS_COMPLETE","status":null}}`, `{"egressInfo":{"status":"NOT_YET_NAMED"}}`,
+	`{"egressInfo":{"status":1.5}}`, `{"egressInfo":{"status":1e1}}`, `{"egressInfo":{"status":2147483648}}`, `{"egressInfo":{"status":-2147483649}}`,
+	`{"egressInfo":{"status":true}}`, `{"egressInfo":{"status":[]}}`, `{"egressInfo":{"status":{}}}`, `{"egressInfo":{"status":"\u0033"}}`,
+	`{"participant":{"kindDetails":[1,"FORWARDED",null,77]}}`, `{"participant":{"kindDetails":[1],"kindDetails":[null]}}`, `{"participant":{"kindDetails":{}}}`,
+	`{"track":{"audioFeatures":[0,99,"TF_NO_DTX"],"source":2}}`, `{"track":{"audioFeatures":[false]}}`,
 	// Optional fields.
 	`{"ingressInfo":{"enabled":false,"enableTranscoding":null,"state":{"status":"ENDPOINT_ERROR","tracks":[{"sid":"t"}]}}}`,
 	// Depth.
@@ -347,5 +354,55 @@ func walk(v reflect.Value, seen, all map[string]bool) {
 			}
 			walk(v.Field(i), seen, all)
 		}
+	}
+}
+
+// TestEnumsReadBothForms: protojson writes an enum value it has no name
+// for as a number, and reads a name or a number. Every enum field reads
+// both: a known number as its name, an unknown one as its decimal text.
+func TestEnumsReadBothForms(t *testing.T) {
+	b, err := os.ReadFile("testdata/events/enum_numbers.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []*Event
+	for line := range strings.Lines(string(b)) {
+		ev, err := ParseEvent([]byte(line))
+		if err != nil {
+			t.Fatalf("ParseEvent: %v", err)
+		}
+		evs = append(evs, ev)
+	}
+	p, tr, eg, in := evs[0].Participant, evs[0].Participant.Tracks[0], evs[1].Egress, evs[2].Ingress
+	for _, c := range []struct {
+		field     string
+		got, want any
+	}{
+		{"participant.state", p.State, ParticipantState("ACTIVE")},
+		{"participant.kind", p.Kind, ParticipantKind("99")},
+		{"participant.disconnectReason", p.DisconnectReason, DisconnectReason("AGENT_ERROR")},
+		{"participant.kindDetails", p.KindDetails, []ParticipantKindDetail{"FORWARDED", "42"}},
+		{"participant.capabilities", p.Capabilities, []ClientCapability{"CAP_COMPRESSION_DEFLATE_RAW", "7"}},
+		{"permission.canPublishSources", p.Permission.CanPublishSources, []TrackSource{"CAMERA", "MICROPHONE", "9"}},
+		{"track.type", tr.Type, TrackType("VIDEO")},
+		{"track.source", tr.Source, TrackSource("77")},
+		{"track.encryption", tr.Encryption, EncryptionType("GCM")},
+		{"track.audioFeatures", tr.AudioFeatures, []AudioTrackFeature{"TF_STEREO", "55"}},
+		{"track.backupCodecPolicy", tr.BackupCodecPolicy, BackupCodecPolicy("REGRESSION")},
+		{"layer.quality", tr.Layers[0].Quality, VideoQuality("OFF")},
+		{"codec.videoLayerMode", tr.Codecs[0].VideoLayerMode, VideoLayerMode("ONE_SPATIAL_LAYER_PER_STREAM_INCOMPLETE_RTCP_SR")},
+		{"codec layer.quality", tr.Codecs[0].Layers[0].Quality, VideoQuality("-1")},
+		{"egress.sourceType", eg.SourceType, EgressSourceType("EGRESS_SOURCE_TYPE_SDK")},
+		{"egress.status", eg.Status, EgressStatus("99")},
+		{"stream.status", []StreamStatus{eg.StreamResults[0].Status, eg.StreamResults[1].Status}, []StreamStatus{"FAILED", "12"}},
+		{"ingress.inputType", in.InputType, IngressInput("5")},
+		{"ingress state.status", in.State.Status, IngressStatus("ENDPOINT_COMPLETE")},
+	} {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %q, want %q", c.field, c.got, c.want)
+		}
+	}
+	if eg.Status == "EGRESS_FAILED" || eg.Status == "EGRESS_STARTING" {
+		t.Error("an unknown status must match no name")
 	}
 }

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,7 +78,10 @@ func (r *Request) Body(b []byte) *Request {
 // application/json. A json.RawMessage is sent as it is (after checking that
 // it is JSON); anything else goes through encoding/json, whose reflection is
 // slow in a plugin, so a plugin on a hot path builds its body itself and
-// passes it as a json.RawMessage.
+// passes it as a json.RawMessage. <, > and & are not HTML-escaped, in v's
+// strings or in a json.RawMessage inside v (such as Meet.Recording): the
+// body keeps them as JavaScript's JSON.stringify does, and as the event had
+// them.
 func (r *Request) JSON(v any) *Request {
 	b, ok := v.(json.RawMessage)
 	if ok {
@@ -86,11 +90,14 @@ func (r *Request) JSON(v any) *Request {
 			return r
 		}
 	} else {
-		var err error
-		if b, err = json.Marshal(v); err != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
 			r.err = fmt.Errorf("encode body: %w", err)
 			return r
 		}
+		b = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	}
 	return r.Header("Content-Type", "application/json").Body(b)
 }

@@ -55,7 +55,9 @@ func TestSendEncodesTheAction(t *testing.T) {
 		{"binary body goes byte for byte", POST("https://example.com").Body([]byte{0xff, 0, 1}), `{"type":"http","method":"POST","url":"https://example.com"}`, "\xff\x00\x01"},
 		{"json", POST("https://example.com").JSON(struct {
 			A string `json:"a"`
-		}{"<&>"}), `{"type":"http","method":"POST","url":"https://example.com","headers":[["Content-Type","application/json"]]}`, `{"a":"\u003c\u0026\u003e"}`},
+		}{"<&>"}), `{"type":"http","method":"POST","url":"https://example.com","headers":[["Content-Type","application/json"]]}`, `{"a":"<&>"}`},
+		{"a forwarded recording keeps its bytes", POST("https://example.com").JSON(map[string]any{"data": json.RawMessage(`{"error":"<pipeline> & \u003c"}`)}),
+			`{"type":"http","method":"POST","url":"https://example.com","headers":[["Content-Type","application/json"]]}`, `{"data":{"error":"<pipeline> & \u003c"}}`},
 		{"raw json is sent as it is", POST("https://example.com").JSON(json.RawMessage(`{"a" : 1}`)).SignStandardWebhooks("whsec"),
 			`{"type":"http","method":"POST","url":"https://example.com","headers":[["Content-Type","application/json"]],"sign":{"scheme":"standard-webhooks","secret":"whsec"}}`, `{"a" : 1}`},
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -73,9 +74,41 @@ type Meet struct {
 
 var unmarshalOpts = protojson.UnmarshalOptions{DiscardUnknown: true, AllowPartial: true}
 
+// ErrNotWebhook is wrapped by FromWebhook's error for JSON that is not a
+// LiveKit webhook: it has no event name, or one LiveKit would not write.
+var ErrNotWebhook = errors.New("not a LiveKit webhook")
+
+// maxTypeLen bounds an event name; LiveKit's longest is 30 bytes.
+const maxTypeLen = 64
+
+// checkType accepts the event names LiveKit writes, and those it may add
+// later in the same form: lower-case words joined by single underscores
+// (room_started, agent_job_pending). Names are not checked against a list,
+// because LiveKit adds events (agent_job_* came after OpenVidu Meet's
+// version) and its sender does not retry a 4xx: refusing a new name would
+// lose the event.
+func checkType(typ string) error {
+	if typ == "" {
+		return fmt.Errorf("%w: no event name", ErrNotWebhook)
+	}
+	if len(typ) > maxTypeLen {
+		return fmt.Errorf("%w: event name of %d bytes, over %d", ErrNotWebhook, len(typ), maxTypeLen)
+	}
+	for i := 0; i < len(typ); i++ {
+		c := typ[i]
+		word := 'a' <= c && c <= 'z' || i > 0 && typ[i-1] != '_' && '0' <= c && c <= '9'
+		joint := c == '_' && i > 0 && i < len(typ)-1 && typ[i-1] != '_'
+		if !word && !joint {
+			return fmt.Errorf("%w: event name %q is not lower-case words joined by _", ErrNotWebhook, typ)
+		}
+	}
+	return nil
+}
+
 // FromWebhook decodes a verified LiveKit webhook body (protojson, unknown
 // fields ignored as LiveKit's own receiver does). A body without an event id
 // gets one derived from its content, so duplicates are still recognized.
+// JSON without a LiveKit event name is refused with ErrNotWebhook.
 //
 // The secrets LiveKit puts in events are dropped here, so nothing
 // downstream can log them or hand them to a plugin: the TURN password in
@@ -85,6 +118,9 @@ func FromWebhook(body []byte, receivedAt time.Time) (*Event, error) {
 	var wh livekit.WebhookEvent
 	if err := unmarshalOpts.Unmarshal(body, &wh); err != nil {
 		return nil, fmt.Errorf("decode webhook: %w", err)
+	}
+	if err := checkType(wh.Event); err != nil {
+		return nil, err
 	}
 	if wh.Room != nil {
 		wh.Room.TurnPassword = ""
@@ -147,16 +183,27 @@ var marshalOpts = protojson.MarshalOptions{}
 
 // MarshalJSON writes the documented event model (docs/events.md). LiveKit's
 // objects appear in LiveKit's own protojson form, minus the secrets
-// FromWebhook dropped.
+// FromWebhook dropped. Nothing is HTML-escaped: meet.recording must reach
+// plugins byte for byte as stored, because OpenVidu Meet's webhooks carry
+// it as JSON.stringify wrote it, with <, > and & as they are, and sign
+// those bytes. (A plugin caller must not pass the event through
+// json.Marshal, which would escape them again.)
 func (e *Event) MarshalJSON() ([]byte, error) {
 	// Appended in place, without fmt: this runs once per event that any
 	// plugin receives (BenchmarkMarshalJSON).
 	b := bytes.NewBuffer(make([]byte, 0, 1024))
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
 	b.WriteString(`{"version":`)
 	b.Write(strconv.AppendInt(b.AvailableBuffer(), Version, 10))
-	writeField(b, "id", e.ID)
-	writeField(b, "type", e.Type)
-	writeField(b, "source", string(e.Source))
+	for _, f := range [...]struct{ name, value string }{{"id", e.ID}, {"type", e.Type}, {"source", string(e.Source)}} {
+		b.WriteString(`,"`)
+		b.WriteString(f.name)
+		b.WriteString(`":`)
+		if err := encode(b, enc, f.value); err != nil {
+			return nil, fmt.Errorf("encode %s: %w", f.name, err)
+		}
+	}
 	b.WriteString(`,"receivedAt":`)
 	b.Write(strconv.AppendInt(b.AvailableBuffer(), e.ReceivedAt.UnixMilli(), 10))
 	if wh := e.LiveKit; wh != nil {
@@ -184,24 +231,23 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 		}
 	}
 	if e.Meet != nil {
-		m, err := json.Marshal(e.Meet)
-		if err != nil {
+		b.WriteString(`,"meet":`)
+		if err := encode(b, enc, e.Meet); err != nil {
 			return nil, fmt.Errorf("encode meet view: %w", err)
 		}
-		b.WriteString(`,"meet":`)
-		b.Write(m)
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
 }
 
-// writeField writes ,"name":value with value as a JSON string.
-func writeField(b *bytes.Buffer, name, value string) {
-	v, _ := json.Marshal(value) // a string always encodes
-	b.WriteString(`,"`)
-	b.WriteString(name)
-	b.WriteString(`":`)
-	b.Write(v)
+// encode appends v to b through enc, which writes into b, without the
+// newline Encode ends each value with. A failed Encode writes nothing.
+func encode(b *bytes.Buffer, enc *json.Encoder, v any) error {
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	b.Truncate(b.Len() - 1)
+	return nil
 }
 
 // writeProto writes ,"name": and m in protojson, encoding it into scratch,

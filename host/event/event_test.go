@@ -72,7 +72,7 @@ func TestGolden(t *testing.T) {
 }
 
 func checkGolden(t *testing.T, golden string, e *Event) {
-	b, err := json.Marshal(e)
+	b, err := e.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,10 +144,10 @@ func TestFromWebhook(t *testing.T) {
 }
 
 // TestNewerEnumValues: a LiveKit newer than lkedge's protocol may send an
-// enum value lkedge has no name for. The webhook is still accepted, and the
-// event reaches plugins without that one field, as with an unknown field:
-// neither refused (LiveKit would not send it again) nor carrying a bare
-// number where docs/events.md promises a name.
+// enum name lkedge does not know. The webhook is still accepted (LiveKit
+// would not send it again), and the event reaches plugins without that one
+// field, as protojson drops it like an unknown field (docs/events.md,
+// Enums). An unknown number is kept: TestUnknownEnumNumbers.
 func TestNewerEnumValues(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, object, absent, kept string

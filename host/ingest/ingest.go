@@ -63,6 +63,7 @@ const (
 	reasonMediaType  = "unsupported_media_type"
 	reasonTooLarge   = "body_too_large"
 	reasonMalformed  = "malformed_json"
+	reasonNotWebhook = "not_a_webhook"
 	reasonOverloaded = "overloaded"
 	reasonJournal    = "journal_error"
 	reasonCoord      = "coordination_unavailable"
@@ -104,7 +105,11 @@ func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
 	now := h.Now()
 	ev, err := event.FromWebhook(body, now)
 	if err != nil {
-		h.refuse(ctx, fasthttp.StatusBadRequest, reasonMalformed, err)
+		reason := reasonMalformed
+		if errors.Is(err, event.ErrNotWebhook) {
+			reason = reasonNotWebhook
+		}
+		h.refuse(ctx, fasthttp.StatusBadRequest, reason, err)
 		return
 	}
 	// The event's attributes are added only where a line is written: a

@@ -12,7 +12,11 @@
 // is the hex HMAC-SHA256 of "<creationDate>.<body>" under the secret
 // meet_api_key (MEET_API_KEY), X-Timestamp is creationDate. creationDate is
 // the plugin's clock when it handles the event, like Meet's Date.now(); the
-// host reuses body and signature on every retry, as Meet does.
+// host reuses body and signature on every retry, as Meet does. The event
+// name follows the LiveKit event, the status is meet.recording's: an egress
+// status without a name in lkedge's LiveKit protocol (written as a number,
+// "status":99) is FAILED there, as Meet's extractOpenViduStatus makes it, and
+// the webhook is still sent.
 //
 // OpenVidu Meet defined roomFinished but never sent it (§5.4, §8.1). With
 // room_finished set to "true" this plugin sends it for lkedge's

@@ -30,6 +30,10 @@ var cases = []plugintests.Case{
 	{Name: "recording_updated", Event: "egress_updated.json", Config: on()},
 	{Name: "recording_ended", Event: "egress_ended.json", Config: on()},
 	{Name: "recording_failed", Event: "egress_ended_failed.json", Config: on()},
+	// An egress status with no name in lkedge's LiveKit protocol arrives as
+	// a number; Meet takes it as FAILED and still sends the event.
+	{Name: "unknown_status_updated", Event: "egress_updated_unknown_status.json", Config: on()},
+	{Name: "unknown_status_ended", Event: "egress_ended_unknown_status.json", Config: on()},
 	{Name: "disabled", Event: "egress_ended.json", Config: on("enabled", "false")},
 	{Name: "enabled_must_be_exactly_true", Event: "egress_ended.json", Config: on("enabled", "TRUE")},
 	{Name: "enabled_unset", Event: "egress_ended.json", Config: map[string]string{"url": "https://meet-app.example.com/webhook"}},

@@ -88,3 +88,47 @@ func TestErrorPath(t *testing.T) {
 		t.Fatalf("error = %v, want %s", err, want)
 	}
 }
+
+func TestEnum(t *testing.T) {
+	names := []string{"ZERO", "ONE", "", "THREE"}
+	for _, tc := range []struct {
+		in, want, err string
+	}{
+		{`"ONE"`, "ONE", ""},
+		{`"NOT_IN_THE_TABLE"`, "NOT_IN_THE_TABLE", ""},
+		{`""`, "", ""},
+		{`0`, "ZERO", ""},
+		{`-0`, "ZERO", ""},
+		{`3`, "THREE", ""},
+		{`2`, "2", ""},
+		{`4`, "4", ""},
+		{`99`, "99", ""},
+		{`-7`, "-7", ""},
+		{`2147483647`, "2147483647", ""},
+		{`-2147483648`, "-2147483648", ""},
+		{`null`, "before", ""},
+		{`2147483648`, "", "json: cannot decode number 2147483648 into int32 at offset 0"},
+		{`1.0`, "", "json: cannot decode number 1.0 into int32 at offset 0"},
+		{`1e2`, "", "json: cannot decode number 1e2 into int32 at offset 0"},
+		{`true`, "", "json: cannot decode bool into enum at offset 0"},
+		{`["ONE"]`, "", "json: cannot decode array into enum at offset 0"},
+		{`{}`, "", "json: cannot decode object into enum at offset 0"},
+		{`"ONE`, "", "json: unexpected end of input in string literal at offset 4"},
+	} {
+		got := "before"
+		d := NewDecoder([]byte(tc.in))
+		err := d.Enum(&got, names)
+		if err == nil {
+			err = d.End()
+		}
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("Enum(%s) error %v, want %s", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Enum(%s) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}

@@ -29,6 +29,30 @@ func (d *Decoder) String(p *string) error {
 	return d.wrongType("string")
 }
 
+// Enum reads a protobuf enum the two ways protojson writes and reads
+// one: its name, a string kept as it is, or its number. A number that
+// names has a name for becomes that name, since protojson takes both forms
+// as the same value; any other int32 is kept as its decimal text, so that
+// it never equals a name. null leaves *p unchanged.
+func (d *Decoder) Enum(p *string, names []string) error {
+	if !isNumberStart(d.ws()) {
+		if c := d.ws(); c != '"' && c != 'n' {
+			return d.wrongType("enum")
+		}
+		return d.String(p)
+	}
+	var n int32
+	if err := d.Int32(&n); err != nil {
+		return err
+	}
+	if n >= 0 && int(n) < len(names) && names[n] != "" {
+		*p = names[n]
+	} else {
+		*p = strconv.Itoa(int(n))
+	}
+	return nil
+}
+
 // Bool reads true or false.
 func (d *Decoder) Bool(p *bool) error {
 	switch d.ws() {
