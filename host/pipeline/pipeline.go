@@ -362,14 +362,16 @@ func (p *Pipeline) process(ctx context.Context, it item) {
 			continue
 		}
 		if finished {
+			// Logged before the turn is handed on: the room's next event,
+			// maybe on another replica, cannot log before this line.
+			if log.Enabled(ctx, slog.LevelDebug) {
+				log.Debug("event finished", "ticket", it.ticket.N, "late", tu.Late())
+			}
 			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), doneTimeout)
 			if err := tu.Done(dctx); err != nil {
 				log.Error("recording the event's turn done failed; the room's next event waits until the coordinator gives it up", "err", err)
 			}
 			dcancel()
-			if log.Enabled(ctx, slog.LevelDebug) {
-				log.Debug("event finished", "ticket", it.ticket.N, "late", tu.Late())
-			}
 		}
 		return
 	}
