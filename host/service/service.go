@@ -52,6 +52,12 @@ func oldJournalPath(dataDir string) string { return filepath.Join(dataDir, "_lke
 // OutboxPath is where the outbound requests wait under the data directory.
 func OutboxPath(dataDir string) string { return filepath.Join(dataDir, "_lkedge", "outbox.db") }
 
+// PluginTasksPath is where the plugin calls owed on events wait under the
+// data directory.
+func PluginTasksPath(dataDir string) string {
+	return filepath.Join(dataDir, "_lkedge", "plugin-tasks.db")
+}
+
 // Service is one running lkedge.
 type Service struct {
 	cfg      *config.Config
@@ -137,7 +143,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	plugins, err := dispatch.New(ctx, dispatch.Options{
 		Path: cfg.PluginsFile, CacheDir: filepath.Join(cfg.DataDir, "_lkedge", "wasm-cache"),
 		Outbox: outbox, Logger: log, Registerer: metrics.Registry,
-		Store: st, StorePrefix: cfg.S3Subbucket + "/",
+		Store: st, StorePrefix: cfg.S3Subbucket + "/", Tasks: PluginTasksPath(cfg.DataDir),
 	})
 	if err != nil {
 		outbox.Close()
@@ -347,6 +353,9 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	if s.pipeline.WaitIdle(dctx) != nil {
 		s.log.Warn("shutdown: unfinished events stay in the journal for the next start", "backlog", s.pipeline.Backlog())
+	}
+	if s.plugins.WaitIdle(dctx) != nil {
+		s.log.Warn("shutdown: plugin calls not made stay in their file for the next start", "pending", s.plugins.Pending())
 	}
 	if s.outbox.WaitIdle(dctx) != nil {
 		s.log.Warn("shutdown: unsent requests stay in the outbox for the next start", "pending", s.outbox.Pending())
