@@ -1,0 +1,308 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/lkedge/lkedge/host/event"
+)
+
+// eventIn returns a copy of the test event name with its own id and room.
+func eventIn(t *testing.T, name, id, room string) *event.Event {
+	t.Helper()
+	ev := loadEvent(t, name, true)
+	ev.ID = id
+	switch wh := ev.LiveKit; {
+	case wh.Room != nil:
+		wh.Room.Name = room
+	case wh.EgressInfo != nil:
+		wh.EgressInfo.RoomName = room
+	default:
+		t.Fatalf("event %s has no room", name)
+	}
+	ev.Meet.RoomID = room
+	return ev
+}
+
+// p99 is the 99th percentile of ds (nearest rank).
+func p99(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(math.Ceil(0.99*float64(len(s))))-1]
+}
+
+// TestSlowPluginHoldsUpOnlyItself: a plugin that sleeps most of its time
+// limit on every event delays neither the events only a fast plugin
+// subscribed to nor the fast plugin's requests for the events both get:
+// their p99 latency, sink to HTTP destination, stays within twice that of
+// a quiet run (plus a margin for a shared 2-core machine).
+func TestSlowPluginHoldsUpOnlyItself(t *testing.T) {
+	hook := newHookServer(t)
+	dir := setupEmitter(t, `plugins:
+  - name: slow
+    wasm: emitter.wasm
+    events: [egress_updated]
+    config: {url: "`+hook.URL+`/slow", sleep_ms: "800"}
+    limits: {timeout: 1s, instances: 1}
+    allow: ["config:url"]
+  - name: fast
+    wasm: emitter.wasm
+    events: ["*"]
+    config: {url: "`+hook.URL+`/fast"}
+    allow: ["config:url"]
+`)
+	out := openOutbox(t, dir, nil)
+	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
+	// Two slots, as on a three-core machine: one plugin may hold one.
+	opts.Concurrency = 2
+	d := newDispatcherOpts(t, opts)
+
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	// send hands each event to the sink from a goroutine of its own, as
+	// the pipeline's workers do for different rooms.
+	send := func(evs ...*event.Event) {
+		for _, ev := range evs {
+			mu.Lock()
+			sent[ev.ID] = time.Now()
+			mu.Unlock()
+			go func() {
+				if err := d.Handle(context.Background(), []*event.Event{ev}, slog.New(slog.DiscardHandler)); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	// latencies waits for n requests to /fast beyond the first skip and
+	// returns how long each took from its event's hand-off.
+	latencies := func(skip, n int) []time.Duration {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var fast []received
+			for _, r := range hook.requests() {
+				if r.path == "/fast" {
+					fast = append(fast, r)
+				}
+			}
+			if len(fast) >= skip+n {
+				var ls []time.Duration
+				mu.Lock()
+				for _, r := range fast[skip:] {
+					ls = append(ls, r.at.Sub(sent[r.body]))
+				}
+				mu.Unlock()
+				return ls
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d fast requests arrived", len(fast)-skip, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	const rounds = 20
+	// Warm up: the first calls start instances.
+	send(eventIn(t, "participant_joined", "EV_warm", "warm"))
+	latencies(0, 1)
+	for i := range rounds {
+		send(eventIn(t, "participant_joined", fmt.Sprintf("EV_q%d", i), fmt.Sprintf("quiet-%d", i)))
+		time.Sleep(40 * time.Millisecond)
+	}
+	quiet := latencies(1, rounds)
+	for i := range rounds {
+		room := fmt.Sprintf("busy-%d", i)
+		send(eventIn(t, "egress_updated", fmt.Sprintf("EV_b%d", i), room),
+			eventIn(t, "participant_joined", fmt.Sprintf("EV_p%d", i), room+"-other"))
+		time.Sleep(40 * time.Millisecond)
+	}
+	busy := latencies(1+rounds, 2*rounds)
+	q, b := p99(quiet), p99(busy)
+	t.Logf("fast plugin p99: quiet %s, beside the slow plugin %s", q, b)
+	if limit := 2*q + 100*time.Millisecond; b > limit {
+		t.Errorf("fast plugin p99 beside the slow plugin %s, over 2 × quiet (%s) + 100ms", b, q)
+	}
+	if n := testutil.ToFloat64(d.m.queued.WithLabelValues("slow")); n < rounds/2 {
+		t.Errorf("slow plugin has %v calls queued, want a backlog (the test did not load it)", n)
+	}
+}
+
+// TestConcurrencyBound: however many plugins and instances there are, no
+// more plugin calls run at once than Options.Concurrency, and the bound is
+// reached.
+func TestConcurrencyBound(t *testing.T) {
+	for _, bound := range []int{1, 2} {
+		t.Run(fmt.Sprint(bound), func(t *testing.T) {
+			hook := newHookServer(t)
+			var yaml strings.Builder
+			yaml.WriteString("plugins:\n")
+			const plugins, events, sleep = 3, 8, 60 * time.Millisecond
+			for i := range plugins {
+				fmt.Fprintf(&yaml, "  - name: p%d\n    wasm: emitter.wasm\n    events: [\"*\"]\n    config: {url: \"%s/p%d\", sleep_ms: \"%d\"}\n"+
+					"    limits: {instances: 4}\n    allow: [\"config:url\"]\n", i, hook.URL, i, sleep.Milliseconds())
+			}
+			dir := setupEmitter(t, yaml.String())
+			out := &outbox{}
+			opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
+			opts.Concurrency = bound
+			d := newDispatcherOpts(t, opts)
+
+			stop := make(chan struct{})
+			peak := make(chan float64)
+			go func() {
+				var m float64
+				for {
+					select {
+					case <-stop:
+						peak <- m
+						return
+					default:
+					}
+					m = max(m, testutil.ToFloat64(d.m.running))
+					time.Sleep(200 * time.Microsecond)
+				}
+			}()
+			start := time.Now()
+			var evs []*event.Event
+			for i := range events {
+				evs = append(evs, eventIn(t, "participant_joined", fmt.Sprintf("EV_%d", i), fmt.Sprintf("room-%d", i)))
+			}
+			if err := handle(t, d, evs...); err != nil {
+				t.Fatal(err)
+			}
+			elapsed := time.Since(start)
+			close(stop)
+			got := <-peak
+			if n := len(out.take()); n != plugins*events {
+				t.Fatalf("%d requests stored, want %d", n, plugins*events)
+			}
+			if got > float64(bound) || got < float64(bound) {
+				t.Errorf("at most %v calls ran at once, want the bound %d reached and never passed", got, bound)
+			}
+			// Each call sleeps: within the bound they cannot all end sooner.
+			if least := time.Duration(plugins*events/bound) * sleep; elapsed < least {
+				t.Errorf("%d calls of %s took %s with %d at a time, less than %s", plugins*events, sleep, elapsed, bound, least)
+			}
+		})
+	}
+}
+
+// TestPendingCallsSurviveRestart: calls not yet made when the dispatcher
+// stops are made after it starts again on the same files, each event's
+// request is delivered once, and a room's requests keep their order.
+func TestPendingCallsSurviveRestart(t *testing.T) {
+	hook := newHookServer(t)
+	dir := setupEmitter(t, `plugins:
+  - name: hook
+    wasm: emitter.wasm
+    events: ["*"]
+    config: {url: "`+hook.URL+`/hook", sleep_ms: "100"}
+    limits: {instances: 1}
+    allow: ["config:url"]
+`)
+	out := openOutbox(t, dir, nil)
+	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
+	d, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	var evs []*event.Event
+	for i := range 8 {
+		id := fmt.Sprintf("EV_%d", i)
+		want = append(want, id)
+		evs = append(evs, eventIn(t, "participant_joined", id, "one-room"))
+	}
+	if err := d.Handle(context.Background(), evs, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	hook.waitFor(t, 1, 10*time.Second)
+	if err := d.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := len(hook.requests())
+	if before >= len(evs) {
+		t.Fatalf("all %d calls were made before the stop; the test proves nothing", before)
+	}
+
+	var logs syncBuffer
+	d = newDispatcherOpts(t, testOptions(dir, out, slog.New(slog.NewTextHandler(&logs, nil))))
+	// A replay of the same events after the restart adds no second call.
+	if err := handle(t, d, evs...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := out.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range hook.requests() {
+		got = append(got, r.body)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want each event once, in order: %v", got, want)
+	}
+	if !strings.Contains(logs.String(), "resuming plugin calls pending before the last stop") {
+		t.Errorf("no log line about resumed calls:\n%s", logs.String())
+	}
+}
+
+// TestRemovedPluginDropsItsCalls: a plugin removed by a reload has its
+// pending calls dropped with a log line, and is not called again.
+func TestRemovedPluginDropsItsCalls(t *testing.T) {
+	hook := newHookServer(t)
+	conf := `plugins:
+  - name: stays
+    wasm: emitter.wasm
+    events: ["*"]
+    config: {url: "` + hook.URL + `/stays"}
+    allow: ["config:url"]
+`
+	dir := setupEmitter(t, conf+`  - name: goes
+    wasm: emitter.wasm
+    events: ["*"]
+    config: {url: "`+hook.URL+`/goes", sleep_ms: "200"}
+    limits: {instances: 1}
+    allow: ["config:url"]
+`)
+	var logs syncBuffer
+	d := newDispatcherLog(t, dir, &outbox{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	var evs []*event.Event
+	for i := range 6 {
+		evs = append(evs, eventIn(t, "participant_joined", fmt.Sprintf("EV_%d", i), "room"))
+	}
+	if err := d.Handle(context.Background(), evs, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "plugins.yaml"), conf)
+	if err := d.reload(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	line := logLine(logs.String(), "plugin removed; its pending calls are dropped")
+	if !strings.Contains(line, "plugin=goes") || !strings.Contains(line, "tasks=5") {
+		t.Errorf("want a line dropping the 5 calls of goes not running; log:\n%s", logs.String())
+	}
+	// The call running at the reload ends on the old version or, if it had
+	// not started, is dropped when its turn comes.
+	dropped := testutil.ToFloat64(d.m.tasks.WithLabelValues("goes", "dropped"))
+	done := testutil.ToFloat64(d.m.tasks.WithLabelValues("goes", "done"))
+	if dropped < 5 || dropped+done != 6 {
+		t.Errorf("lkedge_plugin_tasks_total{plugin=goes}: %v dropped, %v done; want 5 or 6 dropped, the rest done", dropped, done)
+	}
+}
