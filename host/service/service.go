@@ -144,6 +144,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		Path: cfg.PluginsFile, CacheDir: filepath.Join(cfg.DataDir, "_lkedge", "wasm-cache"),
 		Outbox: outbox, Logger: log, Registerer: metrics.Registry,
 		Store: st, StorePrefix: cfg.S3Subbucket + "/", Tasks: PluginTasksPath(cfg.DataDir),
+		Concurrency: cfg.PluginConcurrency,
 	})
 	if err != nil {
 		outbox.Close()
