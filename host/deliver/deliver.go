@@ -363,6 +363,12 @@ func (o *Outbox) Close() error {
 	return nil
 }
 
+// DB is the outbox's bbolt file, for the plugin stage to keep its own
+// buckets in, so that its writes share the outbox's commits (and fsyncs).
+// Other users must leave the outbox's buckets alone and stop using it
+// before Close.
+func (o *Outbox) DB() *bolt.DB { return o.db }
+
 // Pending returns the number of deliveries not yet delivered or
 // dead-lettered, in-flight ones included.
 func (o *Outbox) Pending() int {

@@ -60,8 +60,12 @@ type Options struct {
 	Store       store.Store
 	StorePrefix string
 	StoreTTL    time.Duration
-	// Tasks is the file that keeps the plugin calls owed on events until
-	// they are made (required).
+	// DB keeps the plugin calls owed on events until they are made, in
+	// buckets of their own: the outbox's file (deliver.Outbox.DB), so that
+	// the sink's write shares its commits with the outbox's. The
+	// Dispatcher does not close it. When DB is nil the file Tasks is
+	// opened (and closed) instead; one of them is required.
+	DB    *bolt.DB
 	Tasks string
 	// Concurrency bounds the plugin calls running at once, all plugins
 	// together, so that wasm never takes every core from accepting
@@ -83,6 +87,9 @@ const (
 	defaultHoldAttempts = 5
 	defaultHoldBackoff  = time.Second
 	maxHoldBackoff      = time.Minute
+	// finishedInterval is how long a finished task may wait before it
+	// leaves the file (flushFinished).
+	finishedInterval = 20 * time.Millisecond
 )
 
 // callAttempts is how often a failed plugin call is tried, each time in a
@@ -108,6 +115,7 @@ type Dispatcher struct {
 
 	// The task queues (tasks.go). ctx ends the workers at Close.
 	db     *bolt.DB
+	ownDB  bool                // opened from Options.Tasks, so closed by Close
 	slots  *semaphore.Weighted // the Concurrency bound
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -120,6 +128,11 @@ type Dispatcher struct {
 	nFailed int           // tasks kept in the failed bucket
 	idle    chan struct{} // closed and replaced when pending drops to 0
 	closed  bool
+
+	finishedMu sync.Mutex
+	finished   []*task // to be removed from the file (flushFinished)
+	stopFlush  chan struct{}
+	flushDone  chan struct{}
 }
 
 // set is one consistent generation of loaded plugins.
@@ -140,7 +153,7 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = 2 * time.Second
 	}
-	if opts.Tasks == "" {
+	if opts.DB == nil && opts.Tasks == "" {
 		return nil, errors.New("plugins: no task file")
 	}
 	if opts.Concurrency <= 0 {
@@ -181,10 +194,12 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 		_ = d.cache.Close(ctx)
 		return nil, err
 	}
-	if err := d.openTasks(opts.Tasks); err != nil {
+	if err := d.openTasks(); err != nil {
 		_ = d.Close(ctx)
 		return nil, err
 	}
+	d.stopFlush, d.flushDone = make(chan struct{}), make(chan struct{})
+	go d.flushLoop(d.stopFlush, d.flushDone)
 	return d, nil
 }
 
@@ -209,6 +224,10 @@ func (d *Dispatcher) Run(ctx context.Context) {
 // calls not made stay in the task file for the next start.
 func (d *Dispatcher) Close(ctx context.Context) error {
 	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
 	d.closed = true
 	d.mu.Unlock()
 	d.cancel()
@@ -219,7 +238,12 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 		errs = append(errs, l.p.Close(ctx))
 	}
 	errs = append(errs, d.cache.Close(ctx))
-	if d.db != nil {
+	if d.stopFlush != nil {
+		close(d.stopFlush)
+		<-d.flushDone
+		d.flushFinished()
+	}
+	if d.ownDB {
 		errs = append(errs, d.db.Close())
 	}
 	return errors.Join(errs...)

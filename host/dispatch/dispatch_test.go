@@ -2,10 +2,12 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +145,9 @@ func TestHandleRoutesEventsToSubscribers(t *testing.T) {
 		{loadEvent(t, "egress_updated", false), []string{"https://hooks.example.com/b"}},
 		{loadEvent(t, "participant_joined", true), []string{"https://hooks.example.com/b"}},
 	} {
+		// Each its own event: the calls on an event id already pending
+		// are not recorded again.
+		tc.event.ID += "-" + tc.event.Type + strconv.FormatBool(tc.event.Meet.Owned)
 		if err := handle(t, d, tc.event); err != nil {
 			t.Fatal(err)
 		}
@@ -261,8 +266,11 @@ func TestReload(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.Run(ctx)
-	ev := loadEvent(t, "egress_updated", true)
+	n := 0
 	sendsTo := func() string {
+		n++
+		ev := loadEvent(t, "egress_updated", true)
+		ev.ID = fmt.Sprintf("EV_%d", n)
 		if err := handle(t, d, ev); err != nil {
 			return "error: " + err.Error()
 		}
@@ -368,9 +376,13 @@ func TestConfigFromMeetPreferences(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // past the cache
 	}
+	n := 0
 	sendsTo := func() (string, []string) {
 		t.Helper()
-		if err := handle(t, d, loadEvent(t, "egress_updated", true)); err != nil {
+		n++
+		ev := loadEvent(t, "egress_updated", true)
+		ev.ID = fmt.Sprintf("EV_%d", n)
+		if err := handle(t, d, ev); err != nil {
 			t.Fatal(err)
 		}
 		ds := out.take()

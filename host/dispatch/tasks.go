@@ -18,13 +18,14 @@ import (
 	"github.com/lkedge/lkedge/host/pluginconf"
 )
 
-// The task file. A task is one plugin call owed on one event; its key is a
-// sequence number given in the order the sink received the events, so a
-// restart rebuilds every (plugin, order key) queue in that order.
+// The task buckets, beside the outbox's in its file. A task is one plugin
+// call owed on one event; its key is a sequence number given in the order
+// the sink received the events, so a restart rebuilds every (plugin, order
+// key) queue in that order.
 var (
-	bucketTasks   = []byte("tasks")    // seq (8 bytes BE) -> taskRecord
-	bucketTaskIDs = []byte("task_ids") // event id, NUL, plugin -> seq
-	bucketFailed  = []byte("failed")   // seq -> taskRecord, given up under failure: hold
+	bucketTasks   = []byte("plugin_tasks")    // seq (8 bytes BE) -> taskRecord
+	bucketTaskIDs = []byte("plugin_task_ids") // event id, NUL, plugin -> seq
+	bucketFailed  = []byte("plugin_failed")   // seq -> taskRecord, given up under failure: hold
 )
 
 // taskRecord is what is stored for a task.
@@ -81,21 +82,28 @@ const (
 
 var outcomeNames = map[outcome]string{taskDone: "done", taskSkipped: "skipped", taskFailed: "failed", taskDropped: "dropped", taskRetry: "retried"}
 
-// openTasks opens the task file and queues what it holds, dropping the
-// tasks of plugins that are no longer loaded.
-func (d *Dispatcher) openTasks(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return fmt.Errorf("plugin task file %s is in use by another process: %w", path, err)
+// openTasks opens the task file (Options.DB, or the file Options.Tasks)
+// and queues what it holds, dropping the tasks of plugins that are no
+// longer loaded.
+func (d *Dispatcher) openTasks() error {
+	db, path := d.opts.DB, d.opts.Tasks
+	if db == nil {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+		if err != nil {
+			if errors.Is(err, berrors.ErrTimeout) {
+				return fmt.Errorf("plugin task file %s is in use by another process: %w", path, err)
+			}
+			return fmt.Errorf("open plugin task file %s: %w", path, err)
 		}
-		return fmt.Errorf("open plugin task file %s: %w", path, err)
+		// As the outbox: concurrent sinks and finished tasks share a commit.
+		db.MaxBatchDelay = 3 * time.Millisecond
+		d.ownDB = true
 	}
-	// As the outbox: concurrent sinks and finished tasks share a commit.
-	db.MaxBatchDelay = 3 * time.Millisecond
 	d.db = db
+	path = db.Path()
 	var loaded []*task
-	err = db.Update(func(tx *bolt.Tx) error {
+	err := db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketTasks, bucketTaskIDs, bucketFailed} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("bucket %s: %w", b, err)
@@ -118,7 +126,6 @@ func (d *Dispatcher) openTasks(path string) error {
 		})
 	})
 	if err != nil {
-		_ = db.Close()
 		return fmt.Errorf("plugin task file %s: %w", path, err)
 	}
 	d.m.failedTasks.Set(float64(d.nFailed))
@@ -305,18 +312,24 @@ func (d *Dispatcher) pumpLocked() {
 	}
 }
 
-// work runs the first task of kq, then lets the next ready key of its
-// plugin have the worker, so that one busy room does not starve the others.
+// work runs the first task of kq. The plugin's worker is free for its next
+// ready key as soon as the call returns; kq stays scheduled until the
+// call's requests are stored, so the next call on kq stores after it.
 func (d *Dispatcher) work(q *queue, kq *keyQueue, t *task) {
 	defer d.wg.Done()
-	out, wait := d.run(t)
+	out, wait, ds := d.run(t)
+	d.mu.Lock()
+	q.running--
+	d.pumpLocked()
+	d.mu.Unlock()
+	if len(ds) > 0 {
+		out, wait = d.store(t, ds)
+	}
 	switch out {
 	case taskDone, taskSkipped, taskDropped:
-		if err := d.db.Batch(func(tx *bolt.Tx) error { return deleteTask(tx, t) }); err != nil {
-			// A replay after a restart calls the plugin again; the outbox
-			// does not store the same requests twice.
-			d.log.Error("plugin task file: removing a finished task failed", "plugin", q.name, "event_id", t.rec.EventID, "err", err)
-		}
+		d.finishedMu.Lock()
+		d.finished = append(d.finished, t)
+		d.finishedMu.Unlock()
 	case taskRetry:
 		if err := d.db.Batch(func(tx *bolt.Tx) error { return putTask(tx.Bucket(bucketTasks), t) }); err != nil {
 			d.log.Error("plugin task file: recording a failed attempt failed", "plugin", q.name, "event_id", t.rec.EventID, "err", err)
@@ -327,7 +340,6 @@ func (d *Dispatcher) work(q *queue, kq *keyQueue, t *task) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	q.running--
 	switch out {
 	case taskRetry:
 		// The key stays scheduled, so its later tasks wait behind this one.
@@ -347,6 +359,47 @@ func (d *Dispatcher) work(q *queue, kq *keyQueue, t *task) {
 	d.pumpLocked()
 }
 
+// flushFinished removes the tasks finished since the last flush from the
+// file, all in one commit: a finished task does not cost a commit of its
+// own. A crash before the flush only means the call is made again after
+// the restart; its requests keep their ids, so the outbox does not store
+// them twice.
+func (d *Dispatcher) flushFinished() {
+	d.finishedMu.Lock()
+	ts := d.finished
+	d.finished = nil
+	d.finishedMu.Unlock()
+	if len(ts) == 0 {
+		return
+	}
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		for _, t := range ts {
+			if err := deleteTask(tx, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		d.log.Error("plugin task file: removing finished tasks failed; their calls are made again after a restart", "tasks", len(ts), "err", err)
+	}
+}
+
+// flushLoop runs flushFinished every finishedInterval until stop closes.
+func (d *Dispatcher) flushLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(finishedInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			d.flushFinished()
+		}
+	}
+}
+
 func deleteTask(tx *bolt.Tx, t *task) error {
 	if err := tx.Bucket(bucketTasks).Delete(u64(t.seq)); err != nil {
 		return fmt.Errorf("remove task %s: %w", t.id(), err)
@@ -357,44 +410,48 @@ func deleteTask(tx *bolt.Tx, t *task) error {
 	return nil
 }
 
-// run calls t's plugin on t's event and stores the requests it asks for in
-// the outbox.
-func (d *Dispatcher) run(t *task) (outcome, time.Duration) {
+// run calls t's plugin on t's event and returns the requests it asks for,
+// checked; an outcome other than taskDone has none.
+func (d *Dispatcher) run(t *task) (outcome, time.Duration, []deliver.Delivery) {
 	name := t.rec.Plugin
 	log := d.log.With("event_id", t.rec.EventID)
 	l := d.current.Load().find(name)
 	if l == nil {
 		log.Warn("plugin no longer loaded; its call on this event is dropped", "plugin", name)
-		return taskDropped, 0
+		return taskDropped, 0, nil
 	}
 	ctx := d.ctx
 	if err := d.slots.Acquire(ctx, 1); err != nil {
-		return taskAborted, 0
+		return taskAborted, 0, nil
 	}
 	d.m.running.Inc()
 	actions, err := d.call(ctx, l, t.rec.Body, log)
 	d.m.running.Dec()
 	d.slots.Release(1)
 	if ctx.Err() != nil {
-		return taskAborted, 0
+		return taskAborted, 0, nil
 	}
 	var ds []deliver.Delivery
 	if err == nil {
 		ds, err = d.requests(ctx, l, t, actions)
 	}
 	if err != nil {
-		return d.failed(l, t, err, log)
+		out, wait := d.failed(l, t, err, log)
+		return out, wait, nil
 	}
-	if len(ds) == 0 {
-		return taskDone, 0
-	}
-	if err := d.opts.Outbox.Enqueue(ctx, ds); err != nil {
-		if ctx.Err() != nil {
+	return taskDone, 0, ds
+}
+
+// store puts a call's requests in the outbox.
+func (d *Dispatcher) store(t *task, ds []deliver.Delivery) (outcome, time.Duration) {
+	if err := d.opts.Outbox.Enqueue(d.ctx, ds); err != nil {
+		if d.ctx.Err() != nil {
 			return taskAborted, 0
 		}
 		// The store, not the plugin, failed: no attempt is charged.
 		wait := d.backoff(t.rec.Attempts + 1)
-		log.Error("storing a plugin's requests failed; tried again", "plugin", name, "requests", len(ds), "retry_in", wait.String(), "err", err)
+		d.log.Error("storing a plugin's requests failed; tried again", "plugin", t.rec.Plugin, "event_id", t.rec.EventID,
+			"requests", len(ds), "retry_in", wait.String(), "err", err)
 		return taskRetry, wait
 	}
 	return taskDone, 0

@@ -52,12 +52,6 @@ func oldJournalPath(dataDir string) string { return filepath.Join(dataDir, "_lke
 // OutboxPath is where the outbound requests wait under the data directory.
 func OutboxPath(dataDir string) string { return filepath.Join(dataDir, "_lkedge", "outbox.db") }
 
-// PluginTasksPath is where the plugin calls owed on events wait under the
-// data directory.
-func PluginTasksPath(dataDir string) string {
-	return filepath.Join(dataDir, "_lkedge", "plugin-tasks.db")
-}
-
 // Service is one running lkedge.
 type Service struct {
 	cfg      *config.Config
@@ -143,7 +137,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	plugins, err := dispatch.New(ctx, dispatch.Options{
 		Path: cfg.PluginsFile, CacheDir: filepath.Join(cfg.DataDir, "_lkedge", "wasm-cache"),
 		Outbox: outbox, Logger: log, Registerer: metrics.Registry,
-		Store: st, StorePrefix: cfg.S3Subbucket + "/", Tasks: PluginTasksPath(cfg.DataDir),
+		Store: st, StorePrefix: cfg.S3Subbucket + "/", DB: outbox.DB(),
 		Concurrency: cfg.PluginConcurrency,
 	})
 	if err != nil {
