@@ -306,3 +306,60 @@ func TestRemovedPluginDropsItsCalls(t *testing.T) {
 		t.Errorf("lkedge_plugin_tasks_total{plugin=goes}: %v dropped, %v done; want 5 or 6 dropped, the rest done", dropped, done)
 	}
 }
+
+// TestQueueBound: a plugin that cannot keep up stops getting events past
+// Options.MaxQueued pending calls, with a log line and a count naming it;
+// the other plugin gets every event.
+func TestQueueBound(t *testing.T) {
+	dir := setupEmitter(t, `plugins:
+  - name: stuck
+    wasm: emitter.wasm
+    events: ["*"]
+    config: {url: "https://hooks.example.com/stuck", sleep_ms: "1000"}
+    limits: {instances: 1, timeout: 2s}
+    allow: ["config:url"]
+  - name: fine
+    wasm: emitter.wasm
+    events: ["*"]
+    config: {url: "https://hooks.example.com/fine"}
+    allow: ["config:url"]
+`)
+	out := &outbox{}
+	var logs syncBuffer
+	opts := testOptions(dir, out, slog.New(slog.NewTextHandler(&logs, nil)))
+	opts.MaxQueued = 3
+	opts.Concurrency = 2 // so the sleeping plugin cannot hold the only slot
+	d := newDispatcherOpts(t, opts)
+	// One event at a time, as the pipeline hands them over; the fast
+	// plugin's queue empties in between, the stuck one's does not.
+	for i := range 7 {
+		ev := eventIn(t, "participant_joined", fmt.Sprintf("EV_%d", i), "room")
+		if err := d.Handle(context.Background(), []*event.Event{ev}, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+			t.Fatal(err)
+		}
+		for testutil.ToFloat64(d.m.queued.WithLabelValues("fine")) > 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, x := range out.take() {
+		count[x.Plugin]++
+	}
+	if count["fine"] != 7 || count["stuck"] != 3 {
+		t.Errorf("stored %v, want fine 7 and stuck 3", count)
+	}
+	if got := strings.Count(logs.String(), "plugin's queue is full; it does not get this event"); got != 4 {
+		t.Errorf("%d lines about a full queue, want 4:\n%s", got, logs.String())
+	}
+	if !strings.Contains(logLine(logs.String(), "queue is full"), "plugin=stuck") {
+		t.Errorf("the full-queue line does not name the plugin:\n%s", logs.String())
+	}
+	if got := testutil.ToFloat64(d.m.tasks.WithLabelValues("stuck", "refused")); got != 4 {
+		t.Errorf("lkedge_plugin_tasks_total{plugin=stuck,outcome=refused} = %v, want 4", got)
+	}
+}
