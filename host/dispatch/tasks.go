@@ -34,10 +34,11 @@ type taskRecord struct {
 	EventID string `json:"event_id"`
 	// Key is the event's order key: a plugin's calls on one key run one at
 	// a time, in order.
-	Key       string `json:"key"`
-	Body      []byte `json:"body"` // the event as plugins read it
-	Attempts  int    `json:"attempts,omitempty"`
-	LastError string `json:"last_error,omitempty"`
+	Key string `json:"key"`
+	// Body is the event as plugins read it: JSON, so stored as it is.
+	Body      json.RawMessage `json:"body"`
+	Attempts  int             `json:"attempts,omitempty"`
+	LastError string          `json:"last_error,omitempty"`
 }
 
 // task is a stored task and its place in memory.
