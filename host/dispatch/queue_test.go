@@ -211,7 +211,9 @@ func TestPendingCallsSurviveRestart(t *testing.T) {
     allow: ["config:url"]
 `)
 	out := openOutbox(t, dir, nil)
+	// As the service keeps them: in the outbox's file.
 	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
+	opts.Tasks, opts.DB = "", out.DB()
 	d, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +238,8 @@ func TestPendingCallsSurviveRestart(t *testing.T) {
 	}
 
 	var logs syncBuffer
-	d = newDispatcherOpts(t, testOptions(dir, out, slog.New(slog.NewTextHandler(&logs, nil))))
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	d = newDispatcherOpts(t, opts)
 	// A replay of the same events after the restart adds no second call.
 	if err := handle(t, d, evs...); err != nil {
 		t.Fatal(err)
