@@ -110,8 +110,18 @@ func (s *lateSecrets) Secret(plugin, name string) ([]byte, error) { return s.d.S
 // request another plugin asked for on the same event is delivered.
 func TestBadRequestRefusedAtEmitAndAlone(t *testing.T) {
 	t.Setenv("LKEDGE_TEST_KEY", "k")
-	for _, mode := range []string{"header-crlf", "header-control", "header-del", "idempotency-control", "idempotency-crlf",
-		"sign-header", "sign-timestamp-header", "sign-timestamp", "sign-overrides"} {
+	for _, tc := range []struct{ mode, reason string }{
+		{"header-crlf", `bad header \"X-Note\"`},
+		{"header-control", `header \"X-Note\": value contains control characters`},
+		{"header-del", `header \"X-Note\": value contains control characters`},
+		{"idempotency-control", "idempotency key contains control characters"},
+		{"idempotency-crlf", "idempotency key contains control characters"},
+		{"sign-header", `sign: invalid header name \"X Sig\"`},
+		{"sign-timestamp-header", `sign: invalid header name \"X-TS\\n\"`},
+		{"sign-timestamp", `sign: timestamp \"soon\" is not a decimal number`},
+		{"sign-overrides", "sign: standard-webhooks takes no header, template or timestamp overrides"},
+	} {
+		mode := tc.mode
 		t.Run(mode, func(t *testing.T) {
 			hook := newHookServer(t)
 			dir := setupEmitter(t, `plugins:
@@ -141,6 +151,9 @@ func TestBadRequestRefusedAtEmitAndAlone(t *testing.T) {
 				t.Errorf("received %s %q, want the good plugin's request", got[0].path, got[0].body)
 			}
 			waitLog(t, &logs, "plugin bad: output")
+			if line := logLine(logs.String(), "plugin bad: output"); !strings.Contains(line, tc.reason) {
+				t.Errorf("the failed call's line does not say %q:\n%s", tc.reason, line)
+			}
 			time.Sleep(50 * time.Millisecond)
 			if got := hook.requests(); len(got) != 1 {
 				t.Errorf("%d requests arrived, want only the good one: %+v", len(got), got)
