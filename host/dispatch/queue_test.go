@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/store"
 )
 
 // eventIn returns a copy of the test event name with its own id and room.
@@ -364,5 +365,74 @@ func TestQueueBound(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(d.m.tasks.WithLabelValues("stuck", "refused")); got != 4 {
 		t.Errorf("lkedge_plugin_tasks_total{plugin=stuck,outcome=refused} = %v, want 4", got)
+	}
+}
+
+// TestHoldKeepsTheRoomInOrder: under failure: hold a failing call is tried
+// again while the plugin's later calls on the same room wait behind it and
+// its calls on other rooms go on; once it succeeds the room's requests are
+// stored in order.
+func TestHoldKeepsTheRoomInOrder(t *testing.T) {
+	dir := setupEmitter(t, `plugins:
+  - name: ordered
+    wasm: emitter.wasm
+    events: ["*"]
+    config:
+      url: "https://hooks.example.com/x"
+      fail_id: {store: prefs.json, field: fail, default: ""}
+    allow: ["config:url"]
+    failure: hold
+`)
+	st, err := store.NewFile(filepath.Join(dir, "store"), "openvidu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setFail := func(id string) {
+		t.Helper()
+		if _, err := st.Put(context.Background(), "openvidu-meet/prefs.json", []byte(`{"fail":"`+id+`"}`), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setFail("EV_a1")
+	out := &outbox{}
+	var logs syncBuffer
+	opts := testOptions(dir, out, slog.New(slog.NewTextHandler(&logs, nil)))
+	opts.Store, opts.StorePrefix, opts.StoreTTL = st, "openvidu-meet/", 5*time.Millisecond
+	opts.HoldAttempts, opts.HoldBackoff = 50, 20*time.Millisecond
+	d := newDispatcherOpts(t, opts)
+	evs := []*event.Event{
+		eventIn(t, "participant_joined", "EV_a1", "room-a"),
+		eventIn(t, "participant_joined", "EV_a2", "room-a"),
+		eventIn(t, "participant_joined", "EV_b1", "room-b"),
+	}
+	if err := d.Handle(context.Background(), evs, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	var stored []string
+	waitStored := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for len(stored) < n {
+			for _, x := range out.take() {
+				stored = append(stored, x.EventID)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stored %v, want %d requests", stored, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitStored(1)
+	waitLog(t, &logs, "attempt=2 of=50")
+	if !slices.Equal(stored, []string{"EV_b1"}) {
+		t.Fatalf("while EV_a1 fails, stored %v, want only the other room's EV_b1", stored)
+	}
+	setFail("")
+	waitStored(3)
+	if !slices.Equal(stored, []string{"EV_b1", "EV_a1", "EV_a2"}) {
+		t.Errorf("stored %v, want EV_b1, then room-a in order", stored)
+	}
+	if got := testutil.ToFloat64(d.m.failedTasks); got != 0 {
+		t.Errorf("lkedge_plugin_tasks_failed = %v, want 0: the call succeeded in the end", got)
 	}
 }
