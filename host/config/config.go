@@ -46,6 +46,9 @@ type Config struct {
 	ReplicaID string
 	// LockGCInterval is how often the leader collects orphan recording locks.
 	LockGCInterval time.Duration
+	// PluginConcurrency bounds the plugin calls running at once; 0 means
+	// one fewer than the cores Go uses (at least 1).
+	PluginConcurrency int
 
 	// Listen is the webhook listener: ":6080", or "127.0.0.1:6080" by
 	// default while the development key is accepted.
@@ -158,6 +161,13 @@ var settings = map[string]setting{
 		c.MaxBodyBytes, err = strconv.Atoi(v)
 		if err == nil && (c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20) {
 			err = errors.New("must be between 1024 and 67108864 bytes")
+		}
+		return err
+	}},
+	"LKEDGE_PLUGIN_CONCURRENCY": {"0", func(c *Config, v string) (err error) {
+		c.PluginConcurrency, err = strconv.Atoi(v)
+		if err == nil && (c.PluginConcurrency < 0 || c.PluginConcurrency > 1024) {
+			err = errors.New("must be between 0 (one fewer than the cores) and 1024")
 		}
 		return err
 	}},

@@ -89,6 +89,8 @@ func TestInvalidNamesTheKey(t *testing.T) {
 		{"body limit", "", map[string]string{"LKEDGE_MAX_BODY_BYTES": "10"}, "LKEDGE_MAX_BODY_BYTES"},
 		{"body limit nan", "", map[string]string{"LKEDGE_MAX_BODY_BYTES": "lots"}, "LKEDGE_MAX_BODY_BYTES"},
 		{"leeway", "", map[string]string{"LKEDGE_CLOCK_LEEWAY": "-1s"}, "LKEDGE_CLOCK_LEEWAY"},
+		{"plugin concurrency negative", "", map[string]string{"LKEDGE_PLUGIN_CONCURRENCY": "-1"}, "LKEDGE_PLUGIN_CONCURRENCY"},
+		{"plugin concurrency nan", "", map[string]string{"LKEDGE_PLUGIN_CONCURRENCY": "all"}, "LKEDGE_PLUGIN_CONCURRENCY"},
 		{"log level", "", map[string]string{"LKEDGE_LOG_LEVEL": "loud"}, "LKEDGE_LOG_LEVEL"},
 		{"unknown file key", "LIVEKIT_SECRET: x\n", nil, "LIVEKIT_SECRET"},
 		{"nested file value", "LIVEKIT_KEYS:\n  a: b\n", nil, "LIVEKIT_KEYS"},

@@ -24,8 +24,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lkedge/lkedge/host/egress"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lkedge/lkedge/host/egress"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -39,6 +41,7 @@ const (
 	defaultBreakerThreshold = 5
 	defaultBreakerCooldown  = 30 * time.Second
 	defaultDoneWindow       = 10 * time.Minute
+	defaultClients          = 64
 
 	defaultAttempts   = 6
 	defaultBackoff    = 300 * time.Millisecond
@@ -148,6 +151,10 @@ type Options struct {
 	// bounds what a dead destination on a day-long retry schedule costs in
 	// memory. Default 4096; tests set 1 to exercise both kinds.
 	RecordsInMemory int
+	// Clients is how many HTTP clients, one per distinct allow-list with its
+	// own connection pool, are kept; the least recently used beyond it is
+	// dropped and its idle connections closed. Default 64.
+	Clients int
 }
 
 func (opts Options) withDefaults() (Options, error) {
@@ -186,6 +193,9 @@ func (opts Options) withDefaults() (Options, error) {
 	if opts.RecordsInMemory <= 0 {
 		opts.RecordsInMemory = defaultRecordsInMemory
 	}
+	if opts.Clients <= 0 {
+		opts.Clients = defaultClients
+	}
 	return opts, nil
 }
 
@@ -211,8 +221,9 @@ type Outbox struct {
 	closeMu sync.RWMutex
 	closed  bool
 
-	clientsMu sync.Mutex
-	clients   map[string]*allowClient
+	// clients caches an allow-list's parsed form and client by the list,
+	// so deliveries with the same list share a connection pool.
+	clients *lru.Cache[string, *allowClient]
 	// egressOpts lets in-package tests inject a resolver.
 	egressOpts []egress.Option
 
@@ -272,13 +283,20 @@ func Open(path string, opts Options) (*Outbox, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
+	// A dropped client's connections in use finish their requests; only
+	// its idle ones are closed.
+	clients, err := lru.NewWithEvict(opts.Clients, func(_ string, ac *allowClient) { ac.client.CloseIdleConnections() })
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("outbox: clients: %w", err)
+	}
 	o := &Outbox{
 		db:      db,
 		path:    path,
 		opts:    opts,
 		log:     opts.Logger,
 		m:       m,
-		clients: make(map[string]*allowClient),
+		clients: clients,
 		wake:    make(chan struct{}, 1),
 		changed: make(chan struct{}),
 		sched:   newScheduler(opts),
@@ -338,16 +356,18 @@ func (o *Outbox) Close() error {
 		return errors.New("outbox: Close called while Run is running: cancel Run's context and wait for it first")
 	}
 	o.closed = true
-	o.clientsMu.Lock()
-	for _, ac := range o.clients {
-		ac.client.CloseIdleConnections()
-	}
-	o.clientsMu.Unlock()
+	o.clients.Purge()
 	if err := o.db.Close(); err != nil {
 		return fmt.Errorf("outbox: close %s: %w", o.path, err)
 	}
 	return nil
 }
+
+// DB is the outbox's bbolt file, for the plugin stage to keep its own
+// buckets in, so that its writes share the outbox's commits (and fsyncs).
+// Other users must leave the outbox's buckets alone and stop using it
+// before Close.
+func (o *Outbox) DB() *bolt.DB { return o.db }
 
 // Pending returns the number of deliveries not yet delivered or
 // dead-lettered, in-flight ones included.
@@ -459,9 +479,38 @@ func (o *Outbox) nudge() {
 	}
 }
 
+// Validate reports why Enqueue would refuse d, or nil if it would store it:
+// the id, method, URL, headers, idempotency key, signing, policy and
+// allow-list are checked as Enqueue checks them, by the same code. The
+// plugin stage checks each request with it as the plugin asks for it, so a
+// bad request fails that plugin's call at once instead of the store.
+func Validate(d Delivery) error {
+	return prepare(&d, func(entries []string) (*egress.Allowlist, error) { return egress.ParseAllowlist(entries) })
+}
+
 // validate fills in defaults and rejects what could never be sent, so a bad
 // delivery fails the plugin's Enqueue instead of burning retries later.
 func (o *Outbox) validate(d *Delivery, now time.Time) error {
+	err := prepare(d, func(entries []string) (*egress.Allowlist, error) {
+		ac, err := o.allowClient(entries)
+		if err != nil {
+			return nil, err
+		}
+		return ac.allow, nil
+	})
+	if err != nil {
+		return err
+	}
+	if d.CreatedAt.IsZero() {
+		d.CreatedAt = now
+	}
+	return nil
+}
+
+// prepare is the one validation of a delivery (Validate, Enqueue): it fills
+// in the defaults and rejects what could never be sent; allowlist parses
+// the policy's allow-list.
+func prepare(d *Delivery, allowlist func([]string) (*egress.Allowlist, error)) error {
 	if d.ID == "" {
 		return errors.New("empty id")
 	}
@@ -501,17 +550,11 @@ func (o *Outbox) validate(d *Delivery, now time.Time) error {
 	if err := d.Policy.normalize(); err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
-	ac, err := o.allowClient(d.Policy.Allow)
+	allow, err := allowlist(d.Policy.Allow)
 	if err != nil {
 		return err
 	}
-	if err := ac.allow.Check(u); err != nil {
-		return err
-	}
-	if d.CreatedAt.IsZero() {
-		d.CreatedAt = now
-	}
-	return nil
+	return allow.Check(u)
 }
 
 func (p *Policy) normalize() error {
@@ -584,12 +627,12 @@ func validHeaderValue(v string) bool {
 	return true
 }
 
-// allowClient returns the cached allow-list and client for entries.
+// allowClient returns the cached allow-list and client for entries. Two
+// goroutines missing the same list at once may both build one; the later
+// replaces the earlier, whose connections close when idle.
 func (o *Outbox) allowClient(entries []string) (*allowClient, error) {
 	key := strings.Join(entries, "\n")
-	o.clientsMu.Lock()
-	defer o.clientsMu.Unlock()
-	if ac, ok := o.clients[key]; ok {
+	if ac, ok := o.clients.Get(key); ok {
 		return ac, nil
 	}
 	a, err := egress.ParseAllowlist(entries, o.egressOpts...)
@@ -597,6 +640,6 @@ func (o *Outbox) allowClient(entries []string) (*allowClient, error) {
 		return nil, err
 	}
 	ac := &allowClient{allow: a, client: a.Client()}
-	o.clients[key] = ac
+	o.clients.Add(key, ac)
 	return ac, nil
 }

@@ -1,8 +1,10 @@
 // Package dispatch is the plugin stage of the pipeline: it keeps the
 // plugins listed in plugins.yaml loaded (reloading them when the file or a
-// module changes), gives each processed event to the plugins that
-// subscribed to it, and stores the requests they return in the outbox
-// before the event counts as handled.
+// module changes) and gives each processed event to the plugins that
+// subscribed to it. The pipeline's sink only records, durably, which
+// plugin owes a call on which event; each plugin's own workers then make
+// the calls and store the requests they return in the outbox, so a slow or
+// failing plugin holds up only itself.
 package dispatch
 
 import (
@@ -13,8 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,6 +25,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/lkedge/lkedge/host/deliver"
 	"github.com/lkedge/lkedge/host/egress"
@@ -56,7 +60,37 @@ type Options struct {
 	Store       store.Store
 	StorePrefix string
 	StoreTTL    time.Duration
+	// DB keeps the plugin calls owed on events until they are made, in
+	// buckets of their own: the outbox's file (deliver.Outbox.DB), so that
+	// the sink's write shares its commits with the outbox's. The
+	// Dispatcher does not close it. When DB is nil the file Tasks is
+	// opened (and closed) instead; one of them is required.
+	DB    *bolt.DB
+	Tasks string
+	// Concurrency bounds the plugin calls running at once, all plugins
+	// together, so that wasm never takes every core from accepting
+	// webhooks (default max(1, GOMAXPROCS-1)). With more than one plugin
+	// loaded, one plugin runs at most Concurrency-1 of them.
+	Concurrency int
+	// MaxQueued bounds one plugin's pending calls; past it the plugin does
+	// not get new events (default 10 000).
+	MaxQueued int
+	// HoldAttempts is how often a call of a plugin with failure: hold is
+	// tried before it is kept as a failed task (default 5); HoldBackoff
+	// the first wait between tries, doubling up to a minute (default 1 s).
+	HoldAttempts int
+	HoldBackoff  time.Duration
 }
+
+const (
+	defaultMaxQueued    = 10000
+	defaultHoldAttempts = 5
+	defaultHoldBackoff  = time.Second
+	maxHoldBackoff      = time.Minute
+	// finishedInterval is how long a finished task may wait before it
+	// leaves the file (flushFinished).
+	finishedInterval = 20 * time.Millisecond
+)
 
 // callAttempts is how often a failed plugin call is tried, each time in a
 // fresh instance, before its failure policy applies: a timeout under a
@@ -78,6 +112,27 @@ type Dispatcher struct {
 	stamp     string // what the files looked like at the last load
 	m         *metrics
 	storeCfg  *storeConfig
+
+	// The task queues (tasks.go). ctx ends the workers at Close.
+	db     *bolt.DB
+	ownDB  bool                // opened from Options.Tasks, so closed by Close
+	slots  *semaphore.Weighted // the Concurrency bound
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex // guards the queues and counts below
+	queues  map[string]*queue
+	seq     uint64
+	pending int
+	nFailed int           // tasks kept in the failed bucket
+	idle    chan struct{} // closed and replaced when pending drops to 0
+	closed  bool
+
+	finishedMu sync.Mutex
+	finished   []*task // to be removed from the file (flushFinished)
+	stopFlush  chan struct{}
+	flushDone  chan struct{}
 }
 
 // set is one consistent generation of loaded plugins.
@@ -89,7 +144,6 @@ type loaded struct {
 	conf     pluginconf.Plugin
 	p        *plugin.Plugin
 	sum      string // module sha256
-	allow    *egress.Allowlist
 	storeCfg *storeConfig
 }
 
@@ -99,7 +153,24 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = 2 * time.Second
 	}
-	d := &Dispatcher{opts: opts, log: opts.Logger, secrets: map[string]map[string]pluginconf.SecretRef{}, m: newMetrics(opts.Registerer)}
+	if opts.DB == nil && opts.Tasks == "" {
+		return nil, errors.New("plugins: no task file")
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	if opts.MaxQueued <= 0 {
+		opts.MaxQueued = defaultMaxQueued
+	}
+	if opts.HoldAttempts <= 0 {
+		opts.HoldAttempts = defaultHoldAttempts
+	}
+	if opts.HoldBackoff <= 0 {
+		opts.HoldBackoff = defaultHoldBackoff
+	}
+	d := &Dispatcher{opts: opts, log: opts.Logger, secrets: map[string]map[string]pluginconf.SecretRef{}, m: newMetrics(opts.Registerer),
+		slots: semaphore.NewWeighted(int64(opts.Concurrency)), queues: map[string]*queue{}, idle: make(chan struct{})}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -123,6 +194,12 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 		_ = d.cache.Close(ctx)
 		return nil, err
 	}
+	if err := d.openTasks(); err != nil {
+		_ = d.Close(ctx)
+		return nil, err
+	}
+	d.stopFlush, d.flushDone = make(chan struct{}), make(chan struct{})
+	go d.flushLoop(d.stopFlush, d.flushDone)
 	return d, nil
 }
 
@@ -143,14 +220,32 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
-// Close stops every plugin after its calls in flight.
+// Close stops the workers and every plugin after the calls in flight; the
+// calls not made stay in the task file for the next start.
 func (d *Dispatcher) Close(ctx context.Context) error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	d.mu.Unlock()
+	d.cancel()
+	d.wg.Wait()
 	old := d.current.Swap(&set{})
 	var errs []error
 	for _, l := range old.plugins {
 		errs = append(errs, l.p.Close(ctx))
 	}
 	errs = append(errs, d.cache.Close(ctx))
+	if d.stopFlush != nil {
+		close(d.stopFlush)
+		<-d.flushDone
+		d.flushFinished()
+	}
+	if d.ownDB {
+		errs = append(errs, d.db.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -238,6 +333,12 @@ func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
 	d.current.Store(next)
 	d.stamp = stamp
 	d.m.loaded.Set(float64(len(next.plugins)))
+	if d.db != nil {
+		d.dropRemoved()
+		d.mu.Lock()
+		d.pumpLocked() // a new version may allow more at once
+		d.mu.Unlock()
+	}
 	for _, l := range retired {
 		go func() {
 			// Calls in flight finish on the old version.
@@ -305,11 +406,11 @@ func (d *Dispatcher) load(ctx context.Context, conf pluginconf.Plugin, old *load
 	if old != nil && old.sum == hexsum && sameConf(old.conf, conf) {
 		return old, nil
 	}
-	allow, err := egress.ParseAllowlist(conf.Allow)
-	if err != nil {
+	// Checked here so that a bad entry fails the load, not every request.
+	if _, err := egress.ParseAllowlist(conf.Allow); err != nil {
 		return nil, fmt.Errorf("plugin %s: allow: %w", conf.Name, err)
 	}
-	l := &loaded{conf: conf, sum: hexsum, allow: allow, storeCfg: d.storeCfg}
+	l := &loaded{conf: conf, sum: hexsum, storeCfg: d.storeCfg}
 	p, err := plugin.Load(ctx, wasm, plugin.Options{
 		Name:        conf.Name,
 		Limits:      plugin.Limits(conf.Limits),
@@ -333,28 +434,18 @@ func sameConf(a, b pluginconf.Plugin) bool {
 	return fmt.Sprintf("%#v", a) == fmt.Sprintf("%#v", b)
 }
 
-// check vets an action as the plugin emits it: the destination must be in
-// its allow-list and a signing secret must be one it was given.
+// check vets an action as the plugin emits it, so that the plugin learns
+// at once and its call fails naming it: a signing secret must be one it
+// was given, and the request must pass the outbox's own validation
+// (deliver.Validate), allow-list included. The event is not known here;
+// the request is checked again with its id when it is stored.
 func (l *loaded) check(a *plugin.Action) error {
-	u, err := url.Parse(a.URL)
-	if err != nil {
-		return fmt.Errorf("url %q: %w", a.URL, err)
-	}
-	if err := l.allow.Check(u); err != nil {
-		if len(l.conf.AllowConfig) == 0 {
-			return err
-		}
-		dynamic, perr := egress.ParseAllowlist(l.allowed(context.Background()))
-		if perr != nil || dynamic.Check(u) != nil {
-			return err
-		}
-	}
 	if a.Sign != nil {
 		if _, ok := l.conf.Secrets[a.Sign.Secret]; !ok {
 			return fmt.Errorf("secret %q is not one of this plugin's secrets in plugins.yaml", a.Sign.Secret)
 		}
 	}
-	return nil
+	return deliver.Validate(delivery("", "", l.conf, l.allowed(context.Background()), 0, *a))
 }
 
 // Secret resolves a plugin's secret by name when a request is signed.
@@ -372,14 +463,17 @@ func (d *Dispatcher) Secret(pluginName, name string) ([]byte, error) {
 	return v, nil
 }
 
-// Handle is the pipeline's sink: it runs the plugins on each event and
-// stores every request they ask for in one durable write.
+// Handle is the pipeline's sink: it records, in one durable write, a call
+// owed by each subscribed plugin on each event, and returns. The plugins'
+// workers make the calls; a plugin's calls on one order key (a room, an
+// egress) are made, and their requests stored, in the order Handle
+// received the events.
 func (d *Dispatcher) Handle(ctx context.Context, events []*event.Event, log *slog.Logger) error {
 	s := d.current.Load()
 	if len(s.plugins) == 0 {
 		return nil
 	}
-	var ds []deliver.Delivery
+	var ts []*task
 	for _, ev := range events {
 		owned := ev.Meet != nil && ev.Meet.Owned
 		var body []byte
@@ -393,27 +487,13 @@ func (d *Dispatcher) Handle(ctx context.Context, events []*event.Event, log *slo
 					return fmt.Errorf("encode event %s for plugins: %w", ev.ID, err)
 				}
 			}
-			actions, err := d.call(ctx, l, body, log)
-			if err != nil {
-				if l.conf.Failure == pluginconf.FailureHold {
-					return err
-				}
-				log.Error("plugin failed; event skipped for it (failure: skip)", "plugin", l.conf.Name, "err", err)
-				continue
-			}
-			allow := l.allowed(ctx)
-			for i, a := range actions {
-				ds = append(ds, delivery(ev, l.conf, allow, i, a))
-			}
+			ts = append(ts, &task{rec: taskRecord{Plugin: l.conf.Name, EventID: ev.ID, Key: ev.OrderKey(), Body: body}})
 		}
 	}
-	if len(ds) == 0 {
+	if len(ts) == 0 {
 		return nil
 	}
-	if err := d.opts.Outbox.Enqueue(ctx, ds); err != nil {
-		return fmt.Errorf("store %d plugin requests: %w", len(ds), err)
-	}
-	return nil
+	return d.add(ts, log)
 }
 
 func (d *Dispatcher) call(ctx context.Context, l *loaded, body []byte, log *slog.Logger) ([]plugin.Action, error) {
@@ -451,13 +531,14 @@ func (d *Dispatcher) call(ctx context.Context, l *loaded, body []byte, log *slog
 }
 
 // delivery turns the n-th action of a plugin for an event into an outbox
-// entry whose id is stable, so a replayed event does not send twice.
-func delivery(ev *event.Event, conf pluginconf.Plugin, allow []string, n int, a plugin.Action) deliver.Delivery {
-	id := ev.ID + "/" + conf.Name + "/" + strconv.Itoa(n)
+// entry whose id is stable, so a replayed event does not send twice; key
+// is the event's order key.
+func delivery(eventID, key string, conf pluginconf.Plugin, allow []string, n int, a plugin.Action) deliver.Delivery {
+	id := eventID + "/" + conf.Name + "/" + strconv.Itoa(n)
 	d := deliver.Delivery{
 		ID:             id,
 		Plugin:         conf.Name,
-		EventID:        ev.ID,
+		EventID:        eventID,
 		Resource:       a.Resource,
 		Method:         a.Method,
 		URL:            a.URL,
@@ -474,7 +555,7 @@ func delivery(ev *event.Event, conf pluginconf.Plugin, allow []string, n int, a 
 		},
 	}
 	if d.Resource == "" {
-		d.Resource = ev.OrderKey()
+		d.Resource = key
 	}
 	if d.IdempotencyKey == "" {
 		d.IdempotencyKey = id

@@ -2,10 +2,12 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -94,13 +96,26 @@ func TestMain(m *testing.M) {
 
 func newDispatcher(t *testing.T, dir string, out Outbox) *Dispatcher {
 	t.Helper()
-	d, err := New(context.Background(), Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: out, Poll: 20 * time.Millisecond, CacheDir: cacheDir,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
+	return newDispatcherLog(t, dir, out, slog.New(slog.DiscardHandler))
+}
+
+// testOptions are the options of the tests' dispatchers: files in dir,
+// quick polls and retries.
+func testOptions(dir string, out Outbox, log *slog.Logger) Options {
+	return Options{Path: filepath.Join(dir, "plugins.yaml"), Tasks: filepath.Join(dir, "tasks.db"), Outbox: out, Poll: 20 * time.Millisecond,
+		CacheDir: cacheDir, Logger: log, HoldBackoff: 10 * time.Millisecond}
+}
+
+// handle hands events to d as the pipeline does and waits until the
+// plugins' calls on them are made.
+func handle(t *testing.T, d *Dispatcher, evs ...*event.Event) error {
+	t.Helper()
+	if err := d.Handle(context.Background(), evs, slog.New(slog.DiscardHandler)); err != nil {
+		return err
 	}
-	t.Cleanup(func() { d.Close(context.Background()) })
-	return d
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return d.WaitIdle(ctx)
 }
 
 func TestHandleRoutesEventsToSubscribers(t *testing.T) {
@@ -122,7 +137,6 @@ func TestHandleRoutesEventsToSubscribers(t *testing.T) {
 `)
 	out := &outbox{}
 	d := newDispatcher(t, dir, out)
-	log := slog.New(slog.DiscardHandler)
 	for _, tc := range []struct {
 		event  *event.Event
 		wantTo []string
@@ -131,7 +145,10 @@ func TestHandleRoutesEventsToSubscribers(t *testing.T) {
 		{loadEvent(t, "egress_updated", false), []string{"https://hooks.example.com/b"}},
 		{loadEvent(t, "participant_joined", true), []string{"https://hooks.example.com/b"}},
 	} {
-		if err := d.Handle(context.Background(), []*event.Event{tc.event}, log); err != nil {
+		// Each its own event: the calls on an event id already pending
+		// are not recorded again.
+		tc.event.ID += "-" + tc.event.Type + strconv.FormatBool(tc.event.Meet.Owned)
+		if err := handle(t, d, tc.event); err != nil {
 			t.Fatal(err)
 		}
 		ds := out.take()
@@ -139,14 +156,20 @@ func TestHandleRoutesEventsToSubscribers(t *testing.T) {
 		for _, x := range ds {
 			to = append(to, x.URL)
 		}
+		slices.Sort(to) // the plugins' calls run side by side
 		if strings.Join(to, " ") != strings.Join(tc.wantTo, " ") {
 			t.Errorf("%s (owned %v) went to %v, want %v", tc.event.Type, tc.event.Meet.Owned, to, tc.wantTo)
 		}
 	}
-	if err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, log); err != nil {
+	if err := handle(t, d, loadEvent(t, "egress_updated", true)); err != nil {
 		t.Fatal(err)
 	}
-	x := out.take()[0]
+	ds := out.take()
+	i := slices.IndexFunc(ds, func(x deliver.Delivery) bool { return x.Plugin == "meet-egress" })
+	if i < 0 {
+		t.Fatalf("no request of meet-egress in %+v", ds)
+	}
+	x := ds[i]
 	want := deliver.Delivery{ID: "EV_x1/meet-egress/0", Plugin: "meet-egress", EventID: "EV_x1", Resource: "room:room-123",
 		Method: "POST", URL: "https://hooks.example.com/a", IdempotencyKey: "EV_x1/meet-egress/0"}
 	if x.ID != want.ID || x.Plugin != want.Plugin || x.EventID != want.EventID || x.Resource != want.Resource ||
@@ -163,9 +186,12 @@ func TestHandleRoutesEventsToSubscribers(t *testing.T) {
 
 func TestFailurePolicy(t *testing.T) {
 	for _, tc := range []struct {
-		failure string
-		wantErr bool
-	}{{"skip", false}, {"hold", true}} {
+		failure, wantLog, wantOutcome string
+		wantFailed                    float64
+	}{
+		{"skip", "plugin failed; event skipped for it (failure: skip)", "skipped", 0},
+		{"hold", "plugin failed for the last time; its call on this event is kept as a failed task (failure: hold)", "failed", 1},
+	} {
 		t.Run(tc.failure, func(t *testing.T) {
 			dir := setup(t, `plugins:
   - name: broken
@@ -181,22 +207,43 @@ func TestFailurePolicy(t *testing.T) {
     allow: ["config:url"]
 `)
 			out := &outbox{}
-			d := newDispatcher(t, dir, out)
-			err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, slog.New(slog.DiscardHandler))
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("Handle = %v, want error %v", err, tc.wantErr)
-			}
-			if tc.wantErr {
-				if !strings.Contains(err.Error(), "plugin broken") || !strings.Contains(err.Error(), "panic: boom from plugin") {
-					t.Errorf("error %q should name the plugin and carry its panic", err)
-				}
-				return
+			var logs syncBuffer
+			opts := testOptions(dir, out, slog.New(slog.NewTextHandler(&logs, nil)))
+			opts.HoldAttempts = 3
+			d := newDispatcherOpts(t, opts)
+			if err := handle(t, d, loadEvent(t, "egress_updated", true)); err != nil {
+				t.Fatal(err)
 			}
 			if ds := out.take(); len(ds) != 1 || ds[0].Plugin != "fine" {
 				t.Errorf("stored %+v, want the fine plugin's request", ds)
 			}
+			line := logLine(logs.String(), tc.wantLog)
+			if line == "" || !strings.Contains(line, "plugin=broken") || !strings.Contains(line, "event_id=EV_x1") || !strings.Contains(line, "panic: boom from plugin") {
+				t.Errorf("want a line %q naming the plugin, the event and the panic; log:\n%s", tc.wantLog, logs.String())
+			}
+			if got := testutil.ToFloat64(d.m.tasks.WithLabelValues("broken", tc.wantOutcome)); got != 1 {
+				t.Errorf("lkedge_plugin_tasks_total{plugin=broken,outcome=%s} = %v, want 1", tc.wantOutcome, got)
+			}
+			if got := testutil.ToFloat64(d.m.failedTasks); got != tc.wantFailed {
+				t.Errorf("lkedge_plugin_tasks_failed = %v, want %v", got, tc.wantFailed)
+			}
+			if tc.failure == "hold" {
+				if got := strings.Count(logs.String(), "its call on this event is tried again"); got != 2 {
+					t.Errorf("%d retries logged, want 2 (3 attempts)", got)
+				}
+			}
 		})
 	}
+}
+
+// logLine returns the first line of logs that contains want.
+func logLine(logs, want string) string {
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, want) {
+			return l
+		}
+	}
+	return ""
 }
 
 // TestReload edits plugins.yaml and the module under a running
@@ -219,9 +266,12 @@ func TestReload(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.Run(ctx)
-	ev := loadEvent(t, "egress_updated", true)
+	n := 0
 	sendsTo := func() string {
-		if err := d.Handle(context.Background(), []*event.Event{ev}, slog.New(slog.DiscardHandler)); err != nil {
+		n++
+		ev := loadEvent(t, "egress_updated", true)
+		ev.ID = fmt.Sprintf("EV_%d", n)
+		if err := handle(t, d, ev); err != nil {
 			return "error: " + err.Error()
 		}
 		ds := out.take()
@@ -290,7 +340,7 @@ func TestStartupRefusesBadPlugins(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := setup(t, tc.yaml)
-			_, err := New(context.Background(), Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: &outbox{}, CacheDir: cacheDir})
+			_, err := New(context.Background(), testOptions(dir, &outbox{}, slog.New(slog.DiscardHandler)))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New = %v, want an error with %q", err, tc.want)
 			}
@@ -316,12 +366,9 @@ func TestConfigFromMeetPreferences(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := &outbox{}
-	d, err := New(context.Background(), Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: out, CacheDir: cacheDir,
-		Store: st, StorePrefix: "openvidu-meet/", StoreTTL: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close(context.Background())
+	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
+	opts.Store, opts.StorePrefix, opts.StoreTTL = st, "openvidu-meet/", 10*time.Millisecond
+	d := newDispatcherOpts(t, opts)
 	setPrefs := func(url string) {
 		body := `{"webhooksPreferences":{"enabled":true,"url":"` + url + `"}}`
 		if _, err := st.Put(context.Background(), "openvidu-meet/global-preferences.json", []byte(body), store.PutOptions{}); err != nil {
@@ -329,9 +376,13 @@ func TestConfigFromMeetPreferences(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // past the cache
 	}
+	n := 0
 	sendsTo := func() (string, []string) {
 		t.Helper()
-		if err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, slog.New(slog.DiscardHandler)); err != nil {
+		n++
+		ev := loadEvent(t, "egress_updated", true)
+		ev.ID = fmt.Sprintf("EV_%d", n)
+		if err := handle(t, d, ev); err != nil {
 			t.Fatal(err)
 		}
 		ds := out.take()
@@ -369,7 +420,7 @@ func TestRequiresConfig(t *testing.T) {
 `)
 	out := &outbox{}
 	d := newDispatcher(t, dir, out)
-	if err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, slog.New(slog.DiscardHandler)); err != nil {
+	if err := handle(t, d, loadEvent(t, "egress_updated", true)); err != nil {
 		t.Fatal(err)
 	}
 	if ds := out.take(); len(ds) != 0 {
@@ -384,7 +435,7 @@ func TestRequiresConfig(t *testing.T) {
 	if err := d.reload(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "egress_updated", true)}, slog.New(slog.DiscardHandler)); err != nil {
+	if err := handle(t, d, loadEvent(t, "egress_updated", true)); err != nil {
 		t.Fatal(err)
 	}
 	if ds := out.take(); len(ds) != 1 || ds[0].URL != "https://hooks.example.com/x" {
@@ -399,4 +450,19 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func newDispatcherLog(t *testing.T, dir string, out Outbox, log *slog.Logger) *Dispatcher {
+	t.Helper()
+	return newDispatcherOpts(t, testOptions(dir, out, log))
+}
+
+func newDispatcherOpts(t *testing.T, opts Options) *Dispatcher {
+	t.Helper()
+	d, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(context.Background()) })
+	return d
 }

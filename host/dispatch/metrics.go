@@ -12,6 +12,11 @@ type metrics struct {
 	instances *prometheus.GaugeVec
 	loaded    prometheus.Gauge
 	reloads   *prometheus.CounterVec
+
+	tasks       *prometheus.CounterVec
+	queued      *prometheus.GaugeVec
+	running     prometheus.Gauge
+	failedTasks prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,6 +37,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reloads: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lkedge_plugin_reloads_total", Help: "Reloads of plugins.yaml or modules, by outcome (ok, partial, failed).",
 		}, []string{"outcome"})),
+		tasks: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lkedge_plugin_tasks_total", Help: "Plugin calls owed on events, by plugin and how they ended (done, skipped, retried, failed, dropped, refused).",
+		}, []string{"plugin", "outcome"})),
+		queued: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lkedge_plugin_tasks_queued", Help: "Plugin calls owed on events and not yet made, running ones included, by plugin.",
+		}, []string{"plugin"})),
+		running: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lkedge_plugin_calls_running", Help: "Plugin calls running now, all plugins together (at most the concurrency bound).",
+		})),
+		failedTasks: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lkedge_plugin_tasks_failed", Help: "Plugin calls given up under failure: hold and kept in the task file.",
+		})),
 	}
 	// Zero rather than absent, so a dashboard shows "no reloads failed".
 	for _, outcome := range []string{"ok", "partial", "failed"} {

@@ -101,7 +101,7 @@ func registerStages(t *testing.T) {
 	done := make(chan struct{})
 	go func() { o.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done; o.Close() }()
-	d, err = dispatch.New(ctx, dispatch.Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: o, Registerer: Registry})
+	d, err = dispatch.New(ctx, dispatch.Options{Path: filepath.Join(dir, "plugins.yaml"), Tasks: filepath.Join(dir, "tasks.db"), Outbox: o, Registerer: Registry})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +115,9 @@ func registerStages(t *testing.T) {
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
+	if err := d.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := o.WaitIdle(wctx); err != nil {
 		t.Fatal(err)
 	}

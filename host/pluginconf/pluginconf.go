@@ -34,14 +34,16 @@ const (
 	RoomsAll  = "all"
 )
 
-// Failure policies: what happens to an event when a plugin call fails after
-// its retries.
+// Failure policies: what happens to a plugin's call on an event when it
+// fails after its retries. Either way only that plugin's call is
+// concerned: the event and the other plugins go on.
 const (
-	// FailureSkip logs and counts the failure and goes on: one broken
-	// plugin never holds up a room's events.
+	// FailureSkip logs and counts the failure and goes on with the
+	// plugin's next event.
 	FailureSkip = "skip"
-	// FailureHold fails the event, so lkedge retries it with back-off and
-	// finally keeps it in the journal's failed records.
+	// FailureHold tries the call again with back-off in the plugin's own
+	// queue, its later calls on the same room waiting behind it, and
+	// finally keeps it as a failed task (a log line and a metric).
 	FailureHold = "hold"
 )
 

@@ -141,7 +141,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	plugins, err := dispatch.New(ctx, dispatch.Options{
 		Path: cfg.PluginsFile, CacheDir: filepath.Join(cfg.DataDir, "_lkedge", "wasm-cache"),
 		Outbox: outbox, Logger: log, Registerer: metrics.Registry,
-		Store: st, StorePrefix: cfg.S3Subbucket + "/",
+		Store: st, StorePrefix: cfg.S3Subbucket + "/", DB: outbox.DB(),
+		Concurrency: cfg.PluginConcurrency,
 	})
 	if err != nil {
 		outbox.Close()
@@ -354,6 +355,9 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	if s.pipeline.WaitIdle(dctx) != nil {
 		s.log.Warn("shutdown: unfinished events stay in the journal for the next start", "backlog", s.pipeline.Backlog())
+	}
+	if s.plugins.WaitIdle(dctx) != nil {
+		s.log.Warn("shutdown: plugin calls not made stay in their file for the next start", "pending", s.plugins.Pending())
 	}
 	if s.outbox.WaitIdle(dctx) != nil {
 		s.log.Warn("shutdown: unsent requests stay in the outbox for the next start", "pending", s.outbox.Pending())

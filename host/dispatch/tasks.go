@@ -1,0 +1,598 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/lkedge/lkedge/host/deliver"
+	"github.com/lkedge/lkedge/host/plugin"
+	"github.com/lkedge/lkedge/host/pluginconf"
+)
+
+// The task buckets, beside the outbox's in its file. A task is one plugin
+// call owed on one event; its key is a sequence number given in the order
+// the sink received the events, so a restart rebuilds every (plugin, order
+// key) queue in that order.
+var (
+	bucketTasks   = []byte("plugin_tasks")    // seq (8 bytes BE) -> taskRecord
+	bucketTaskIDs = []byte("plugin_task_ids") // event id, NUL, plugin -> seq
+	bucketFailed  = []byte("plugin_failed")   // seq -> taskRecord, given up under failure: hold
+)
+
+// taskRecord is what is stored for a task.
+type taskRecord struct {
+	Plugin  string `json:"plugin"`
+	EventID string `json:"event_id"`
+	// Key is the event's order key: a plugin's calls on one key run one at
+	// a time, in order.
+	Key string `json:"key"`
+	// Body is the event as plugins read it: JSON, so stored as it is.
+	Body      json.RawMessage `json:"body"`
+	Attempts  int             `json:"attempts,omitempty"`
+	LastError string          `json:"last_error,omitempty"`
+}
+
+// task is a stored task and its place in memory.
+type task struct {
+	seq     uint64
+	rec     taskRecord
+	durable bool // its write is committed; until then it must not run
+	dup     bool // already stored (a replayed event): not stored again
+}
+
+func (t *task) id() []byte { return []byte(t.rec.EventID + "\x00" + t.rec.Plugin) }
+
+// queue is one plugin's pending tasks, by order key.
+type queue struct {
+	name    string
+	keys    map[string]*keyQueue
+	ready   []*keyQueue // keys whose first task may run now, oldest first
+	running int         // workers on this plugin's keys
+	n       int         // tasks, running ones included
+}
+
+// keyQueue is the tasks of one plugin on one order key, in order. Only its
+// first task runs, and only while the key is scheduled.
+type keyQueue struct {
+	key   string
+	tasks []*task
+	// scheduled: in ready, running, or waiting for a retry.
+	scheduled bool
+}
+
+// outcome is how a task run ended.
+type outcome int
+
+const (
+	taskDone    outcome = iota // its requests are in the outbox
+	taskSkipped                // the plugin failed under failure: skip
+	taskFailed                 // given up under failure: hold; kept in failed
+	taskDropped                // its plugin is no longer loaded
+	taskRetry                  // tried again after a wait
+	taskAborted                // shutdown: it stays stored for the next start
+)
+
+var outcomeNames = map[outcome]string{taskDone: "done", taskSkipped: "skipped", taskFailed: "failed", taskDropped: "dropped", taskRetry: "retried"}
+
+// openTasks opens the task file (Options.DB, or the file Options.Tasks)
+// and queues what it holds, dropping the tasks of plugins that are no
+// longer loaded.
+func (d *Dispatcher) openTasks() error {
+	db, path := d.opts.DB, d.opts.Tasks
+	if db == nil {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+		if err != nil {
+			if errors.Is(err, berrors.ErrTimeout) {
+				return fmt.Errorf("plugin task file %s is in use by another process: %w", path, err)
+			}
+			return fmt.Errorf("open plugin task file %s: %w", path, err)
+		}
+		// As the outbox: concurrent sinks and finished tasks share a commit.
+		db.MaxBatchDelay = 3 * time.Millisecond
+		d.ownDB = true
+	}
+	d.db = db
+	path = db.Path()
+	var loaded []*task
+	err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketTasks, bucketTaskIDs, bucketFailed} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("bucket %s: %w", b, err)
+			}
+		}
+		d.nFailed = tx.Bucket(bucketFailed).Stats().KeyN
+		if k, _ := tx.Bucket(bucketFailed).Cursor().Last(); len(k) == 8 {
+			d.seq = binary.BigEndian.Uint64(k)
+		}
+		return tx.Bucket(bucketTasks).ForEach(func(k, v []byte) error {
+			t := &task{durable: true}
+			if len(k) != 8 || json.Unmarshal(v, &t.rec) != nil {
+				d.log.Error("plugin task file: undecodable task left in place", "key", fmt.Sprintf("%x", k))
+				return nil
+			}
+			t.seq = binary.BigEndian.Uint64(k)
+			d.seq = max(d.seq, t.seq)
+			loaded = append(loaded, t)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("plugin task file %s: %w", path, err)
+	}
+	d.m.failedTasks.Set(float64(d.nFailed))
+	d.mu.Lock()
+	for _, t := range loaded {
+		d.appendLocked(t)
+	}
+	d.mu.Unlock()
+	d.dropRemoved()
+	d.mu.Lock()
+	for _, q := range d.queues {
+		for _, kq := range q.keys {
+			q.kick(kq)
+		}
+	}
+	d.pumpLocked()
+	d.mu.Unlock()
+	if len(loaded) > 0 {
+		d.log.Info("resuming plugin calls pending before the last stop", "tasks", len(loaded))
+	}
+	return nil
+}
+
+// queueLocked returns the queue of plugin name, making it if needed.
+func (d *Dispatcher) queueLocked(name string) *queue {
+	q := d.queues[name]
+	if q == nil {
+		q = &queue{name: name, keys: map[string]*keyQueue{}}
+		d.queues[name] = q
+	}
+	return q
+}
+
+// appendLocked puts t at the end of its key's queue.
+func (d *Dispatcher) appendLocked(t *task) {
+	q := d.queueLocked(t.rec.Plugin)
+	kq := q.keys[t.rec.Key]
+	if kq == nil {
+		kq = &keyQueue{key: t.rec.Key}
+		q.keys[t.rec.Key] = kq
+	}
+	kq.tasks = append(kq.tasks, t)
+	q.n++
+	d.pending++
+	d.m.queued.WithLabelValues(q.name).Set(float64(q.n))
+}
+
+// removeLocked takes t out of its key's queue.
+func (d *Dispatcher) removeLocked(t *task) {
+	q := d.queues[t.rec.Plugin]
+	kq := q.keys[t.rec.Key]
+	kq.tasks = slices.DeleteFunc(kq.tasks, func(x *task) bool { return x == t })
+	if len(kq.tasks) == 0 && !kq.scheduled {
+		delete(q.keys, kq.key)
+	}
+	q.n--
+	d.pending--
+	d.m.queued.WithLabelValues(q.name).Set(float64(q.n))
+	if d.pending == 0 {
+		close(d.idle)
+		d.idle = make(chan struct{})
+	}
+}
+
+// kick schedules kq if its first task may run.
+func (q *queue) kick(kq *keyQueue) {
+	if !kq.scheduled && len(kq.tasks) > 0 && kq.tasks[0].durable {
+		kq.scheduled = true
+		q.ready = append(q.ready, kq)
+	}
+}
+
+// add stores ts, each plugin's calls on the events, in one durable write
+// and queues them. A plugin whose queue is full does not get the event: it
+// is the only one to lose it, and says so in the log.
+func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return errors.New("plugin stage closed")
+	}
+	kept := ts[:0]
+	for _, t := range ts {
+		if q := d.queueLocked(t.rec.Plugin); q.n >= d.opts.MaxQueued {
+			log.Error("plugin's queue is full; it does not get this event", "plugin", t.rec.Plugin, "queued", q.n)
+			d.m.tasks.WithLabelValues(t.rec.Plugin, "refused").Inc()
+			continue
+		}
+		d.seq++
+		t.seq = d.seq
+		d.appendLocked(t)
+		kept = append(kept, t)
+	}
+	ts = kept
+	d.mu.Unlock()
+	if len(ts) == 0 {
+		return nil
+	}
+	err := d.db.Batch(func(tx *bolt.Tx) error {
+		tasks, ids := tx.Bucket(bucketTasks), tx.Bucket(bucketTaskIDs)
+		for _, t := range ts {
+			// Batch may run this twice: decide afresh each time.
+			t.dup = false
+			if ids.Get(t.id()) != nil {
+				t.dup = true
+				continue
+			}
+			if err := putTask(tasks, t); err != nil {
+				return err
+			}
+			if err := ids.Put(t.id(), u64(t.seq)); err != nil {
+				return fmt.Errorf("index task %s: %w", t.id(), err)
+			}
+		}
+		return nil
+	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, t := range ts {
+		if err != nil || t.dup {
+			d.removeLocked(t)
+		} else {
+			t.durable = true
+		}
+	}
+	// A removed task may have been the one the next stored task of its
+	// key waited for.
+	for _, t := range ts {
+		q := d.queues[t.rec.Plugin]
+		if kq := q.keys[t.rec.Key]; kq != nil {
+			q.kick(kq)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store %d plugin calls: %w", len(ts), err)
+	}
+	d.pumpLocked()
+	return nil
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func putTask(b *bolt.Bucket, t *task) error {
+	v, err := json.Marshal(&t.rec)
+	if err != nil {
+		return fmt.Errorf("encode task %s: %w", t.id(), err)
+	}
+	if err := b.Put(u64(t.seq), v); err != nil {
+		return fmt.Errorf("store task %s: %w", t.id(), err)
+	}
+	return nil
+}
+
+// limitLocked is how many of plugin name's keys may run at once: its
+// instances, and when other plugins are loaded at most all but one of the
+// execution slots, so that one plugin never holds every slot.
+func (d *Dispatcher) limitLocked(name string) int {
+	s := d.current.Load()
+	l := s.find(name)
+	if l == nil {
+		return 1 // only to drop its tasks
+	}
+	n := l.p.Limits().Instances
+	if len(s.plugins) > 1 && d.opts.Concurrency > 1 {
+		n = min(n, d.opts.Concurrency-1)
+	}
+	return n
+}
+
+// pumpLocked starts a worker for every ready key within its plugin's limit.
+func (d *Dispatcher) pumpLocked() {
+	if d.closed {
+		return
+	}
+	for _, q := range d.queues {
+		limit := d.limitLocked(q.name)
+		for q.running < limit && len(q.ready) > 0 {
+			kq := q.ready[0]
+			q.ready = q.ready[1:]
+			q.running++
+			d.wg.Add(1)
+			go d.work(q, kq, kq.tasks[0])
+		}
+	}
+}
+
+// work runs the first task of kq. The plugin's worker is free for its next
+// ready key as soon as the call returns; kq stays scheduled until the
+// call's requests are stored, so the next call on kq stores after it.
+func (d *Dispatcher) work(q *queue, kq *keyQueue, t *task) {
+	defer d.wg.Done()
+	out, wait, ds := d.run(t)
+	d.mu.Lock()
+	q.running--
+	d.pumpLocked()
+	d.mu.Unlock()
+	if len(ds) > 0 {
+		out, wait = d.store(t, ds)
+	}
+	switch out {
+	case taskDone, taskSkipped, taskDropped:
+		d.finishedMu.Lock()
+		d.finished = append(d.finished, t)
+		d.finishedMu.Unlock()
+	case taskRetry:
+		if err := d.db.Batch(func(tx *bolt.Tx) error { return putTask(tx.Bucket(bucketTasks), t) }); err != nil {
+			d.log.Error("plugin task file: recording a failed attempt failed", "plugin", q.name, "event_id", t.rec.EventID, "err", err)
+		}
+	}
+	if out != taskAborted {
+		d.m.tasks.WithLabelValues(q.name, outcomeNames[out]).Inc()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch out {
+	case taskRetry:
+		// The key stays scheduled, so its later tasks wait behind this one.
+		time.AfterFunc(wait, func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			q.ready = append(q.ready, kq)
+			d.pumpLocked()
+		})
+	case taskAborted:
+		kq.scheduled = false
+	default:
+		kq.scheduled = false
+		d.removeLocked(t)
+		q.kick(kq)
+	}
+	d.pumpLocked()
+}
+
+// flushFinished removes the tasks finished since the last flush from the
+// file, all in one commit: a finished task does not cost a commit of its
+// own. A crash before the flush only means the call is made again after
+// the restart; its requests keep their ids, so the outbox does not store
+// them twice.
+func (d *Dispatcher) flushFinished() {
+	d.finishedMu.Lock()
+	ts := d.finished
+	d.finished = nil
+	d.finishedMu.Unlock()
+	if len(ts) == 0 {
+		return
+	}
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		for _, t := range ts {
+			if err := deleteTask(tx, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		d.log.Error("plugin task file: removing finished tasks failed; their calls are made again after a restart", "tasks", len(ts), "err", err)
+	}
+}
+
+// flushLoop runs flushFinished every finishedInterval until stop closes.
+func (d *Dispatcher) flushLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(finishedInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			d.flushFinished()
+		}
+	}
+}
+
+func deleteTask(tx *bolt.Tx, t *task) error {
+	if err := tx.Bucket(bucketTasks).Delete(u64(t.seq)); err != nil {
+		return fmt.Errorf("remove task %s: %w", t.id(), err)
+	}
+	if err := tx.Bucket(bucketTaskIDs).Delete(t.id()); err != nil {
+		return fmt.Errorf("unindex task %s: %w", t.id(), err)
+	}
+	return nil
+}
+
+// run calls t's plugin on t's event and returns the requests it asks for,
+// checked; an outcome other than taskDone has none.
+func (d *Dispatcher) run(t *task) (outcome, time.Duration, []deliver.Delivery) {
+	name := t.rec.Plugin
+	log := d.log.With("event_id", t.rec.EventID)
+	l := d.current.Load().find(name)
+	if l == nil {
+		log.Warn("plugin no longer loaded; its call on this event is dropped", "plugin", name)
+		return taskDropped, 0, nil
+	}
+	ctx := d.ctx
+	if err := d.slots.Acquire(ctx, 1); err != nil {
+		return taskAborted, 0, nil
+	}
+	d.m.running.Inc()
+	actions, err := d.call(ctx, l, t.rec.Body, log)
+	d.m.running.Dec()
+	d.slots.Release(1)
+	if ctx.Err() != nil {
+		return taskAborted, 0, nil
+	}
+	var ds []deliver.Delivery
+	if err == nil {
+		ds, err = d.requests(ctx, l, t, actions)
+	}
+	if err != nil {
+		out, wait := d.failed(l, t, err, log)
+		return out, wait, nil
+	}
+	return taskDone, 0, ds
+}
+
+// store puts a call's requests in the outbox.
+func (d *Dispatcher) store(t *task, ds []deliver.Delivery) (outcome, time.Duration) {
+	if err := d.opts.Outbox.Enqueue(d.ctx, ds); err != nil {
+		if d.ctx.Err() != nil {
+			return taskAborted, 0
+		}
+		// The store, not the plugin, failed: no attempt is charged.
+		wait := d.backoff(t.rec.Attempts + 1)
+		d.log.Error("storing a plugin's requests failed; tried again", "plugin", t.rec.Plugin, "event_id", t.rec.EventID,
+			"requests", len(ds), "retry_in", wait.String(), "err", err)
+		return taskRetry, wait
+	}
+	return taskDone, 0
+}
+
+// requests turns a call's actions into outbox entries, each checked as the
+// outbox will check it.
+func (d *Dispatcher) requests(ctx context.Context, l *loaded, t *task, actions []plugin.Action) ([]deliver.Delivery, error) {
+	if len(actions) == 0 {
+		return nil, nil
+	}
+	allow := l.allowed(ctx)
+	ds := make([]deliver.Delivery, 0, len(actions))
+	for i, a := range actions {
+		x := delivery(t.rec.EventID, t.rec.Key, l.conf, allow, i, a)
+		if err := deliver.Validate(x); err != nil {
+			return nil, fmt.Errorf("plugin %s: request %d refused: %w", l.conf.Name, i, err)
+		}
+		ds = append(ds, x)
+	}
+	return ds, nil
+}
+
+// failed applies the plugin's failure policy to a failed task.
+func (d *Dispatcher) failed(l *loaded, t *task, err error, log *slog.Logger) (outcome, time.Duration) {
+	name := l.conf.Name
+	if l.conf.Failure != pluginconf.FailureHold {
+		log.Error("plugin failed; event skipped for it (failure: skip)", "plugin", name, "err", err)
+		return taskSkipped, 0
+	}
+	t.rec.Attempts++
+	t.rec.LastError = err.Error()
+	if t.rec.Attempts < d.opts.HoldAttempts {
+		wait := d.backoff(t.rec.Attempts)
+		log.Warn("plugin failed; its call on this event is tried again (failure: hold)", "plugin", name,
+			"attempt", t.rec.Attempts, "of", d.opts.HoldAttempts, "retry_in", wait.String(), "err", err)
+		return taskRetry, wait
+	}
+	perr := d.db.Batch(func(tx *bolt.Tx) error {
+		if err := deleteTask(tx, t); err != nil {
+			return err
+		}
+		return putTask(tx.Bucket(bucketFailed), t)
+	})
+	if perr != nil {
+		log.Error("plugin task file: keeping a failed task failed", "plugin", name, "err", perr)
+	}
+	d.mu.Lock()
+	d.nFailed++
+	d.m.failedTasks.Set(float64(d.nFailed))
+	d.mu.Unlock()
+	log.Error("plugin failed for the last time; its call on this event is kept as a failed task (failure: hold)", "plugin", name,
+		"attempts", t.rec.Attempts, "err", err)
+	return taskFailed, 0
+}
+
+// backoff is the wait after the n-th failed attempt: HoldBackoff doubling,
+// at most a minute.
+func (d *Dispatcher) backoff(n int) time.Duration {
+	w := d.opts.HoldBackoff
+	for i := 1; i < n && w < maxHoldBackoff; i++ {
+		w *= 2
+	}
+	return min(w, maxHoldBackoff)
+}
+
+// dropRemoved drops the tasks of plugins no longer loaded, except those
+// scheduled or being stored, which end on their own; it logs one line per
+// plugin.
+func (d *Dispatcher) dropRemoved() {
+	s := d.current.Load()
+	d.mu.Lock()
+	var drop []*task
+	count := map[string]int{}
+	for name, q := range d.queues {
+		if s.find(name) != nil {
+			continue
+		}
+		for _, kq := range q.keys {
+			for i, t := range kq.tasks {
+				if i == 0 && kq.scheduled || !t.durable {
+					continue
+				}
+				drop = append(drop, t)
+				count[name]++
+			}
+		}
+	}
+	for _, t := range drop {
+		d.removeLocked(t)
+	}
+	for name, q := range d.queues {
+		if q.n == 0 && q.running == 0 && s.find(name) == nil {
+			delete(d.queues, name)
+			d.m.queued.DeleteLabelValues(name)
+		}
+	}
+	d.mu.Unlock()
+	if len(drop) == 0 {
+		return
+	}
+	err := d.db.Batch(func(tx *bolt.Tx) error {
+		for _, t := range drop {
+			if err := deleteTask(tx, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for name, n := range count {
+		d.m.tasks.WithLabelValues(name, "dropped").Add(float64(n))
+		d.log.Warn("plugin removed; its pending calls are dropped", "plugin", name, "tasks", n)
+	}
+	if err != nil {
+		d.log.Error("plugin task file: removing dropped tasks failed; they are dropped again at the next start", "err", err)
+	}
+}
+
+// WaitIdle returns when no plugin call is pending, or with ctx's error.
+// Calls given up under failure: hold do not count.
+func (d *Dispatcher) WaitIdle(ctx context.Context) error {
+	for {
+		d.mu.Lock()
+		n, ch := d.pending, d.idle
+		d.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("plugins: wait idle with %d calls pending: %w", n, ctx.Err())
+		}
+	}
+}
+
+// Pending is the number of plugin calls not yet made, running ones
+// included.
+func (d *Dispatcher) Pending() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pending
+}
