@@ -422,13 +422,12 @@ func (d *Dispatcher) run(t *task) (outcome, time.Duration, []deliver.Delivery) {
 		return taskDropped, 0, nil
 	}
 	ctx := d.ctx
-	if err := d.slots.Acquire(ctx, 1); err != nil {
+	sl := &slot{d: d}
+	if !sl.take() {
 		return taskAborted, 0, nil
 	}
-	d.m.running.Inc()
-	actions, err := d.call(ctx, l, t.rec.Body, log)
-	d.m.running.Dec()
-	d.slots.Release(1)
+	actions, err := d.call(plugin.WithSleeper(ctx, sl), l, t.rec.Body, log)
+	sl.give()
 	if ctx.Err() != nil {
 		return taskAborted, 0, nil
 	}
@@ -596,3 +595,36 @@ func (d *Dispatcher) Pending() int {
 	defer d.mu.Unlock()
 	return d.pending
 }
+
+// slot is one call's place under the Concurrency bound. The call gives it
+// up while the plugin sleeps (the bound is about CPU, and a sleeping guest
+// uses none), so a plugin that sleeps out its time limit holds up only
+// itself. Only the call's goroutine uses it.
+type slot struct {
+	d    *Dispatcher
+	held bool
+}
+
+func (s *slot) take() bool {
+	if s.held || s.d.slots.Acquire(s.d.ctx, 1) != nil {
+		return s.held
+	}
+	s.held = true
+	s.d.m.running.Inc()
+	return true
+}
+
+func (s *slot) give() {
+	if s.held {
+		s.held = false
+		s.d.m.running.Dec()
+		s.d.slots.Release(1)
+	}
+}
+
+// Sleep implements plugin.Sleeper.
+func (s *slot) Sleep() { s.give() }
+
+// Wake implements plugin.Sleeper: the call waits for a place again before
+// the plugin goes on; on shutdown it goes on without one and ends soon.
+func (s *slot) Wake() { s.take() }

@@ -397,6 +397,24 @@ type instance struct {
 	// tables holds each table's size in entries, as grow_check let it
 	// grow (only the guest's goroutine touches it).
 	tables []uint64
+	// sleeper is the current call's Sleeper, or nil (only the guest's
+	// goroutine touches it: an instance never runs two calls at once).
+	sleeper Sleeper
+}
+
+// Sleeper is told when a plugin call sleeps and wakes: a caller that
+// bounds how many calls run at once lets a sleeping call's place go, so a
+// plugin that sleeps holds up only itself.
+type Sleeper interface {
+	Sleep()
+	Wake()
+}
+
+type sleeperKey struct{}
+
+// WithSleeper returns ctx for a Call whose sleeps s is told about.
+func WithSleeper(ctx context.Context, s Sleeper) context.Context {
+	return context.WithValue(ctx, sleeperKey{}, s)
 }
 
 // validated remembers, by hash, the modules wazero accepted, so that
@@ -486,6 +504,8 @@ func (inst *instance) run(ctx context.Context, c *call) ([]Action, error) {
 	}
 	inst.stderr.Reset()
 	c.inst = inst
+	inst.sleeper, _ = ctx.Value(sleeperKey{}).(Sleeper)
+	defer func() { inst.sleeper = nil }()
 	cctx, cancel := inst.arm(ctx, c, limit)
 	defer cancel()
 	var res []uint64
@@ -534,9 +554,14 @@ func (inst *instance) sleep(ns int64) {
 	if ns > left {
 		ns = left
 	}
-	if ns > 0 {
-		time.Sleep(time.Duration(ns))
+	if ns <= 0 {
+		return
 	}
+	if s := inst.sleeper; s != nil {
+		s.Sleep()
+		defer s.Wake()
+	}
+	time.Sleep(time.Duration(ns))
 }
 
 // maxMemoryShare is how much of its memory budget an instance may keep

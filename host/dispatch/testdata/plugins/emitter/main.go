@@ -1,7 +1,8 @@
 // Command emitter is the dispatch tests' plugin: it asks for one request to
 // its config "url", shaped by its config "mode" (a request the outbox must
 // refuse, in the raw ABI where the SDK would not let it be built), after
-// sleeping "sleep_ms" milliseconds, with the event id as its body. It
+// sleeping "sleep_ms" milliseconds and then keeping the CPU busy "spin_ms"
+// milliseconds, with the event id as its body. It
 // fails the event whose id is its config "fail_id".
 package main
 
@@ -22,6 +23,10 @@ func init() { sdk.Handle(handle) }
 func handle(ev *sdk.Event) error {
 	if ms, err := strconv.Atoi(sdk.ConfigOr("sleep_ms", "0")); err == nil && ms > 0 {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
+	}
+	if ms, err := strconv.Atoi(sdk.ConfigOr("spin_ms", "0")); err == nil && ms > 0 {
+		for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
+		}
 	}
 	if id := sdk.ConfigOr("fail_id", ""); id != "" && id == ev.ID {
 		return fmt.Errorf("told to fail %s", id)
