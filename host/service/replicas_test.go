@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -60,8 +62,16 @@ func (c *cluster) replica(t testing.TB, id string, extra ...string) *testserver.
 	}
 	p := testserver.StartLKEdge(t, env)
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("replica %s log:\n%s", id, tail(p.Log(), 6000))
+		if !t.Failed() {
+			return
+		}
+		t.Logf("replica %s log:\n%s", id, tail(p.Log(), 6000))
+		// The whole log, for a closer look: LKEDGE_TEST_LOG_DIR=/tmp/x.
+		if dir := os.Getenv("LKEDGE_TEST_LOG_DIR"); dir != "" {
+			name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+id+".log")
+			if err := os.WriteFile(name, []byte(p.Log()), 0o644); err != nil {
+				t.Log(err)
+			}
 		}
 	})
 	return p

@@ -97,10 +97,12 @@ type Coordinator struct {
 // lease is one replica session and what depends on it: ctx ends when the
 // session is lost or may have lapsed, fencing the work done under it.
 type lease struct {
-	sid     string
-	ctx     context.Context
-	cancel  context.CancelFunc
-	renewed time.Time // when the last successful renewal (or the creation) was sent
+	sid    string
+	ctx    context.Context
+	cancel context.CancelFunc
+	// fence ends the lease when no renewal succeeded for fenceAfter: a
+	// timer of its own, so a renewal call that hangs cannot delay it.
+	fence *time.Timer
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -177,6 +179,7 @@ func (c *Coordinator) Close() error {
 	if l == nil {
 		return nil
 	}
+	l.fence.Stop()
 	l.cancel()
 	if _, err := c.c.Session().Destroy(l.sid, nil); err != nil {
 		return fmt.Errorf("consul: destroy session: %w", err)
@@ -252,9 +255,18 @@ func (c *Coordinator) session(ctx context.Context) (*lease, error) {
 		return nil, fmt.Errorf("consul: membership of replica %s: %w", c.opts.Replica, err)
 	}
 	lctx, cancel := context.WithCancel(context.Background())
-	c.lease = &lease{sid: sid, ctx: lctx, cancel: cancel, renewed: sent}
-	return c.lease, nil
+	l := &lease{sid: sid, ctx: lctx, cancel: cancel}
+	l.fence = time.AfterFunc(c.fenceAfter()-time.Since(sent), func() {
+		c.dropSession(l, "not renewed for "+c.fenceAfter().String()+": it may lapse")
+	})
+	c.lease = l
+	return l, nil
 }
+
+// fenceAfter is how long after the last successful renewal was sent the
+// replica stops its work: before Consul could let the session lapse, which
+// it does no sooner than the TTL after the last renewal it saw.
+func (c *Coordinator) fenceAfter() time.Duration { return c.opts.SessionTTL - 2*renewEvery }
 
 // dropSession forgets a session that is lost, or may have lapsed, and
 // fences the work done under it.
@@ -265,16 +277,21 @@ func (c *Coordinator) dropSession(l *lease, why string) {
 		c.log.Warn("replica session lost: work under it stops; a new one is made on next use", "session", l.sid, "reason", why)
 	}
 	c.mu.Unlock()
+	l.fence.Stop()
 	l.cancel()
 }
 
 // renewEvery is how often the replica session is renewed: often, so a
 // destroyed session is noticed within a second and FenceDelay can be short.
-const renewEvery = time.Second
+// renewTimeout bounds one renewal, so the next one is tried on time.
+const (
+	renewEvery   = time.Second
+	renewTimeout = 2 * time.Second
+)
 
 // renew keeps the replica session alive. A replica that cannot renew stops
-// its work (fences itself) before Consul could let the session lapse: a
-// session lives at least its TTL after the last renewal Consul saw.
+// its work (the lease's fence timer) before Consul could let the session
+// lapse: a session lives at least its TTL after the last renewal Consul saw.
 func (c *Coordinator) renew() {
 	defer c.stopped.Done()
 	t := time.NewTicker(renewEvery)
@@ -292,20 +309,16 @@ func (c *Coordinator) renew() {
 			continue
 		}
 		sent := time.Now()
-		entry, _, err := c.c.Session().Renew(l.sid, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), renewTimeout)
+		entry, _, err := c.c.Session().Renew(l.sid, (&api.WriteOptions{}).WithContext(ctx))
+		cancel()
 		switch {
 		case err != nil && strings.Contains(err.Error(), "404"), err == nil && entry == nil:
 			c.dropSession(l, "consul no longer knows the session")
 		case err != nil:
-			if time.Since(l.renewed) > c.opts.SessionTTL-2*renewEvery {
-				c.dropSession(l, "not renewed for "+time.Since(l.renewed).Round(time.Second).String()+": it may lapse")
-			} else {
-				c.log.Warn("renewing the replica session failed", "err", err)
-			}
-		default:
-			c.mu.Lock()
-			l.renewed = sent
-			c.mu.Unlock()
+			c.log.Warn("renewing the replica session failed", "err", err)
+		case l.ctx.Err() == nil:
+			l.fence.Reset(c.fenceAfter() - time.Since(sent))
 		}
 	}
 }

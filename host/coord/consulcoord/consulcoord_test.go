@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,6 +56,7 @@ func TestConsul(t *testing.T) {
 			"LeaderCrash":                  testLeaderCrash,
 			"RestartEndsPredecessor":       testRestartEndsPredecessor,
 			"LostReplicaGivenUp":           testLostReplicaGivenUp,
+			"RenewalHangsFenceOnTime":      testRenewalHangsFenceOnTime,
 			"Prune":                        testPrune,
 		} {
 			t.Run(name, func(t *testing.T) {
@@ -349,5 +352,54 @@ func testPrune(t *testing.T, agent *testserver.Consul) {
 	seqs, _, err := c.c.KV().Keys(c.key("seq")+"/", "", nil)
 	if err != nil || !slices.Equal(seqs, []string{c.seqKey("room:live")}) {
 		t.Fatalf("sequences after prune: %v, %v; want only the live replica's", seqs, err)
+	}
+}
+
+// hangingRenewals holds every session renewal until the test ends, as a
+// Consul that takes connections but does not answer (stopping, restarting).
+type hangingRenewals struct {
+	hang    atomic.Bool
+	release chan struct{}
+}
+
+func (h *hangingRenewals) RoundTrip(r *http.Request) (*http.Response, error) {
+	if h.hang.Load() && strings.Contains(r.URL.Path, "/session/renew/") {
+		select {
+		case <-h.release:
+		case <-r.Context().Done():
+		}
+		return nil, errors.New("consul did not answer")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// testRenewalHangsFenceOnTime: renewals that hang instead of failing fast
+// do not delay the fence: the replica stops its work TTL - 2 s after its
+// last successful renewal, before Consul could let the session lapse and
+// another replica take its rooms.
+func testRenewalHangsFenceOnTime(t *testing.T, agent *testserver.Consul) {
+	h := &hangingRenewals{release: make(chan struct{})}
+	defer close(h.release)
+	a := newCoord(t, agent.Addr, func(o *Options) { o.Transport = h })
+	ctx := context.Background()
+	tk, err := a.Admit(ctx, "EV_h1", "room:h", "a/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu, err := a.Turn(ctx, "room:h", tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // at least one renewal went through
+	h.hang.Store(true)
+	hung := time.Now()
+	select {
+	case <-tu.Context().Done():
+		// The last renewal was sent at most renewEvery before the hang.
+		if took := time.Since(hung); took > a.fenceAfter()+500*time.Millisecond {
+			t.Fatalf("fenced %s after renewals began to hang, later than %s", took, a.fenceAfter())
+		}
+	case <-time.After(a.opts.SessionTTL):
+		t.Fatalf("not fenced within the session TTL (%s) of hanging renewals", a.opts.SessionTTL)
 	}
 }
