@@ -457,6 +457,19 @@ func (o *Outbox) Enqueue(ctx context.Context, ds []Delivery) error {
 	return nil
 }
 
+// Unfinished is how many deliveries of the given events are still pending
+// (neither delivered nor dead), and a channel closed when a delivery next
+// leaves the outbox.
+func (o *Outbox) Unfinished(eventIDs []string) (int, <-chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, id := range eventIDs {
+		n += o.sched.byEvent[id]
+	}
+	return n, o.changed
+}
+
 // addItems hands freshly stored items to the scheduler and wakes Run.
 func (o *Outbox) addItems(items []*item) {
 	if len(items) == 0 {

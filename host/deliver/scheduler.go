@@ -17,6 +17,7 @@ type item struct {
 	seq    uint64
 	rec    *record   // nil once the scheduler holds RecordsInMemory others: read it when attempting
 	origin string    // canonical scheme://host:port of the delivery's URL
+	event  string    // the delivery's EventID, kept when rec is dropped
 	due    time.Time // monotonic; zero means now
 }
 
@@ -25,7 +26,7 @@ func newItem(seq uint64, r *record) *item {
 	if u, err := url.Parse(r.Delivery.URL); err == nil {
 		origin = egress.Origin(u)
 	}
-	return &item{seq: seq, rec: r, origin: origin}
+	return &item{seq: seq, rec: r, origin: origin, event: r.Delivery.EventID}
 }
 
 // qkey identifies a strictly ordered stream of deliveries.
@@ -105,7 +106,8 @@ type scheduler struct {
 	ready   map[*origin]struct{} // origins with a non-empty ready list
 	timers  timerHeap
 
-	pending  int // items in all queues, in-flight ones included
+	pending  int            // items in all queues, in-flight ones included
+	byEvent  map[string]int // items per event id
 	inflight int
 	dead     int // dead letters stored
 	open     int // origins whose breaker is open
@@ -122,6 +124,7 @@ func newScheduler(opts Options) scheduler {
 		queues:      make(map[qkey]*queue),
 		origins:     make(map[string]*origin),
 		ready:       make(map[*origin]struct{}),
+		byEvent:     make(map[string]int),
 	}
 }
 
@@ -149,6 +152,7 @@ func (s *scheduler) add(it *item, now time.Time) {
 	}
 	q.items = append(q.items, it)
 	s.pending++
+	s.byEvent[it.event]++
 	if len(q.items) == 1 {
 		s.place(q, now)
 	}
@@ -230,6 +234,9 @@ func (s *scheduler) finish(st launch, v verdict, out outcome, due, now time.Time
 	case outFinished:
 		if q.items[0].rec != nil {
 			s.withRecord--
+		}
+		if s.byEvent[q.items[0].event]--; s.byEvent[q.items[0].event] <= 0 {
+			delete(s.byEvent, q.items[0].event)
 		}
 		q.items[0] = nil
 		q.items = q.items[1:]

@@ -125,8 +125,10 @@ type Dispatcher struct {
 	queues  map[string]*queue
 	seq     uint64
 	pending int
-	nFailed int           // tasks kept in the failed bucket
-	idle    chan struct{} // closed and replaced when pending drops to 0
+	nFailed int            // tasks kept in the failed bucket
+	idle    chan struct{}  // closed and replaced when pending drops to 0
+	byEvent map[string]int // pending calls per event id
+	removed chan struct{}  // closed and replaced when a call finishes
 	closed  bool
 
 	finishedMu sync.Mutex
@@ -169,7 +171,8 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 		opts.HoldBackoff = defaultHoldBackoff
 	}
 	d := &Dispatcher{opts: opts, log: opts.Logger, secrets: map[string]map[string]pluginconf.SecretRef{}, m: newMetrics(opts.Registerer),
-		slots: semaphore.NewWeighted(int64(opts.Concurrency)), queues: map[string]*queue{}, idle: make(chan struct{})}
+		slots: semaphore.NewWeighted(int64(opts.Concurrency)), queues: map[string]*queue{}, idle: make(chan struct{}),
+		byEvent: map[string]int{}, removed: make(chan struct{})}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if d.log == nil {
 		d.log = slog.Default()

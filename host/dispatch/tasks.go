@@ -171,6 +171,7 @@ func (d *Dispatcher) appendLocked(t *task) {
 	kq.tasks = append(kq.tasks, t)
 	q.n++
 	d.pending++
+	d.byEvent[t.rec.EventID]++
 	d.m.queued.WithLabelValues(q.name).Set(float64(q.n))
 }
 
@@ -184,6 +185,11 @@ func (d *Dispatcher) removeLocked(t *task) {
 	}
 	q.n--
 	d.pending--
+	if d.byEvent[t.rec.EventID]--; d.byEvent[t.rec.EventID] <= 0 {
+		delete(d.byEvent, t.rec.EventID)
+	}
+	close(d.removed)
+	d.removed = make(chan struct{})
 	d.m.queued.WithLabelValues(q.name).Set(float64(q.n))
 	if d.pending == 0 {
 		close(d.idle)
@@ -586,6 +592,19 @@ func (d *Dispatcher) WaitIdle(ctx context.Context) error {
 			return fmt.Errorf("plugins: wait idle with %d calls pending: %w", n, ctx.Err())
 		}
 	}
+}
+
+// Unfinished is how many plugin calls owed on the given events are not
+// yet made (running ones included), and a channel closed when a call next
+// finishes.
+func (d *Dispatcher) Unfinished(eventIDs []string) (int, <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, id := range eventIDs {
+		n += d.byEvent[id]
+	}
+	return n, d.removed
 }
 
 // Pending is the number of plugin calls not yet made, running ones

@@ -62,7 +62,14 @@ type Options struct {
 	MaxAttempts int           // tries per event before it is failed (default 10)
 	Backoff     time.Duration // first retry delay, doubling (default 100 ms)
 	MaxBackoff  time.Duration // cap of the retry delay (default 30 s)
-	Logger      *slog.Logger
+	// Settle, when set, waits until what the sink started for the given
+	// events is finished (the plugins' calls made, their requests delivered
+	// or dead) or ctx ends. The turn is handed on only then, for up to
+	// SettleTimeout, so that with several replicas a room's notifications
+	// leave in order even though each replica sends its own.
+	Settle        func(ctx context.Context, eventIDs []string)
+	SettleTimeout time.Duration // default 5 s
+	Logger        *slog.Logger
 }
 
 // Pipeline is the keyed executor. Create it with New, start it with Run.
@@ -126,6 +133,9 @@ func New(stage Stage, sink Sink, j Journal, opts Options) *Pipeline {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.SettleTimeout <= 0 {
+		opts.SettleTimeout = 5 * time.Second
 	}
 	if opts.Sequencer == nil {
 		opts.Sequencer = coord.NewInProcess(nil)
@@ -367,6 +377,7 @@ func (p *Pipeline) process(ctx context.Context, it item) {
 			if log.Enabled(ctx, slog.LevelDebug) {
 				log.Debug("event finished", "ticket", it.ticket.N, "late", tu.Late())
 			}
+			p.settle(ctx, it, &st, log)
 			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), doneTimeout)
 			if err := tu.Done(dctx); err != nil {
 				log.Error("recording the event's turn done failed; the room's next event waits until the coordinator gives it up", "err", err)
@@ -374,6 +385,26 @@ func (p *Pipeline) process(ctx context.Context, it item) {
 			dcancel()
 		}
 		return
+	}
+}
+
+// settle waits, up to SettleTimeout, for what the sink started for the
+// event and the events derived from it to finish.
+func (p *Pipeline) settle(ctx context.Context, it item, st *attempt, log *slog.Logger) {
+	if p.opts.Settle == nil {
+		return
+	}
+	ids := []string{it.ev.ID}
+	for _, d := range st.derived {
+		ids = append(ids, d.ID)
+	}
+	sctx, cancel := context.WithTimeout(ctx, p.opts.SettleTimeout)
+	defer cancel()
+	start := time.Now()
+	p.opts.Settle(sctx, ids)
+	metrics.ProcessSeconds.WithLabelValues("settle").Observe(time.Since(start).Seconds())
+	if sctx.Err() != nil && ctx.Err() == nil {
+		log.Warn("the event's notifications are not all delivered yet; the room's next event goes on, and their order at the destination is no longer certain", "waited", p.opts.SettleTimeout.String())
 	}
 }
 

@@ -251,13 +251,26 @@ func TestReplicasKeepLiveKitsOrder(t *testing.T) {
 		want += n
 	}
 	keyOf := func(id string) string { return id + "/openvidu-webhook/0" }
-	eventually(t, 90*time.Second, fmt.Sprintf("all %d webhooks at the application", want), func() bool {
+	missing := func() []string {
 		seen := map[string]bool{}
 		for _, h := range app.hooks() {
 			seen[h.key] = true
 		}
-		return len(seen) >= want
-	})
+		var out []string
+		for _, ids := range sent {
+			for _, id := range ids {
+				if !seen[keyOf(id)] {
+					out = append(out, id)
+				}
+			}
+		}
+		return out
+	}
+	for deadline := time.Now().Add(90 * time.Second); len(missing()) > 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d webhooks never reached the application: %v", len(missing()), want, missing())
+		}
+	}
 	time.Sleep(time.Second) // a duplicate would arrive by now
 	hooks := app.hooks()
 	first := map[string]meetHook{}

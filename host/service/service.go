@@ -159,6 +159,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	popts := opts.Pipeline
 	popts.Logger = log
 	popts.Sequencer, popts.Replica = co, replica
+	if cfg.Consul != nil {
+		// With several replicas each sends its own notifications: a room's
+		// next event waits until this one's are delivered, so they leave
+		// in order (docs/design.md).
+		popts.Settle = func(ctx context.Context, ids []string) { settle(ctx, ids, plugins, outbox) }
+	}
 	p := pipeline.New(handler.Handle, sink, j, popts)
 	closeAll := func() {
 		_ = plugins.Close(context.Background())
@@ -199,6 +205,31 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		Logger:             slogPrintf{log},
 	}
 	return s, nil
+}
+
+// unfinished is what settle waits on: the plugin calls and the deliveries
+// owed on events.
+type unfinished interface {
+	Unfinished(eventIDs []string) (int, <-chan struct{})
+}
+
+// settle waits until every plugin call and delivery owed on the events is
+// finished, or ctx ends. A call finishes only once its requests are in the
+// outbox, so the two counts are never both zero too early.
+func settle(ctx context.Context, ids []string, calls, deliveries unfinished) {
+	for {
+		n, callDone := calls.Unfinished(ids)
+		m, delivered := deliveries.Unfinished(ids)
+		if n+m == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-callDone:
+		case <-delivered:
+		}
+	}
 }
 
 // ReplicaID is this replica's name in claims and locks: LKEDGE_REPLICA_ID,
