@@ -18,10 +18,14 @@ import (
 //	GET  /dlq/show?id=ID             one dead letter
 //	POST /dlq/replay?id=ID           send one again
 //	POST /dlq/replay?since=RFC3339   send again all dead since then
+//	GET  /events/failed              events whose processing gave up, oldest first
+//	GET  /events/failed/show?id=ID   one of them, with its webhook
+//	POST /events/failed/retry?id=ID  process it again
 //	GET  /debug/pprof/...            Go's profiler, for where the time goes
 //	GET  /debug/pprof/trace          an execution trace, for where the waits go
-func adminHandler(o *deliver.Outbox) http.Handler {
+func adminHandler(o *deliver.Outbox, f *failedEvents) http.Handler {
 	mux := http.NewServeMux()
+	f.register(mux)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

@@ -37,6 +37,7 @@ import (
 	"github.com/lkedge/lkedge/host/store/s3store"
 	"github.com/lkedge/lkedge/host/webhook"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -84,7 +85,18 @@ type Options struct {
 	Sink    pipeline.Sink    // default: the plugins of cfg.PluginsFile
 	// Pipeline tunes retries and concurrency.
 	Pipeline pipeline.Options
+	// JournalFS is the file system under the journal (default the OS's);
+	// tests make it fail.
+	JournalFS journal.FS
 }
+
+// journalBroken is 1 while this process's journal refuses writes after a
+// storage failure (it then exits, for its supervisor to restart it).
+var journalBroken = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "lkedge_journal_broken", Help: "1 when the journal stopped writing after a storage failure; lkedge then exits to be restarted.",
+})
+
+func init() { metrics.Registry.MustRegister(journalBroken) }
 
 // New opens the stores and binds the listener; Run serves, and closes
 // everything New opened when it returns. ctx bounds the
@@ -115,7 +127,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		return nil, err
 	}
 	handler := meet.New(st, co, lk, meet.Options{NameID: cfg.MeetNameID, Subbucket: cfg.S3Subbucket})
-	j, err := journal.Open(JournalPath(cfg.DataDir), journal.Options{Logger: log})
+	j, err := journal.Open(JournalPath(cfg.DataDir), journal.Options{Logger: log, FS: opts.JournalFS})
 	if err != nil {
 		co.Close()
 		return nil, err
@@ -174,7 +186,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	}
 	s := &Service{cfg: cfg, log: log.With("replica", replica), journal: j, pipeline: p, ln: ln, coord: co, meet: handler,
 		outbox: outbox, plugins: plugins, adminLn: adminLn, store: st}
-	s.admin = &http.Server{Handler: adminHandler(outbox), ReadHeaderTimeout: 10 * time.Second}
+	s.admin = &http.Server{Handler: adminHandler(outbox, &failedEvents{journal: j, pipeline: p}), ReadHeaderTimeout: 10 * time.Second}
+	journalBroken.Set(0)
 	s.ingest = &ingest.Handler{
 		Verifier: webhook.NewVerifier(auth.NewFileBasedKeyProviderFromMap(cfg.Keys), cfg.ClockLeeway, now),
 		Journal:  j, Pipeline: p, MaxBody: cfg.MaxBodyBytes, Log: log, Now: time.Now,
@@ -271,6 +284,9 @@ func (s *Service) route(metricsHandler fasthttp.RequestHandler) fasthttp.Request
 // in the journal until the coordinator is back.
 func (s *Service) readyz(ctx *fasthttp.RequestCtx) {
 	var problems []string
+	if err := s.journal.BrokenErr(); err != nil {
+		problems = append(problems, "journal: "+err.Error())
+	}
 	// Not derived from the request: fasthttp recycles its RequestCtx once
 	// the handler returns, while a timed-out child context may still be
 	// unlinking itself from its parent.
@@ -338,6 +354,13 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 		reason = context.Cause(ctx).Error()
 	case err = <-serveErr:
 		reason = fmt.Sprintf("the webhook server stopped: %v", err)
+	case <-s.journal.Broken():
+		// What reached the disk is unknown after a failed fdatasync; a
+		// restart reads it back and replays what is pending (see
+		// docs/operations.md, journal recovery).
+		journalBroken.Set(1)
+		err = fmt.Errorf("the journal is broken, exiting to be restarted: %w", s.journal.BrokenErr())
+		reason = err.Error()
 	}
 	s.log.Info("shutting down: no longer accepting webhooks", "reason", reason)
 	if serr := s.server.ShutdownWithContext(context.Background()); serr != nil && err == nil {
