@@ -47,18 +47,23 @@ func adminHandler(o *deliver.Outbox, f *failedEvents) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, dls)
+		views := make([]deadLetterView, 0, len(dls))
+		for _, dl := range dls {
+			views = append(views, viewDeadLetter(dl))
+		}
+		writeJSON(w, views)
 	})
 	mux.HandleFunc("GET /dlq/show", func(w http.ResponseWriter, r *http.Request) {
-		dl, err := o.DeadLetter(r.URL.Query().Get("id"))
+		id := r.URL.Query().Get("id")
+		dl, err := o.DeadLetter(id)
 		if errors.Is(err, deliver.ErrNotFound) {
-			http.Error(w, err.Error(), http.StatusNotFound)
+			http.Error(w, "no dead letter "+id, http.StatusNotFound)
 			return
 		} else if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, dl)
+		writeJSON(w, viewDeadLetter(dl))
 	})
 	mux.HandleFunc("POST /dlq/replay", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -66,7 +71,7 @@ func adminHandler(o *deliver.Outbox, f *failedEvents) http.Handler {
 		case q.Get("id") != "":
 			err := o.Replay(r.Context(), q.Get("id"))
 			if errors.Is(err, deliver.ErrNotFound) {
-				http.Error(w, err.Error(), http.StatusNotFound)
+				http.Error(w, "no dead letter "+q.Get("id"), http.StatusNotFound)
 				return
 			} else if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
