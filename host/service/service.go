@@ -383,6 +383,11 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	if cerr := errors.Join(s.plugins.Close(context.Background()), s.outbox.Close(), s.journal.Close(), s.coord.Close()); cerr != nil && err == nil {
 		err = cerr
 	}
+	if err != nil {
+		s.log.Error("lkedge stopped", "err", err)
+	} else {
+		s.log.Info("lkedge stopped")
+	}
 	return err
 }
 
@@ -446,5 +451,10 @@ func (s *Service) replay() error {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
+	if n := len(args); n > 0 {
+		if err, ok := args[n-1].(error); ok && errors.Is(err, fasthttp.ErrBodyTooLarge) {
+			return // ingest's ServerError answered it with a 413 and logged it
+		}
+	}
 	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
 }
