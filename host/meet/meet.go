@@ -34,7 +34,7 @@ type LiveKit interface {
 	// (starting, active or ending), of any kind.
 	ListActiveEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error)
 	// SendData sends a reliable data message (to everyone when sids is empty).
-	SendData(ctx context.Context, room, topic string, data []byte, sids []string) error
+	SendData(ctx context.Context, room, topic string, data []byte, identities []string) error
 	// DeleteRoom closes the room; a room that does not exist is not an error.
 	DeleteRoom(ctx context.Context, room string) error
 }
@@ -605,7 +605,7 @@ func (h *Handler) CollectOrphanLocks(ctx context.Context, log *slog.Logger) erro
 // participantJoined tells a newly joined participant that the room is
 // being recorded (§5.3, §9.2).
 func (h *Handler) participantJoined(ctx context.Context, room *livekit.Room, p *livekit.ParticipantInfo, log *slog.Logger) {
-	if p == nil || (strings.HasPrefix(p.Identity, "EG_") && p.Permission.GetRecorder()) {
+	if p == nil || isEgressParticipant(p) {
 		return
 	}
 	active, err := h.activeEgress(ctx, room.Name)
@@ -616,7 +616,7 @@ func (h *Handler) participantJoined(ctx context.Context, room *livekit.Room, p *
 	if len(active) == 0 {
 		return
 	}
-	if err := h.lk.SendData(ctx, room.Name, "roomStatus", []byte(`{"isRecordingStarted":true}`), []string{p.Sid}); err != nil {
+	if err := h.lk.SendData(ctx, room.Name, "roomStatus", []byte(`{"isRecordingStarted":true}`), []string{p.Identity}); err != nil {
 		metrics.LiveKitErrors.WithLabelValues("SendData").Inc()
 		log.Warn("sending room status failed", "participant", p.Sid, "err", err)
 	}
@@ -681,4 +681,19 @@ func (h *Handler) deleteRoom(ctx context.Context, roomID string, log *slog.Logge
 			wait *= 2
 		}
 	}
+}
+
+// recorderField is ParticipantPermission.recorder, looked up by name: LiveKit
+// deprecated it for ParticipantInfo.kind but still sends it, and OpenVidu
+// Meet decides on it alone (kind is not read). Reading it through the
+// descriptor keeps Meet's behaviour without the deprecated accessor, and a
+// protocol release without the field then treats no one as the recorder
+// instead of failing to build.
+var recorderField = (&livekit.ParticipantPermission{}).ProtoReflect().Descriptor().Fields().ByName("recorder")
+
+// isEgressParticipant is Meet's isEgressParticipant: an EG_ identity with
+// the recorder permission.
+func isEgressParticipant(p *livekit.ParticipantInfo) bool {
+	perm := p.GetPermission()
+	return strings.HasPrefix(p.Identity, "EG_") && perm != nil && recorderField != nil && perm.ProtoReflect().Get(recorderField).Bool()
 }
