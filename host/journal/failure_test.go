@@ -14,10 +14,12 @@ import (
 )
 
 // faultFS is the real file system whose fdatasyncs fail with EIO while
-// failSync is set, as a disk that lost a write reports it.
+// failSync is set, as a disk that lost a write reports it, and whose writes
+// to segments (not failed.wal) fail with ENOSPC while failSegWrite is set.
 type faultFS struct {
 	OSFS
-	failSync atomic.Bool
+	failSync     atomic.Bool
+	failSegWrite atomic.Bool
 }
 
 func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
@@ -25,12 +27,20 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 	if err != nil {
 		return nil, err
 	}
-	return faultFile{file, f}, nil
+	return faultFile{file, f, filepath.Base(name) != failedName}, nil
 }
 
 type faultFile struct {
 	File
-	fs *faultFS
+	fs      *faultFS
+	segment bool
+}
+
+func (f faultFile) WriteAt(b []byte, off int64) (int, error) {
+	if f.segment && f.fs.failSegWrite.Load() {
+		return 0, syscall.ENOSPC
+	}
+	return f.File.WriteAt(b, off)
 }
 
 func (f faultFile) Datasync() error {
@@ -194,5 +204,38 @@ func TestFailedRetention(t *testing.T) {
 	}
 	if ids := pendingIDs(t, j); !slices.Equal(ids, []string{"EV_f"}) {
 		t.Fatalf("pending = %v, want [EV_f]", ids)
+	}
+}
+
+// TestRetryNotLostOnWriteFailure: a retry whose write to the log fails
+// leaves the record among the failed ones, now and after a reopen; it is
+// never neither failed nor pending.
+func TestRetryNotLostOnWriteFailure(t *testing.T) {
+	dir := testPath(t)
+	fsys := &faultFS{}
+	j := openT(t, dir, Options{FS: fsys})
+	ctx := context.Background()
+	rec := mustAppend(t, j, "EV_keep", "body")
+	if err := j.Fail(ctx, rec.Seq, "gave up"); err != nil {
+		t.Fatal(err)
+	}
+	fsys.failSegWrite.Store(true)
+	if _, err := j.Retry(ctx, rec.Seq); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("retry during the failure: err = %v, want ENOSPC", err)
+	}
+	fsys.failSegWrite.Store(false)
+	check := func(j *Journal) {
+		t.Helper()
+		failed, err := j.Failed()
+		if err != nil || len(failed) != 1 || failed[0].ID != "EV_keep" {
+			t.Fatalf("failed = %+v, %v; want EV_keep still failed", failed, err)
+		}
+	}
+	check(j)
+	j.Close()
+	j = openT(t, dir, Options{FS: fsys})
+	check(j)
+	if _, err := j.Retry(ctx, rec.Seq); err != nil {
+		t.Fatalf("retry once the disk is fine: %v", err)
 	}
 }

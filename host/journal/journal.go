@@ -982,6 +982,7 @@ func (j *Journal) commit(batch []*request, results []result) []result {
 	seg := j.active()
 	firstSeq := j.nextSeq
 	buf, failBuf := j.buf[:0], j.failBuf[:0]
+	var retryBuf []byte
 	clear(j.batchSeen)
 	clear(j.resolved)
 	plans := make([]planned, len(batch))
@@ -1051,8 +1052,9 @@ func (j *Journal) commit(batch []*request, results []result) []result {
 			}
 			j.resolved[r.seq] = struct{}{}
 			raw := encodedRecord(v)
-			// A done frame in the failed file takes the record out of it.
-			failBuf = appendFrame(failBuf, frameDone, r.seq, nowMs, nil)
+			// A done frame in the failed file takes the record out of it,
+			// written after the record is pending again (write).
+			retryBuf = appendFrame(retryBuf, frameDone, r.seq, nowMs, nil)
 			buf = appendFrame(buf, frameAppend, r.seq, nowMs, raw)
 			plans[i] = planned{hash: maphash.String(j.seed, fr.ID), loc: location{seg: seg, off: int64(len(buf) - len(raw)), n: uint32(len(raw))}}
 			results[i].rec = fr.Record
@@ -1077,7 +1079,7 @@ func (j *Journal) commit(batch []*request, results []result) []result {
 		return results
 	}
 	failBase := j.failedSize
-	if err := j.write(seg, buf, failBuf); err != nil {
+	if err := j.write(seg, buf, failBuf, retryBuf); err != nil {
 		j.nextSeq = firstSeq
 		err = fmt.Errorf("write batch of %d requests: %w", live, err)
 		j.log.Error("journal: commit failed", "requests", live, "err", err)
@@ -1136,7 +1138,13 @@ func (j *Journal) commit(batch []*request, results []result) []result {
 // fdatasync leaves the disk in an unknown state, so the journal stops
 // writing (setBroken) until it is opened again, which re-reads what is
 // there.
-func (j *Journal) write(seg *segment, buf, failBuf []byte) error {
+//
+// retryBuf, the marks that take retried records out of the failed file, is
+// written last: a crash before it leaves a retried record both pending and
+// failed, never neither. Once the segment holds the record again, a failure
+// to write the marks leaves memory and disk apart, so it breaks the journal
+// and the restart reads both back.
+func (j *Journal) write(seg *segment, buf, failBuf, retryBuf []byte) error {
 	if len(failBuf) > 0 {
 		if _, err := j.failed.WriteAt(failBuf, j.failedSize); err != nil {
 			return j.undo(j.failed, j.failedSize, fmt.Errorf("write failed records: %w", err))
@@ -1161,6 +1169,15 @@ func (j *Journal) write(seg *segment, buf, failBuf []byte) error {
 	}
 	if err := seg.f.Datasync(); err != nil {
 		return j.setBroken(fmt.Errorf("fdatasync of segment %s: %w", filepath.Base(seg.path), err))
+	}
+	if len(retryBuf) > 0 {
+		if _, err := j.failed.WriteAt(retryBuf, j.failedSize); err != nil {
+			return j.setBroken(fmt.Errorf("write the retry marks of failed records: %w", err))
+		}
+		if err := j.failed.Datasync(); err != nil {
+			return j.setBroken(fmt.Errorf("fdatasync of failed records: %w", err))
+		}
+		j.failedSize += int64(len(retryBuf))
 	}
 	return nil
 }
