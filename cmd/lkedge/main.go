@@ -92,6 +92,9 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		return // the usage asked for is printed
 	}
+	if errors.Is(err, errLogged) {
+		os.Exit(1) // its last log line says why; a plain line after it would break a JSON log
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lkedge:", err)
 		os.Exit(1)
@@ -222,8 +225,15 @@ func serve(args []string) error {
 		attrs = append(attrs, "api_secret", cfg.APISecret, "note", "development keys: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET for production")
 	}
 	log.Info("lkedge is up: point LiveKit's webhook at webhook_url", attrs...)
-	return svc.Run(ctx, 10*time.Second)
+	if err := svc.Run(ctx, 10*time.Second); err != nil {
+		return fmt.Errorf("%w: %w", errLogged, err)
+	}
+	return nil
 }
+
+// errLogged marks a failure the service's log already reports (Run ends
+// with "lkedge stopped" and the error): main exits 1 without repeating it.
+var errLogged = errors.New("logged")
 
 func storeName(cfg *config.Config) string {
 	if cfg.S3 != nil {
