@@ -27,7 +27,7 @@ command's options)
 
 func dlq(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("dlq needs list, show ID or replay (ID | --since TIME)\n\n" + dlqUsage)
+		return errors.New("dlq needs list, show ID or replay (ID | --since TIME)\n\n" + strings.TrimSpace(dlqUsage))
 	}
 	if isHelp(args) {
 		return help(out, dlqUsage)

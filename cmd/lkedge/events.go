@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -24,7 +25,7 @@ command's options)
 // service's operator API (LKEDGE_ADMIN_LISTEN), which holds the journal.
 func eventsCmd(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("events needs a command: failed list|show|retry\n\n" + eventsUsage)
+		return errors.New("events needs a command: failed list|show|retry\n\n" + strings.TrimSpace(eventsUsage))
 	}
 	if isHelp(args) || (args[0] == "failed" && isHelp(args[1:])) {
 		return help(out, eventsUsage)

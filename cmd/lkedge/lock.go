@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -35,7 +36,7 @@ const lockUsage = `usage:
 
 func lock(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("lock needs a command: acquire, release or list\n\n" + lockUsage)
+		return errors.New("lock needs a command: acquire, release or list\n\n" + strings.TrimSpace(lockUsage))
 	}
 	if isHelp(args) {
 		return help(out, lockUsage)

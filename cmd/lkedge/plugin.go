@@ -53,7 +53,7 @@ const sendTimeout = 10 * time.Second
 // without running the service.
 func pluginCmd(args []string, stdin io.Reader, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("plugin needs a command: run, check or new\n\n" + pluginUsage)
+		return errors.New("plugin needs a command: run, check or new\n\n" + strings.TrimSpace(pluginUsage))
 	}
 	switch args[0] {
 	case "run":

@@ -401,7 +401,7 @@ type Room struct {
 
 // errBadRoom marks a Meet room record that exists but cannot be read as one;
 // retrying cannot help, so callers log it and carry on.
-var errBadRoom = errors.New("Meet room record is not a valid MeetRoom")
+var errBadRoom = errors.New("the Meet room record is not a valid MeetRoom")
 
 // getRoom reads the Meet room record; (nil, nil) if there is none.
 func (h *Handler) getRoom(ctx context.Context, roomID string) (*Room, error) {

@@ -320,7 +320,7 @@ func parse(data []byte, dir string, lookup func(string) (string, bool), file str
 		}
 		where := func(line int) string { return at(line) + "plugin " + name + ": " }
 		if entry.Kind != yaml.MappingNode {
-			errs = append(errs, fmt.Errorf("%smust be a mapping of name, wasm, events, ...", where(entry.Line)))
+			errs = append(errs, fmt.Errorf("%smust be a mapping with name, wasm and events", where(entry.Line)))
 			continue
 		}
 		bad := unknownFields(entry, reflect.TypeFor[pluginYAML](), "")
@@ -584,7 +584,7 @@ func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugi
 	p.Requires = rp.Requires
 	p.Secrets = map[string]SecretRef{}
 	for k, s := range rp.Secrets {
-		ref := SecretRef{Env: s.Env, File: s.File}
+		ref := SecretRef(s)
 		if ref.File != "" && !filepath.IsAbs(ref.File) {
 			ref.File = filepath.Join(dir, ref.File)
 		}
