@@ -31,9 +31,11 @@ type failedEvent struct {
 	FailedAt   time.Time `json:"failed_at"`
 	Reason     string    `json:"reason"`
 	// Webhook is the LiveKit webhook as lkedge decoded it (show only),
-	// without the secrets FromWebhook drops; the body as received when it
-	// no longer decodes.
-	Webhook any `json:"webhook,omitempty"`
+	// without the secrets FromWebhook drops (TURN password, stream key).
+	// A body that no longer decodes is not shown, since those secrets
+	// could not be taken out of it: DecodeError says why.
+	Webhook     json.RawMessage `json:"webhook,omitempty"`
+	DecodeError string          `json:"decode_error,omitempty"`
 }
 
 func (f *failedEvents) register(mux *http.ServeMux) {
@@ -114,11 +116,12 @@ func describeFailed(rec journal.FailedRecord, full bool) failedEvent {
 		return fe
 	}
 	if err == nil {
-		if b, err := protojson.Marshal(ev.LiveKit); err == nil {
-			fe.Webhook = json.RawMessage(b)
+		var b []byte
+		if b, err = protojson.Marshal(ev.LiveKit); err == nil {
+			fe.Webhook = b
 			return fe
 		}
 	}
-	fe.Webhook = string(rec.Body)
+	fe.DecodeError = err.Error()
 	return fe
 }
