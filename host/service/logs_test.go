@@ -172,7 +172,7 @@ func TestLogLines(t *testing.T) {
 				t.Errorf("retry_in = %#v, want a duration such as \"100ms\": %s", m["retry_in"], line)
 			}
 		}
-		if strings.Contains(line, "413") || strings.Contains(line, "body size exceeds") {
+		if m["status"] == float64(413) || strings.Contains(line, "body size exceeds") {
 			too++
 		}
 		if m["status"] == float64(415) {
