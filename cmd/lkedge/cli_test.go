@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runCLI runs this test binary as the lkedge command (TestMain) with args
@@ -95,5 +97,26 @@ func TestVersion(t *testing.T) {
 	}
 	if !regexp.MustCompile(`^lkedge github.com/lkedge/lkedge \S+\ncommit 0123abcd\ngo1\.`).Match(out) {
 		t.Fatalf("lkedge version printed %q", out)
+	}
+}
+
+// TestServeRefusesMissingPlugins: serve with LKEDGE_PLUGINS naming a file
+// that is not there stops at once, saying so, instead of running without
+// plugins.
+func TestServeRefusesMissingPlugins(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "plugins.yml")
+	// Before it was refused, serve ran on without plugins: the context
+	// ends such a run.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "serve")
+	cmd.Env = append(os.Environ(), asCLI+"=1", "LKEDGE_PLUGINS="+missing, "LKEDGE_DATA_DIR="+t.TempDir(), "LKEDGE_LISTEN=127.0.0.1:0", "LKEDGE_ADMIN_LISTEN=127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("serve: %v, want exit 1\n%s", err, out)
+	}
+	if want := "lkedge: invalid LKEDGE_PLUGINS (from environment): " + missing + " does not exist (leave it unset to run without plugins)\n"; string(out) != want {
+		t.Fatalf("serve printed %q, want %q", out, want)
 	}
 }
