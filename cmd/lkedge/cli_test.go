@@ -110,7 +110,7 @@ func TestServeRefusesMissingPlugins(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "serve")
-	cmd.Env = append(os.Environ(), asCLI+"=1", "LKEDGE_PLUGINS="+missing, "LKEDGE_DATA_DIR="+t.TempDir(), "LKEDGE_LISTEN=127.0.0.1:0", "LKEDGE_ADMIN_LISTEN=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), asCLI+"=1", "LKEDGE_PLUGINS="+missing, "LKEDGE_DATA_DIR="+t.TempDir(), "LKEDGE_STORE=file://"+t.TempDir(), "LKEDGE_LISTEN=127.0.0.1:0", "LKEDGE_ADMIN_LISTEN=127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
