@@ -18,7 +18,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/lkedge
+	$(GO) build -ldflags "-X main.commit=$$(git rev-parse HEAD 2>/dev/null)" -o $(BIN) ./cmd/lkedge
 
 ## run: build and start lkedge on the embedded defaults (file store and
 ## journal under ./data, in-process locks), listening on 127.0.0.1:6080 (the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,9 +17,25 @@ import (
 // dlq lists, shows and replays dead letters through the running service's
 // operator API (LKEDGE_ADMIN_LISTEN): the outbox file is held open by the
 // service, and going through it means a replay is picked up at once.
+const dlqUsage = `usage:
+  lkedge dlq list [--since T] [--limit N] [--json]   requests that failed every attempt
+  lkedge dlq show ID                                 one of them, in full
+  lkedge dlq replay ID | --since T                   send them again
+(T: RFC 3339 or a duration such as 2h; lkedge dlq COMMAND -h for each
+command's options)
+`
+
 func dlq(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("dlq needs list, show ID or replay (ID | --since TIME)")
+		return errors.New("dlq needs list, show ID or replay (ID | --since TIME)\n\n" + strings.TrimSpace(dlqUsage))
+	}
+	if isHelp(args) {
+		return help(out, dlqUsage)
+	}
+	switch args[0] {
+	case "list", "show", "replay":
+	default:
+		return fmt.Errorf("dlq: unknown subcommand %q (list, show, replay)", args[0])
 	}
 	var since, admin string
 	var limit int
@@ -121,6 +138,10 @@ func call(method, u, token string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
+	if res.StatusCode == http.StatusNotFound && !bytes.Contains(body, []byte("404 page not found")) {
+		// "no dead letter ID": the answer says it all.
+		return nil, errors.New(strings.TrimSpace(string(body)))
+	}
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("lkedge answered %s: %s", res.Status, strings.TrimSpace(string(body)))
 	}
@@ -129,13 +150,11 @@ func call(method, u, token string) ([]byte, error) {
 
 func printDeadLetters(out io.Writer, body []byte) error {
 	var dls []struct {
-		Delivery struct {
-			ID, Plugin, URL string
-		}
-		Attempts   int
-		LastError  string
-		LastStatus int
-		DeadAt     time.Time
+		ID        string    `json:"id"`
+		Plugin    string    `json:"plugin"`
+		Attempts  int       `json:"attempts"`
+		LastError string    `json:"last_error"`
+		DeadAt    time.Time `json:"dead_at"`
 	}
 	if err := json.Unmarshal(body, &dls); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
@@ -147,7 +166,7 @@ func printDeadLetters(out io.Writer, body []byte) error {
 		if len(reason) > 80 {
 			reason = reason[:77] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", d.DeadAt.Format(time.RFC3339), d.Delivery.ID, d.Delivery.Plugin, d.Attempts, reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", d.DeadAt.Format(time.RFC3339), d.ID, d.Plugin, d.Attempts, reason)
 	}
 	return tw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,11 +27,26 @@ const recordingLockTTL = 6 * time.Hour
 // OpenVidu Meet's 409.
 var errHeld = errors.New("the room is already being recorded (lock held)")
 
+const lockUsage = `usage:
+  lkedge lock acquire [--config FILE] [--wait-active D] ROOM
+  lkedge lock release [--config FILE] [--force] ROOM
+  lkedge lock list [--config FILE]
+(lkedge lock COMMAND -h for each command's options)
+`
+
 func lock(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("lock needs a command: acquire, release or list")
+		return errors.New("lock needs a command: acquire, release or list\n\n" + strings.TrimSpace(lockUsage))
+	}
+	if isHelp(args) {
+		return help(out, lockUsage)
 	}
 	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "acquire", "release", "list":
+	default:
+		return fmt.Errorf("unknown lock command %q (acquire, release, list)", cmd)
+	}
 	var waitActive time.Duration
 	var force bool
 	cfg, fs, err := loadConfig("lock "+cmd, args, func(fs *flag.FlagSet) {
@@ -107,7 +123,7 @@ func lock(args []string, out io.Writer) error {
 		}
 		return w.Flush()
 	}
-	return fmt.Errorf("unknown lock command %q (acquire, release, list)", cmd)
+	return nil
 }
 
 // acquire takes the room's recording lock like Meet's start-recording: it

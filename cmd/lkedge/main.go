@@ -7,6 +7,10 @@
 //	lkedge lock  acquire|release|list ...  the recording locks (with LKEDGE_COORDINATOR=consul)
 //	lkedge plugin run|check|new ...        write, test and try plugins (docs/plugins.md)
 //	lkedge dlq   list|show|replay ...      dead letters of outbound requests
+//	lkedge events failed list|show|retry   events whose processing gave up
+//	lkedge version                         module version and commit
+//
+// Every command and subcommand prints its usage with -h and exits 0.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +50,10 @@ const usage = `usage:
                                                requests that failed every attempt
   lkedge dlq show ID                           one of them, in full
   lkedge dlq replay ID | --since T             send them again (T: RFC 3339 or e.g. 2h)
+  lkedge events failed list [--json]           events whose processing used up its attempts
+  lkedge events failed show ID                 one of them, with its webhook
+  lkedge events failed retry ID                process it again
+  lkedge version                               module version and commit
 ` + "`" + `lkedge lock` + "`" + ` needs LKEDGE_COORDINATOR=consul: the in-process coordinator
 lives inside one lkedge process.
 
@@ -69,17 +78,81 @@ func main() {
 		err = pluginCmd(os.Args[2:], os.Stdin, os.Stdout)
 	case "dlq":
 		err = dlq(os.Args[2:], os.Stdout)
-	case "help", "-h", "--help":
+	case "events":
+		err = eventsCmd(os.Args[2:], os.Stdout)
+	case "version":
+		err = version(os.Args[2:], os.Stdout)
+	case "help", "-h", "-help", "--help":
 		fmt.Print(usage)
 		return
 	default:
 		fmt.Fprintf(os.Stderr, "lkedge: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // the usage asked for is printed
+	}
+	if errors.Is(err, errLogged) {
+		os.Exit(1) // its last log line says why; a plain line after it would break a JSON log
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lkedge:", err)
 		os.Exit(1)
 	}
+}
+
+// isHelp reports whether args ask for a command's usage.
+func isHelp(args []string) bool {
+	return len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help")
+}
+
+// help prints text as the usage asked for and returns flag.ErrHelp, which
+// main turns into exit status 0.
+func help(out io.Writer, text string) error {
+	fmt.Fprint(out, text)
+	return flag.ErrHelp
+}
+
+// parseFlags parses args into fs. Asked for with -h, the usage (synopsis
+// and flags) goes to stdout and flag.ErrHelp is returned; a bad flag is an
+// error carrying the same usage.
+func parseFlags(fs *flag.FlagSet, synopsis string, args []string) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	if err == nil {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: %s\n", synopsis)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		b.WriteString("\noptions:\n")
+		fs.SetOutput(&b)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return help(os.Stdout, b.String())
+	}
+	return fmt.Errorf("%w\n\n%s", err, b.String())
+}
+
+// synopses are the usage lines of the commands that take flags, by the
+// name loadConfig gets.
+var synopses = map[string]string{
+	"serve":               "lkedge serve [--config FILE]",
+	"send":                "lkedge send [--config FILE] [--url URL] FILE",
+	"lock acquire":        "lkedge lock acquire [--config FILE] [--wait-active D] ROOM",
+	"lock release":        "lkedge lock release [--config FILE] [--force] ROOM",
+	"lock list":           "lkedge lock list [--config FILE]",
+	"dlq list":            "lkedge dlq list [--config FILE] [--admin URL] [--since T] [--limit N] [--json]",
+	"dlq show":            "lkedge dlq show [--config FILE] [--admin URL] ID",
+	"dlq replay":          "lkedge dlq replay [--config FILE] [--admin URL] ID | --since T",
+	"events failed list":  "lkedge events failed list [--config FILE] [--admin URL] [--json]",
+	"events failed show":  "lkedge events failed show [--config FILE] [--admin URL] ID",
+	"events failed retry": "lkedge events failed retry [--config FILE] [--admin URL] ID",
 }
 
 // loadConfig parses the common --config flag plus the command's own flags.
@@ -89,7 +162,7 @@ func loadConfig(name string, args []string, more func(*flag.FlagSet)) (*config.C
 	if more != nil {
 		more(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, synopses[name], args); err != nil {
 		return nil, nil, err
 	}
 	file, required := *path, true
@@ -103,7 +176,7 @@ func loadConfig(name string, args []string, more func(*flag.FlagSet)) (*config.C
 func newLogger(cfg *config.Config) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	format := cfg.LogFormat
 	if format == "auto" {
 		format = "json"
@@ -115,6 +188,15 @@ func newLogger(cfg *config.Config) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// durationText writes durations as Go does ("30s"), not as the JSON
+// handler's nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 func serve(args []string) error {
@@ -143,8 +225,15 @@ func serve(args []string) error {
 		attrs = append(attrs, "api_secret", cfg.APISecret, "note", "development keys: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET for production")
 	}
 	log.Info("lkedge is up: point LiveKit's webhook at webhook_url", attrs...)
-	return svc.Run(ctx, 10*time.Second)
+	if err := svc.Run(ctx, 10*time.Second); err != nil {
+		return fmt.Errorf("%w: %w", errLogged, err)
+	}
+	return nil
 }
+
+// errLogged marks a failure the service's log already reports (Run ends
+// with "lkedge stopped" and the error): main exits 1 without repeating it.
+var errLogged = errors.New("logged")
 
 func storeName(cfg *config.Config) string {
 	if cfg.S3 != nil {

@@ -53,7 +53,7 @@ const sendTimeout = 10 * time.Second
 // without running the service.
 func pluginCmd(args []string, stdin io.Reader, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("plugin needs a command: run, check or new\n\n" + pluginUsage)
+		return errors.New("plugin needs a command: run, check or new\n\n" + strings.TrimSpace(pluginUsage))
 	}
 	switch args[0] {
 	case "run":
@@ -62,7 +62,7 @@ func pluginCmd(args []string, stdin io.Reader, out io.Writer) error {
 		return pluginCheck(args[1:], out)
 	case "new":
 		return pluginNew(args[1:], out)
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
 		_, err := fmt.Fprint(out, pluginUsage)
 		return err
 	}
@@ -95,7 +95,7 @@ func pluginRun(args []string, stdin io.Reader, out io.Writer) error {
 	fs.Var(secrets, "secret", "a secret value to sign with, NAME=VALUE (repeatable)")
 	asJSON := fs.Bool("json", false, "print the result as JSON (the form sdktest reads)")
 	send := fs.Bool("send", false, "send the requests once, signed with the --secret values")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, "lkedge plugin run --event FILE [--config K=V]... [--secret K=V]... [--json] [--send] PLUGIN.wasm", args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || *eventFile == "" {
@@ -321,6 +321,9 @@ func sendOne(ctx context.Context, a *plugin.Action, secrets map[string]string) (
 }
 
 func pluginCheck(args []string, out io.Writer) error {
+	if isHelp(args) {
+		return help(out, "usage: lkedge plugin check PLUGIN.wasm\n\nCheck PLUGIN against this lkedge's ABI; print its ABI version, exports,\nimports and the limits it gets.\n")
+	}
 	if len(args) != 1 {
 		return errors.New("plugin check needs exactly one PLUGIN.wasm")
 	}
@@ -388,6 +391,9 @@ var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 const sdkDir = "lkedge-sdk"
 
 func pluginNew(args []string, out io.Writer) error {
+	if isHelp(args) {
+		return help(out, "usage: lkedge plugin new NAME\n\nWrite a working plugin with tests in the folder NAME.\n")
+	}
 	if len(args) != 1 {
 		return errors.New("plugin new needs exactly one NAME")
 	}

@@ -115,8 +115,10 @@ var settings = map[string]setting{
 	"MEET_S3_SECRET_KEY": {"", nil},
 	"MEET_AWS_REGION":    {"us-east-1", func(c *Config, v string) error { return nonEmpty(v) }},
 	"MEET_S3_WITH_PATH_STYLE_ACCESS": {"true", func(c *Config, v string) error {
-		_, err := strconv.ParseBool(v)
-		return err
+		if _, err := strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("must be true or false, got %q", v)
+		}
+		return nil
 	}},
 	"LKEDGE_COORDINATOR": {"inproc", func(c *Config, v string) error {
 		if v == "consul" {
@@ -135,7 +137,7 @@ var settings = map[string]setting{
 		return nil
 	}},
 	"LKEDGE_LOCK_GC_INTERVAL": {"30m", func(c *Config, v string) (err error) {
-		c.LockGCInterval, err = time.ParseDuration(v)
+		c.LockGCInterval, err = parseDuration(v)
 		if err == nil && c.LockGCInterval < time.Second {
 			err = errors.New("must be at least 1s")
 		}
@@ -158,11 +160,12 @@ var settings = map[string]setting{
 	"LKEDGE_DATA_DIR": {"./data", func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
 	"LKEDGE_PLUGINS":  {"./plugins.yaml", func(c *Config, v string) error { c.PluginsFile = v; return nil }},
 	"LKEDGE_MAX_BODY_BYTES": {"1048576", func(c *Config, v string) (err error) {
-		c.MaxBodyBytes, err = strconv.Atoi(v)
-		if err == nil && (c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20) {
-			err = errors.New("must be between 1024 and 67108864 bytes")
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1024 || n > 64<<20 {
+			return fmt.Errorf("must be a whole number of bytes from 1024 to 67108864 (64 MiB), got %q", v)
 		}
-		return err
+		c.MaxBodyBytes = n
+		return nil
 	}},
 	"LKEDGE_PLUGIN_CONCURRENCY": {"0", func(c *Config, v string) (err error) {
 		c.PluginConcurrency, err = strconv.Atoi(v)
@@ -172,7 +175,7 @@ var settings = map[string]setting{
 		return err
 	}},
 	"LKEDGE_CLOCK_LEEWAY": {"0s", func(c *Config, v string) (err error) {
-		c.ClockLeeway, err = time.ParseDuration(v)
+		c.ClockLeeway, err = parseDuration(v)
 		if err == nil && (c.ClockLeeway < 0 || c.ClockLeeway > 5*time.Minute) {
 			err = errors.New("must be between 0s and 5m")
 		}
@@ -212,6 +215,7 @@ func Keys() []string {
 // environment through lookup (os.LookupEnv in production).
 func Load(path string, required bool, lookup func(string) (string, bool)) (*Config, error) {
 	file := map[string]string{}
+	source := "config file"
 	if path != "" {
 		data, err := os.ReadFile(path)
 		switch {
@@ -219,12 +223,13 @@ func Load(path string, required bool, lookup func(string) (string, bool)) (*Conf
 			if file, err = parseFile(data); err != nil {
 				return nil, fmt.Errorf("config file %s: %w", path, err)
 			}
+			source = "config file " + path
 		case errors.Is(err, os.ErrNotExist) && !required:
 		default:
 			return nil, fmt.Errorf("config file: %w", err)
 		}
 	}
-	return build(file, lookup)
+	return build(file, source, lookup)
 }
 
 func parseFile(data []byte) (map[string]string, error) {
@@ -245,7 +250,9 @@ func parseFile(data []byte) (map[string]string, error) {
 	return out, nil
 }
 
-func build(file map[string]string, lookup func(string) (string, bool)) (*Config, error) {
+// build applies the defaults, then file (read from fileSource), then the
+// environment.
+func build(file map[string]string, fileSource string, lookup func(string) (string, bool)) (*Config, error) {
 	c := &Config{}
 	values := make(map[string]string, len(settings))
 	sources := make(map[string]string, len(settings))
@@ -253,7 +260,7 @@ func build(file map[string]string, lookup func(string) (string, bool)) (*Config,
 		s := settings[name]
 		v, src := s.def, "default"
 		if fv, ok := file[name]; ok {
-			v, src = fv, "config file"
+			v, src = fv, fileSource
 		}
 		if ev, ok := lookup(name); ok {
 			v, src = ev, "environment"
@@ -266,6 +273,15 @@ func build(file map[string]string, lookup func(string) (string, bool)) (*Config,
 		}
 		if err := s.apply(c, v); err != nil {
 			return nil, fmt.Errorf("invalid %s (from %s): %w", name, src, err)
+		}
+		// The default plugins file may be absent (no plugins); one an
+		// operator named must exist, or a typo would turn every plugin off.
+		if name == "LKEDGE_PLUGINS" && src != "default" {
+			if _, err := os.Stat(v); errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("invalid %s (from %s): %s does not exist (leave it unset to run without plugins)", name, src, v)
+			} else if err != nil {
+				return nil, fmt.Errorf("invalid %s (from %s): %w", name, src, err)
+			}
 		}
 	}
 	if c.StoreDir == "" {
@@ -355,6 +371,15 @@ func ParseKeys(v string) (map[string]string, error) {
 		keys[k] = s
 	}
 	return keys, nil
+}
+
+// parseDuration is time.ParseDuration with an error an operator reads.
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("must be a duration such as 30s, 5m or 1h30m, got %q", v)
+	}
+	return d, nil
 }
 
 func nonEmpty(v string) error {

@@ -242,7 +242,42 @@ func TestExposure(t *testing.T) {
 	if err := os.WriteFile(path, []byte("LKEDGE_ADMIN_LISTEN: 0.0.0.0:6081\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(path, true, env(nil)); err == nil || !strings.Contains(err.Error(), "LKEDGE_ADMIN_LISTEN (from config file)") {
+	if _, err := Load(path, true, env(nil)); err == nil || !strings.Contains(err.Error(), "LKEDGE_ADMIN_LISTEN (from config file "+path+")") {
 		t.Errorf("error %v does not name the file as the source", err)
+	}
+}
+
+// TestErrorMessages: an invalid value is answered with what is expected,
+// in words, and a value from a file names the file.
+func TestErrorMessages(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir) // the default ./plugins.yaml is absent, which is fine
+	file := filepath.Join(dir, "conf.yaml")
+	if err := os.WriteFile(file, []byte("LKEDGE_LOCK_GC_INTERVAL: weekly\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file string
+		env  map[string]string
+		want string
+	}{
+		{"", map[string]string{"LKEDGE_MAX_BODY_BYTES": "abc"}, `invalid LKEDGE_MAX_BODY_BYTES (from environment): must be a whole number of bytes from 1024 to 67108864 (64 MiB), got "abc"`},
+		{"", map[string]string{"LKEDGE_CLOCK_LEEWAY": "soon"}, `invalid LKEDGE_CLOCK_LEEWAY (from environment): must be a duration such as 30s, 5m or 1h30m, got "soon"`},
+		{"", map[string]string{"MEET_S3_WITH_PATH_STYLE_ACCESS": "sometimes"}, `invalid MEET_S3_WITH_PATH_STYLE_ACCESS (from environment): must be true or false, got "sometimes"`},
+		{file, nil, `invalid LKEDGE_LOCK_GC_INTERVAL (from config file ` + file + `): must be a duration such as 30s, 5m or 1h30m, got "weekly"`},
+		{"", map[string]string{"LKEDGE_PLUGINS": filepath.Join(dir, "plugns.yaml")}, `invalid LKEDGE_PLUGINS (from environment): ` + filepath.Join(dir, "plugns.yaml") + ` does not exist (leave it unset to run without plugins)`},
+	} {
+		_, err := Load(tc.file, tc.file != "", env(tc.env))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Load(%s, %v) error:\n %v\nwant\n %s", tc.file, tc.env, err, tc.want)
+		}
+	}
+	// Named and present, it is taken.
+	plugins := filepath.Join(dir, "plugins.yaml")
+	if err := os.WriteFile(plugins, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Load("", false, env(map[string]string{"LKEDGE_PLUGINS": plugins})); err != nil || c.PluginsFile != plugins {
+		t.Errorf("existing LKEDGE_PLUGINS: %v, %v", c, err)
 	}
 }

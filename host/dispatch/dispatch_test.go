@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -465,4 +466,36 @@ func newDispatcherOpts(t *testing.T, opts Options) *Dispatcher {
 	}
 	t.Cleanup(func() { d.Close(context.Background()) })
 	return d
+}
+
+// TestTruncatedModuleReloadLogsOnce: a module cut short while lkedge runs
+// is not loaded; the reload says so in one line, which names the plugin,
+// and the running version goes on.
+func TestTruncatedModuleReloadLogsOnce(t *testing.T) {
+	dir := setup(t, `plugins:
+  - name: hook
+    wasm: typical.wasm
+    events: ["*"]
+`)
+	var logs bytes.Buffer
+	d, err := New(context.Background(), Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: &outbox{}, Poll: time.Hour, CacheDir: cacheDir,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(context.Background())
+	wasm := filepath.Join(dir, "typical.wasm")
+	b := []byte(mustRead(t, wasm))
+	writeFile(t, wasm, string(b[:len(b)/2]))
+	logs.Reset()
+	if err := d.reload(context.Background(), false); err != nil {
+		t.Fatalf("reload = %v; the partial reload is logged, not returned", err)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"msg":"plugins reloaded in part`) || !strings.Contains(lines[0], "plugin hook keeps its running version") {
+		t.Fatalf("reload logged %d lines, want one naming the plugin that kept its version:\n%s", len(lines), logs.String())
+	}
+	if names := d.Loaded(); !slices.Equal(names, []string{"hook"}) {
+		t.Fatalf("loaded after the failed reload = %v, want [hook]", names)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -85,7 +86,7 @@ func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
 	}
 	ct, _, _ := bytes.Cut(ctx.Request.Header.ContentType(), []byte(";"))
 	if !bytes.EqualFold(bytes.TrimSpace(ct), []byte(mediaType)) {
-		h.refuse(ctx, fasthttp.StatusUnsupportedMediaType, reasonMediaType, nil)
+		h.refuse(ctx, fasthttp.StatusUnsupportedMediaType, reasonMediaType, fmt.Errorf("content type %.100q, want %s", ctx.Request.Header.ContentType(), mediaType))
 		return
 	}
 	body := ctx.Request.Body()

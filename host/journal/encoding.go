@@ -137,3 +137,10 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// encodedRecord returns the record embedded in an encoded failed record
+// that decodeFailed has accepted.
+func encodedRecord(failed []byte) []byte {
+	_, record, _ := splitLenPrefixed(failed[headerLen:], "reason")
+	return record
+}

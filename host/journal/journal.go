@@ -21,7 +21,6 @@
 package journal
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,7 +87,20 @@ type Options struct {
 	Now         func() time.Time // default time.Now
 	Logger      *slog.Logger     // default slog.Default()
 	SegmentSize int64            // bytes after which a new segment starts; default 64 MiB
+	FS          FS               // the file system under the journal; default OSFS
+
+	// FailedMaxAge and FailedMaxCount bound failed.wal: a failed record
+	// older than FailedMaxAge, or beyond the newest FailedMaxCount, is
+	// dropped at Open and at the minute's prune. Defaults 30 days and
+	// 10 000 records.
+	FailedMaxAge   time.Duration
+	FailedMaxCount int
 }
+
+const (
+	defaultFailedMaxAge   = 30 * 24 * time.Hour
+	defaultFailedMaxCount = 10000
+)
 
 // Journal is the durable webhook record. It is safe for concurrent use; all
 // writes are serialised through one committer goroutine that groups them
@@ -99,7 +111,10 @@ type Journal struct {
 	segmentSize int64
 	now         func() time.Time
 	log         *slog.Logger
+	failedAgeMs int64
+	failedMax   int
 	lock        *os.File
+	fs          FS
 
 	reqs chan *request
 	quit chan struct{} // closed by Close: stop accepting requests
@@ -115,12 +130,16 @@ type Journal struct {
 	segs       []*segment // by first seq; the last one is written to
 	pending    map[uint64]location
 	nextSeq    uint64
-	failed     *os.File
+	failed     File
 	failedSize int64
 	loadErr    error // frames Open could not read in a segment other than the last
+	// failedIdx locates the live failed records in failed: seq → frame.
+	failedIdx map[uint64]failedEntry
 	// broken is set when an fdatasync failed: what reached the disk is then
 	// unknown, so the journal refuses writes until it is reopened.
-	broken error
+	// brokenCh is closed at the same moment, for whoever must react.
+	broken   error
+	brokenCh chan struct{}
 
 	// The dedup index: id hash → seq of the id's record, and the order in
 	// which ids leave the window. A 64-bit keyed hash keeps an id in a few
@@ -145,6 +164,14 @@ type Journal struct {
 	resolved     map[uint64]struct{}
 }
 
+// failedEntry is where a failed record's payload lies in failed.wal, and
+// when it failed.
+type failedEntry struct {
+	ms  int64
+	off int64
+	n   uint32
+}
+
 // location is where a pending record's payload lies.
 type location struct {
 	seg *segment
@@ -165,6 +192,7 @@ const (
 	opDone
 	opFail
 	opPrune
+	opRetry
 )
 
 func (k opKind) String() string {
@@ -177,6 +205,8 @@ func (k opKind) String() string {
 		return "fail"
 	case opPrune:
 		return "prune"
+	case opRetry:
+		return "retry"
 	}
 	return fmt.Sprintf("op(%d)", uint8(k))
 }
@@ -187,7 +217,7 @@ type request struct {
 	ctx    context.Context
 	id     string // append
 	value  []byte // append: encoded record
-	seq    uint64 // done, fail
+	seq    uint64 // done, fail, retry
 	reason string // fail
 	res    chan result
 	// skipped is set by the committer when ctx had ended before the batch
@@ -199,6 +229,7 @@ type result struct {
 	seq     uint64 // append: assigned seq
 	dup     bool   // append: id already seen
 	removed int    // prune: seen ids forgotten
+	rec     Record // retry: the record, pending again
 	err     error
 }
 
@@ -236,6 +267,11 @@ func Open(dir string, opts Options) (*Journal, error) {
 		pending:     make(map[uint64]location),
 		seed:        maphash.MakeSeed(),
 		seen:        make(map[uint64]uint64),
+		failedIdx:   make(map[uint64]failedEntry),
+		brokenCh:    make(chan struct{}),
+		fs:          opts.FS,
+		failedAgeMs: opts.FailedMaxAge.Milliseconds(),
+		failedMax:   opts.FailedMaxCount,
 		batchSeen:   make(map[uint64]struct{}),
 		resolved:    make(map[uint64]struct{}),
 	}
@@ -244,6 +280,15 @@ func Open(dir string, opts Options) (*Journal, error) {
 	}
 	if j.now == nil {
 		j.now = time.Now
+	}
+	if j.fs == nil {
+		j.fs = OSFS{}
+	}
+	if j.failedAgeMs <= 0 {
+		j.failedAgeMs = defaultFailedMaxAge.Milliseconds()
+	}
+	if j.failedMax <= 0 {
+		j.failedMax = defaultFailedMaxCount
 	}
 	if j.log == nil {
 		j.log = slog.Default()
@@ -288,14 +333,14 @@ var ErrInUse = errors.New("journal locked by another process")
 // load rebuilds the in-memory state from the files, cuts a torn tail off
 // the last segment and the failed file, and prepares the active segment.
 func (j *Journal) load() error {
-	segs, err := listSegments(j.dir)
+	segs, err := listSegments(j.fs, j.dir)
 	if err != nil {
 		return err
 	}
 	j.nextSeq = 1
 	for i, s := range segs {
 		last := i == len(segs)-1
-		f, err := os.OpenFile(s.path, os.O_RDWR, 0)
+		f, err := j.fs.OpenFile(s.path, os.O_RDWR, 0)
 		if err != nil {
 			return err
 		}
@@ -346,6 +391,11 @@ func (j *Journal) load() error {
 		j.log.Info("journal: forgot expired event ids at open", "count", n)
 	}
 	j.dropSegments(nowMs)
+	if n, err := j.retainFailed(nowMs); err != nil {
+		j.log.Warn("journal: dropping old failed records failed", "err", err)
+	} else if n > 0 {
+		j.log.Info("journal: dropped failed records past retention", "count", n)
+	}
 	return nil
 }
 
@@ -374,9 +424,9 @@ func (j *Journal) replayFrame(s *segment, fr frame) {
 // tail.
 func (j *Journal) openFailed() error {
 	path := filepath.Join(j.dir, failedName)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := j.fs.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		if f, err = createFile(path); err != nil {
+		if f, err = createFile(j.fs, path); err != nil {
 			return fmt.Errorf("create %s: %w", path, err)
 		}
 		j.failed, j.failedSize = f, int64(len(segmentMagic))
@@ -386,7 +436,15 @@ func (j *Journal) openFailed() error {
 		return err
 	}
 	j.failed = f
-	good, err := scanFrames(f, func(frame) error { return nil })
+	good, err := scanFrames(f, func(fr frame) error {
+		switch fr.kind {
+		case frameFail:
+			j.failedIdx[fr.seq] = failedEntry{ms: fr.ms, off: fr.off, n: uint32(len(fr.payload))}
+		case frameDone: // retried: back among the pending records
+			delete(j.failedIdx, fr.seq)
+		}
+		return nil
+	})
 	if err != nil && !errors.Is(err, errTorn) {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
@@ -413,7 +471,7 @@ func (j *Journal) active() *segment { return j.segs[len(j.segs)-1] }
 // roll starts a new active segment at the next seq.
 func (j *Journal) roll() error {
 	s := &segment{first: j.nextSeq, path: filepath.Join(j.dir, segmentName(j.nextSeq))}
-	f, err := createFile(s.path)
+	f, err := createFile(j.fs, s.path)
 	if err != nil {
 		return fmt.Errorf("start segment %s: %w", s.path, err)
 	}
@@ -435,7 +493,7 @@ func (j *Journal) dropSegments(nowMs int64) {
 			break
 		}
 		s.f.Close()
-		if err := os.Remove(s.path); err != nil {
+		if err := j.fs.Remove(s.path); err != nil {
 			j.log.Warn("journal: removing an old segment failed", "segment", filepath.Base(s.path), "err", err)
 			break
 		}
@@ -443,7 +501,7 @@ func (j *Journal) dropSegments(nowMs int64) {
 		dropped = true
 	}
 	if dropped {
-		if err := syncDir(j.dir); err != nil {
+		if err := j.fs.SyncDir(j.dir); err != nil {
 			j.log.Warn("journal: syncing the directory after removing segments failed", "err", err)
 		}
 	}
@@ -617,41 +675,76 @@ func (j *Journal) Pending() ([]Record, error) {
 	return recs, errors.Join(errs...)
 }
 
-// Failed returns the records whose processing was given up, in Seq order.
-// Like Pending, it returns the decodable records along with an error naming
-// each seq whose record is corrupt.
+// Failed returns the records whose processing was given up (and not
+// retried since), in Seq order. Like Pending, it returns the decodable
+// records along with an error naming each seq whose record is corrupt.
 func (j *Journal) Failed() ([]FailedRecord, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closed {
 		return nil, fmt.Errorf("journal: read failed records: %w", ErrClosed)
 	}
-	bySeq := map[uint64]FailedRecord{}
+	seqs := make([]uint64, 0, len(j.failedIdx))
+	for seq := range j.failedIdx {
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	recs := make([]FailedRecord, 0, len(seqs))
 	var errs []error
-	_, err := scanFrames(j.failed, func(fr frame) error {
-		if fr.kind != frameFail {
-			errs = append(errs, fmt.Errorf("journal: failed seq %d: unexpected frame kind %d", fr.seq, fr.kind))
-			return nil
-		}
-		rec, err := decodeFailed(fr.seq, fr.payload)
+	for _, seq := range seqs {
+		e := j.failedIdx[seq]
+		v, err := readAt(j.failed, e.off, e.n)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("journal: failed seq %d: %w", fr.seq, err))
-			return nil
+			return nil, fmt.Errorf("journal: read failed seq %d: %w", seq, err)
 		}
-		// A crash between writing here and marking the segment may record
-		// the same failure twice; the later one stands.
-		bySeq[fr.seq] = rec
-		return nil
-	})
-	if err != nil && !errors.Is(err, errTorn) {
-		return nil, fmt.Errorf("journal: read failed records: %w", err)
+		rec, err := decodeFailed(seq, v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("journal: failed seq %d: %w", seq, err))
+			continue
+		}
+		recs = append(recs, rec)
 	}
-	recs := make([]FailedRecord, 0, len(bySeq))
-	for _, r := range bySeq {
-		recs = append(recs, r)
-	}
-	slices.SortFunc(recs, func(a, b FailedRecord) int { return cmp.Compare(a.Seq, b.Seq) })
 	return recs, errors.Join(errs...)
+}
+
+// ErrNotFailed is returned (wrapped) by Retry for a seq that has no failed
+// record.
+var ErrNotFailed = errors.New("no failed record with this seq")
+
+// Retry puts a failed record back among the pending ones, under its own
+// seq (so a claim this replica made for it still matches), and returns it
+// for the caller to process again. The record leaves the failed ones in
+// the same commit.
+func (j *Journal) Retry(ctx context.Context, seq uint64) (Record, error) {
+	res := j.submit(ctx, &request{kind: opRetry, seq: seq})
+	if res.err != nil {
+		return Record{}, fmt.Errorf("journal: retry seq %d: %w", seq, res.err)
+	}
+	return res.rec, nil
+}
+
+// Broken returns a channel that is closed when the journal stops writing
+// because an fdatasync (or cutting off a failed write) failed: what is on
+// the disk is then unknown, and only reading it again (a restart) makes the
+// journal usable. BrokenErr says why.
+func (j *Journal) Broken() <-chan struct{} { return j.brokenCh }
+
+// BrokenErr is the reason the journal stopped writing, nil while it works.
+func (j *Journal) BrokenErr() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.broken
+}
+
+// setBroken records the first storage failure that leaves the disk in an
+// unknown state; the caller holds mu.
+func (j *Journal) setBroken(err error) error {
+	if j.broken == nil {
+		j.broken = err
+		close(j.brokenCh)
+		j.log.Error("journal: broken; it accepts no more writes until lkedge restarts", "err", err)
+	}
+	return j.broken
 }
 
 // Close stops the committer and closes the files. A batch already being
@@ -852,8 +945,10 @@ func (j *Journal) rejectQueued() {
 // planned is what a request will change in memory once its frame is on
 // disk.
 type planned struct {
-	hash uint64   // append
-	loc  location // append: off is relative to the batch's buffer
+	hash    uint64   // append, retry
+	loc     location // append, retry: off is relative to the batch's buffer
+	failOff int64    // fail: payload offset relative to the failed buffer
+	failLen uint32
 }
 
 // commit writes batch with one write and one fdatasync (two when it fails
@@ -887,6 +982,7 @@ func (j *Journal) commit(batch []*request, results []result) []result {
 	seg := j.active()
 	firstSeq := j.nextSeq
 	buf, failBuf := j.buf[:0], j.failBuf[:0]
+	var retryBuf []byte
 	clear(j.batchSeen)
 	clear(j.resolved)
 	plans := make([]planned, len(batch))
@@ -931,11 +1027,44 @@ func (j *Journal) commit(batch []*request, results []result) []result {
 					delete(j.resolved, r.seq)
 					continue
 				}
-				failBuf = appendFrame(failBuf, frameFail, r.seq, nowMs, encodeFailed(nowMs, r.reason, raw))
+				payload := encodeFailed(nowMs, r.reason, raw)
+				failBuf = appendFrame(failBuf, frameFail, r.seq, nowMs, payload)
+				plans[i].failOff, plans[i].failLen = int64(len(failBuf)-len(payload)), uint32(len(payload))
 			}
 			buf = appendFrame(buf, kind, r.seq, nowMs, nil)
+		case opRetry:
+			fe, ok := j.failedIdx[r.seq]
+			_, pending := j.pending[r.seq]
+			if _, again := j.resolved[r.seq]; !ok || pending || again {
+				results[i].err = ErrNotFailed
+				r.skipped = true
+				continue
+			}
+			v, err := readAt(j.failed, fe.off, fe.n)
+			var fr FailedRecord
+			if err == nil {
+				fr, err = decodeFailed(r.seq, v)
+			}
+			if err != nil {
+				results[i].err = fmt.Errorf("read failed record: %w", err)
+				r.skipped = true
+				continue
+			}
+			j.resolved[r.seq] = struct{}{}
+			raw := encodedRecord(v)
+			// A done frame in the failed file takes the record out of it,
+			// written after the record is pending again (write).
+			retryBuf = appendFrame(retryBuf, frameDone, r.seq, nowMs, nil)
+			buf = appendFrame(buf, frameAppend, r.seq, nowMs, raw)
+			plans[i] = planned{hash: maphash.String(j.seed, fr.ID), loc: location{seg: seg, off: int64(len(buf) - len(raw)), n: uint32(len(raw))}}
+			results[i].rec = fr.Record
 		case opPrune:
 			results[i].removed = removed + j.pruneStuck()
+			if n, err := j.retainFailed(nowMs); err != nil {
+				j.log.Warn("journal: dropping old failed records failed", "err", err)
+			} else if n > 0 {
+				j.log.Info("journal: dropped failed records past retention", "count", n)
+			}
 			r.skipped = true
 			continue
 		default:
@@ -949,7 +1078,8 @@ func (j *Journal) commit(batch []*request, results []result) []result {
 	if !writes {
 		return results
 	}
-	if err := j.write(seg, buf, failBuf); err != nil {
+	failBase := j.failedSize
+	if err := j.write(seg, buf, failBuf, retryBuf); err != nil {
 		j.nextSeq = firstSeq
 		err = fmt.Errorf("write batch of %d requests: %w", live, err)
 		j.log.Error("journal: commit failed", "requests", live, "err", err)
@@ -974,10 +1104,22 @@ func (j *Journal) commit(batch []*request, results []result) []result {
 			seg.maxMs = max(seg.maxMs, nowMs)
 			j.seen[p.hash] = results[i].seq
 			j.fifo = append(j.fifo, seenEntry{ms: nowMs, hash: p.hash, seq: results[i].seq})
+		case opRetry:
+			p := plans[i]
+			p.loc.off += seg.size
+			j.pending[r.seq] = p.loc
+			seg.unresolved++
+			seg.maxMs = max(seg.maxMs, nowMs)
+			j.seen[p.hash] = r.seq
+			j.fifo = append(j.fifo, seenEntry{ms: nowMs, hash: p.hash, seq: r.seq})
+			delete(j.failedIdx, r.seq)
 		case opDone, opFail:
 			loc := j.pending[r.seq]
 			delete(j.pending, r.seq)
 			loc.seg.unresolved--
+			if r.kind == opFail {
+				j.failedIdx[r.seq] = failedEntry{ms: nowMs, off: failBase + plans[i].failOff, n: plans[i].failLen}
+			}
 		}
 	}
 	seg.size += int64(len(buf))
@@ -994,15 +1136,21 @@ func (j *Journal) commit(batch []*request, results []result) []result {
 // write puts the failed records and then the batch's frames on disk. A
 // failed write is cut off again so the log stays well-formed; a failed
 // fdatasync leaves the disk in an unknown state, so the journal stops
-// writing (j.broken) until it is reopened, which re-reads what is there.
-func (j *Journal) write(seg *segment, buf, failBuf []byte) error {
+// writing (setBroken) until it is opened again, which re-reads what is
+// there.
+//
+// retryBuf, the marks that take retried records out of the failed file, is
+// written last: a crash before it leaves a retried record both pending and
+// failed, never neither. Once the segment holds the record again, a failure
+// to write the marks leaves memory and disk apart, so it breaks the journal
+// and the restart reads both back.
+func (j *Journal) write(seg *segment, buf, failBuf, retryBuf []byte) error {
 	if len(failBuf) > 0 {
 		if _, err := j.failed.WriteAt(failBuf, j.failedSize); err != nil {
 			return j.undo(j.failed, j.failedSize, fmt.Errorf("write failed records: %w", err))
 		}
-		if err := syscall.Fdatasync(int(j.failed.Fd())); err != nil {
-			j.broken = fmt.Errorf("journal: fdatasync of failed records failed; reopen the journal: %w", err)
-			return j.broken
+		if err := j.failed.Datasync(); err != nil {
+			return j.setBroken(fmt.Errorf("fdatasync of failed records: %w", err))
 		}
 		j.failedSize += int64(len(failBuf))
 	}
@@ -1019,18 +1167,25 @@ func (j *Journal) write(seg *segment, buf, failBuf []byte) error {
 		}
 		seg.zeroed = to
 	}
-	if err := syscall.Fdatasync(int(seg.f.Fd())); err != nil {
-		j.broken = fmt.Errorf("journal: fdatasync failed; reopen the journal: %w", err)
-		return j.broken
+	if err := seg.f.Datasync(); err != nil {
+		return j.setBroken(fmt.Errorf("fdatasync of segment %s: %w", filepath.Base(seg.path), err))
+	}
+	if len(retryBuf) > 0 {
+		if _, err := j.failed.WriteAt(retryBuf, j.failedSize); err != nil {
+			return j.setBroken(fmt.Errorf("write the retry marks of failed records: %w", err))
+		}
+		if err := j.failed.Datasync(); err != nil {
+			return j.setBroken(fmt.Errorf("fdatasync of failed records: %w", err))
+		}
+		j.failedSize += int64(len(retryBuf))
 	}
 	return nil
 }
 
 // undo cuts f back to size after a failed write.
-func (j *Journal) undo(f *os.File, size int64, err error) error {
+func (j *Journal) undo(f File, size int64, err error) error {
 	if terr := f.Truncate(size); terr != nil {
-		j.broken = fmt.Errorf("journal: cutting off a failed write failed; reopen the journal: %w", errors.Join(err, terr))
-		return j.broken
+		return j.setBroken(fmt.Errorf("cutting off a failed write: %w", errors.Join(err, terr)))
 	}
 	return err
 }

@@ -365,7 +365,7 @@ func TestPruneAtOpen(t *testing.T) {
 	if n := len(j.seen); n != 1 {
 		t.Errorf("%d ids remembered after open, want 1", n)
 	}
-	segs, err := listSegments(path)
+	segs, err := listSegments(OSFS{}, path)
 	if err != nil {
 		t.Fatal(err)
 	}

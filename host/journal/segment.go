@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,11 +105,8 @@ var errZeroTail = fmt.Errorf("%w: zero-filled space", errTorn)
 // scanFrames reads the frames of f from its start, calling fn for each. It
 // returns the offset just after the last good frame; err is errTorn (wrapped)
 // when bytes after that offset do not form a frame, nil at a clean end.
-func scanFrames(f *os.File, fn func(frame) error) (good int64, err error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, err
-	}
-	r := bufio.NewReaderSize(f, 256<<10)
+func scanFrames(f File, fn func(frame) error) (good int64, err error) {
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, math.MaxInt64), 256<<10)
 	magic := make([]byte, len(segmentMagic))
 	if _, err := io.ReadFull(r, magic); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -161,7 +159,7 @@ func scanFrames(f *os.File, fn func(frame) error) (good int64, err error) {
 type segment struct {
 	first      uint64 // seq in its name
 	path       string
-	f          *os.File
+	f          File
 	size       int64 // where the next frame goes
 	zeroed     int64 // the file is zero-filled from size up to here
 	unresolved int   // appends neither done nor failed
@@ -171,8 +169,8 @@ type segment struct {
 func segmentName(first uint64) string { return fmt.Sprintf("%020d%s", first, segmentExt) }
 
 // listSegments returns the segment files of dir by first seq.
-func listSegments(dir string) ([]*segment, error) {
-	entries, err := os.ReadDir(dir)
+func listSegments(fsys FS, dir string) ([]*segment, error) {
+	entries, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -194,12 +192,12 @@ func listSegments(dir string) ([]*segment, error) {
 
 // createFile creates a journal file with its magic, durably: the file and
 // its directory entry are synced before it is used.
-func createFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+func createFile(fsys FS, path string) (File, error) {
+	f, err := fsys.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.Write([]byte(segmentMagic)); err != nil {
+	if _, err := f.WriteAt([]byte(segmentMagic), 0); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -207,20 +205,11 @@ func createFile(path string) (*os.File, error) {
 		f.Close()
 		return nil, err
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := fsys.SyncDir(filepath.Dir(path)); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return f, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // zeros is the source of zero fills.
@@ -228,7 +217,7 @@ var zeros = make([]byte, zeroChunk)
 
 // zeroFill writes zeros to f from off to end; the caller's next fdatasync
 // makes them durable along with its data.
-func zeroFill(f *os.File, off, end int64) error {
+func zeroFill(f File, off, end int64) error {
 	for off < end {
 		n := min(end-off, int64(len(zeros)))
 		if _, err := f.WriteAt(zeros[:n], off); err != nil {
@@ -240,7 +229,7 @@ func zeroFill(f *os.File, off, end int64) error {
 }
 
 // readAt reads n bytes at off of f.
-func readAt(f *os.File, off int64, n uint32) ([]byte, error) {
+func readAt(f File, off int64, n uint32) ([]byte, error) {
 	b := make([]byte, n)
 	if _, err := f.ReadAt(b, off); err != nil {
 		return nil, err

@@ -142,14 +142,16 @@ func (c *Client) ListActiveEgress(ctx context.Context, room string) ([]*livekit.
 }
 
 // SendData sends a reliable data message on topic to the participants of
-// room whose sids are listed, or to everyone when none are.
-func (c *Client) SendData(ctx context.Context, room, topic string, data []byte, sids []string) error {
+// room whose identities are listed, or to everyone when none are.
+// (OpenVidu Meet addresses them by sid, a field LiveKit deprecated for
+// identities; the same participant receives it.)
+func (c *Client) SendData(ctx context.Context, room, topic string, data []byte, identities []string) error {
 	ctx, err := c.withToken(ctx, room)
 	if err != nil {
 		return fmt.Errorf("livekit SendData %s topic %s: %w", room, topic, err)
 	}
 	_, err = c.rooms.SendData(ctx, &livekit.SendDataRequest{
-		Room: room, Data: data, Kind: livekit.DataPacket_RELIABLE, Topic: &topic, DestinationSids: sids,
+		Room: room, Data: data, Kind: livekit.DataPacket_RELIABLE, Topic: &topic, DestinationIdentities: identities,
 	})
 	if err != nil {
 		return fmt.Errorf("livekit SendData %s topic %s: %w", room, topic, err)

@@ -34,7 +34,7 @@ type LiveKit interface {
 	// (starting, active or ending), of any kind.
 	ListActiveEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error)
 	// SendData sends a reliable data message (to everyone when sids is empty).
-	SendData(ctx context.Context, room, topic string, data []byte, sids []string) error
+	SendData(ctx context.Context, room, topic string, data []byte, identities []string) error
 	// DeleteRoom closes the room; a room that does not exist is not an error.
 	DeleteRoom(ctx context.Context, room string) error
 }
@@ -188,7 +188,7 @@ func (h *Handler) owned(ctx context.Context, ev *event.Event, log *slog.Logger) 
 	}
 	if !errors.Is(storeErr, store.ErrNotFound) {
 		metrics.StoreErrors.WithLabelValues("get").Inc()
-		log.Warn("ownership: reading the Meet room record failed; asking LiveKit", "room", name, "err", storeErr)
+		log.Warn("ownership: reading the Meet room record failed; asking LiveKit", "err", storeErr)
 	}
 	lctx, cancel := context.WithTimeout(ctx, h.opts.OwnershipTimeout)
 	defer cancel()
@@ -196,7 +196,7 @@ func (h *Handler) owned(ctx context.Context, ev *event.Event, log *slog.Logger) 
 	switch {
 	case err != nil:
 		metrics.LiveKitErrors.WithLabelValues("ListRooms").Inc()
-		log.Warn("ownership: LiveKit room lookup failed", "room", name, "err", err)
+		log.Warn("ownership: LiveKit room lookup failed", "err", err)
 	case room != nil && h.createdByMeet(room.Metadata, log):
 		return true, nil
 	}
@@ -401,7 +401,7 @@ type Room struct {
 
 // errBadRoom marks a Meet room record that exists but cannot be read as one;
 // retrying cannot help, so callers log it and carry on.
-var errBadRoom = errors.New("Meet room record is not a valid MeetRoom")
+var errBadRoom = errors.New("the Meet room record is not a valid MeetRoom")
 
 // getRoom reads the Meet room record; (nil, nil) if there is none.
 func (h *Handler) getRoom(ctx context.Context, roomID string) (*Room, error) {
@@ -469,13 +469,13 @@ func (h *Handler) saveRoomMetadata(ctx context.Context, roomID string, log *slog
 	if err != nil || room == nil {
 		// The reference only logs here; a missing or broken record is not
 		// worth retrying the event for.
-		log.Warn("room metadata not saved: no readable Meet room record", "room", roomID, "err", err)
+		log.Warn("room metadata not saved: no readable Meet room record", "err", err)
 		return nil
 	}
 	pub, err1 := urlSecret(room.PublisherRoomURL)
 	mod, err2 := urlSecret(room.ModeratorRoomURL)
 	if err := errors.Join(err1, err2); err != nil {
-		log.Warn("room metadata not saved", "room", roomID, "err", err)
+		log.Warn("room metadata not saved", "err", err)
 		return nil
 	}
 	type prefs struct {
@@ -547,10 +547,10 @@ func (h *Handler) ReleaseRecordingLock(ctx context.Context, roomID string) (bool
 func (h *Handler) releaseRecordingLock(ctx context.Context, roomID string, log *slog.Logger) {
 	released, err := h.ReleaseRecordingLock(ctx, roomID)
 	if err != nil {
-		log.Info("recording lock kept", "room", roomID, "reason", err)
+		log.Info("recording lock kept", "reason", err)
 		return
 	}
-	log.Debug("recording lock released", "room", roomID, "held", released)
+	log.Debug("recording lock released", "held", released)
 }
 
 // lockCollectorMinAge spares locks younger than this: a recording that is
@@ -605,20 +605,20 @@ func (h *Handler) CollectOrphanLocks(ctx context.Context, log *slog.Logger) erro
 // participantJoined tells a newly joined participant that the room is
 // being recorded (§5.3, §9.2).
 func (h *Handler) participantJoined(ctx context.Context, room *livekit.Room, p *livekit.ParticipantInfo, log *slog.Logger) {
-	if p == nil || (strings.HasPrefix(p.Identity, "EG_") && p.Permission.GetRecorder()) {
+	if p == nil || isEgressParticipant(p) {
 		return
 	}
 	active, err := h.activeEgress(ctx, room.Name)
 	if err != nil {
-		log.Warn("room status not sent: cannot list active egress", "room", room.Name, "err", err)
+		log.Warn("room status not sent: cannot list active egress", "err", err)
 		return
 	}
 	if len(active) == 0 {
 		return
 	}
-	if err := h.lk.SendData(ctx, room.Name, "roomStatus", []byte(`{"isRecordingStarted":true}`), []string{p.Sid}); err != nil {
+	if err := h.lk.SendData(ctx, room.Name, "roomStatus", []byte(`{"isRecordingStarted":true}`), []string{p.Identity}); err != nil {
 		metrics.LiveKitErrors.WithLabelValues("SendData").Inc()
-		log.Warn("sending room status failed", "room", room.Name, "participant", p.Sid, "err", err)
+		log.Warn("sending room status failed", "participant", p.Sid, "err", err)
 	}
 }
 
@@ -629,7 +629,7 @@ func (h *Handler) roomFinished(ctx context.Context, ev *event.Event, log *slog.L
 	name := ev.LiveKit.Room.Name
 	room, err := h.getRoom(ctx, name)
 	if errors.Is(err, errBadRoom) {
-		log.Error("room finished; its Meet room record is unreadable, so it is not deleted", "room", name, "err", err)
+		log.Error("room finished; its Meet room record is unreadable, so it is not deleted", "err", err)
 		room, err = nil, nil
 	}
 	if err != nil {
@@ -638,9 +638,9 @@ func (h *Handler) roomFinished(ctx context.Context, ev *event.Event, log *slog.L
 	h.releaseRecordingLock(ctx, name, log)
 	view := &event.Meet{Owned: true, RoomID: name}
 	if room == nil {
-		log.Info("room finished; no Meet room record", "room", name)
+		log.Info("room finished; no Meet room record")
 	} else if room.MarkedForDeletion {
-		log.Info("deleting room after meeting finished because it was marked for deletion", "room", name)
+		log.Info("deleting room after meeting finished because it was marked for deletion")
 		if err := h.deleteRoom(ctx, name, log); err != nil {
 			return nil, err
 		}
@@ -670,10 +670,10 @@ func (h *Handler) deleteRoom(ctx context.Context, roomID string, log *slog.Logge
 		}
 		metrics.LiveKitErrors.WithLabelValues("DeleteRoom").Inc()
 		if attempt == h.opts.DeleteAttempts {
-			log.Error("LiveKit room not deleted", "room", roomID, "attempts", attempt, "err", err)
+			log.Error("LiveKit room not deleted", "attempts", attempt, "err", err)
 			return nil
 		}
-		log.Warn("LiveKit room deletion failed; retrying", "room", roomID, "attempt", attempt, "err", err)
+		log.Warn("LiveKit room deletion failed; retrying", "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -681,4 +681,19 @@ func (h *Handler) deleteRoom(ctx context.Context, roomID string, log *slog.Logge
 			wait *= 2
 		}
 	}
+}
+
+// recorderField is ParticipantPermission.recorder, looked up by name: LiveKit
+// deprecated it for ParticipantInfo.kind but still sends it, and OpenVidu
+// Meet decides on it alone (kind is not read). Reading it through the
+// descriptor keeps Meet's behaviour without the deprecated accessor, and a
+// protocol release without the field then treats no one as the recorder
+// instead of failing to build.
+var recorderField = (&livekit.ParticipantPermission{}).ProtoReflect().Descriptor().Fields().ByName("recorder")
+
+// isEgressParticipant is Meet's isEgressParticipant: an EG_ identity with
+// the recorder permission.
+func isEgressParticipant(p *livekit.ParticipantInfo) bool {
+	perm := p.GetPermission()
+	return strings.HasPrefix(p.Identity, "EG_") && perm != nil && recorderField != nil && perm.ProtoReflect().Get(recorderField).Bool()
 }

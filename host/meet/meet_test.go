@@ -336,9 +336,9 @@ func TestRecordingFlow(t *testing.T) {
 			t.Fatalf("%s: %d data messages, want %d", st.name, len(sent), i+1)
 		}
 		d := sent[i]
-		if d.Room != room || d.Topic != st.topic || string(d.Data) != st.payload || len(d.DestinationSids) != 0 {
+		if d.Room != room || d.Topic != st.topic || string(d.Data) != st.payload || len(d.DestinationIdentities) != 0 {
 			t.Errorf("%s: data message room %q topic %q sids %v\n payload %s\nwant topic %q broadcast\n payload %s",
-				st.name, d.Room, d.Topic, d.DestinationSids, d.Data, st.topic, st.payload)
+				st.name, d.Room, d.Topic, d.DestinationIdentities, d.Data, st.topic, st.payload)
 		}
 		select {
 		case pub := <-active:
@@ -810,8 +810,8 @@ func TestParticipantJoined(t *testing.T) {
 					t.Errorf("data messages: %+v", sent)
 				}
 			} else if len(sent) != 1 || sent[0].Room != room || sent[0].Topic != "roomStatus" ||
-				string(sent[0].Data) != `{"isRecordingStarted":true}` || !slices.Equal(sent[0].DestinationSids, []string{"PA_1"}) {
-				t.Errorf("data messages %+v, want one roomStatus {\"isRecordingStarted\":true} to [PA_1]", sent)
+				string(sent[0].Data) != `{"isRecordingStarted":true}` || !slices.Equal(sent[0].DestinationIdentities, []string{tc.participant["identity"].(string)}) {
+				t.Errorf("data messages %+v, want one roomStatus {\"isRecordingStarted\":true} to %s", sent, tc.participant["identity"])
 			}
 			if n := e.fake.Calls(livekittest.MethodListEgress); n != tc.listEgress {
 				t.Errorf("ListEgress called %d times, want %d", n, tc.listEgress)

@@ -9,18 +9,22 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/livekit/protocol/webhook"
+
 	"github.com/lkedge/lkedge/host/egress"
+	"github.com/lkedge/lkedge/host/event"
 )
 
 // File is a checked plugins.yaml.
@@ -253,51 +257,116 @@ func (s *secretYAML) UnmarshalYAML(unmarshal func(any) error) error {
 	return nil
 }
 
+// knownEvents are the event types a plugin can receive: LiveKit's webhooks
+// and the ones lkedge derives.
+var knownEvents = []string{
+	webhook.EventRoomStarted, webhook.EventRoomFinished, webhook.EventParticipantJoined, webhook.EventParticipantLeft,
+	webhook.EventParticipantConnectionAborted, webhook.EventTrackPublished, webhook.EventTrackUnpublished,
+	webhook.EventEgressStarted, webhook.EventEgressUpdated, webhook.EventEgressEnded,
+	webhook.EventIngressStarted, webhook.EventIngressEnded, event.TypeRoomFinished, "*",
+}
+
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
-// Load reads and checks the file at path.
+// Load reads and checks the file at path. Every problem found is
+// reported, each on its own line as "FILE:LINE: plugin NAME: FIELD: what".
 func Load(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("plugins file: %w", err)
 	}
-	f, err := Parse(b, filepath.Dir(path), os.LookupEnv)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return f, nil
+	return parse(b, filepath.Dir(path), os.LookupEnv, path)
 }
 
 // Parse checks a plugins.yaml; dir resolves relative wasm paths and lookup
-// reads the environment.
+// reads the environment. Errors name lines as "line N: ...".
 func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*File, error) {
-	var raw struct {
-		Plugins []entryYAML `yaml:"plugins"`
+	return parse(data, dir, lookup, "")
+}
+
+func parse(data []byte, dir string, lookup func(string) (string, bool), file string) (*File, error) {
+	at := func(line int) string {
+		if file == "" {
+			return fmt.Sprintf("line %d: ", line)
+		}
+		return fmt.Sprintf("%s:%d: ", file, line)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) { // an empty file has no plugins
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		if file != "" {
+			return nil, fmt.Errorf("%s: invalid YAML: %w", file, err)
+		}
 		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
 	f := &File{}
-	seen := map[string]bool{}
+	if len(doc.Content) == 0 {
+		return f, nil // an empty file has no plugins
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%sthe file must be a mapping with a plugins list", at(root.Line))
+	}
 	var errs []error
-	for i, e := range raw.Plugins {
-		name := e.name
-		if name == "" {
-			name = fmt.Sprintf("#%d", i+1)
-		}
-		if e.err != nil {
-			errs = append(errs, fmt.Errorf("plugin %s: %w", name, e.err))
+	var list *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if k.Value != "plugins" {
+			errs = append(errs, fmt.Errorf("%sunknown field %s (the file has only plugins)", at(k.Line), k.Value))
 			continue
 		}
-		p, err := check(e.p, dir, lookup)
+		if v.Kind != yaml.SequenceNode {
+			if v.Tag != "!!null" {
+				errs = append(errs, fmt.Errorf("%splugins: must be a list of plugins", at(v.Line)))
+			}
+			continue
+		}
+		list = v
+	}
+	seen := map[string]bool{}
+	for i, entry := range listItems(list) {
+		name := fmt.Sprintf("#%d", i+1)
+		if n := mapValue(entry, "name"); n != nil && n.Kind == yaml.ScalarNode && n.Value != "" {
+			name = n.Value
+		}
+		where := func(line int) string { return at(line) + "plugin " + name + ": " }
+		if entry.Kind != yaml.MappingNode {
+			errs = append(errs, fmt.Errorf("%smust be a mapping with name, wasm and events", where(entry.Line)))
+			continue
+		}
+		bad := unknownFields(entry, reflect.TypeFor[pluginYAML](), "")
+		for _, u := range bad {
+			errs = append(errs, fmt.Errorf("%s%s: unknown field", where(u.line), u.field))
+		}
+		var rp pluginYAML
+		if err := entry.Decode(&rp); err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				errs = append(errs, fmt.Errorf("%s%w", where(entry.Line), err))
+				continue
+			}
+			for _, msg := range te.Errors {
+				line, field, text := describeTypeError(entry, msg)
+				errs = append(errs, fmt.Errorf("%s%s: %s", where(line), field, text))
+			}
+			continue
+		}
+		p, err := check(rp, dir, lookup)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("plugin %s: %w", name, err))
+			// check's errors start with the field they are about.
+			field, _, _ := strings.Cut(err.Error(), ":")
+			field, _, _ = strings.Cut(field, ".")
+			line := entry.Line
+			if k := mapKey(entry, field); k != nil {
+				line = k.Line
+			}
+			errs = append(errs, fmt.Errorf("%s%w", where(line), err))
+			continue
+		}
+		if len(bad) > 0 {
 			continue
 		}
 		if seen[p.Name] {
-			errs = append(errs, fmt.Errorf("plugin %s: name used twice", p.Name))
+			errs = append(errs, fmt.Errorf("%sname used twice", where(entry.Line)))
 			continue
 		}
 		seen[p.Name] = true
@@ -309,26 +378,151 @@ func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*File, 
 	return f, nil
 }
 
-// entryYAML decodes one plugin entry and keeps its error instead of
-// failing the file, so that every broken entry is reported, each under its
-// plugin's name, with the file's own line numbers.
-type entryYAML struct {
-	p    pluginYAML
-	name string
-	err  error
+func listItems(n *yaml.Node) []*yaml.Node {
+	if n == nil {
+		return nil
+	}
+	return n.Content
 }
 
-// UnmarshalYAML is yaml.v3's older interface on purpose: unlike decoding
-// a yaml.Node, it keeps the decoder's KnownFields and the file's lines.
-func (e *entryYAML) UnmarshalYAML(unmarshal func(any) error) error {
-	// A map is decoded first only for the name: a failed decode, even a
-	// discarded one, would stay among the decoder's errors.
-	var m map[string]any
-	if unmarshal(&m) == nil {
-		e.name, _ = m["name"].(string)
+// mapKey returns the key node named key of mapping n, or nil.
+func mapKey(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
 	}
-	e.err = unmarshal(&e.p)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i]
+		}
+	}
 	return nil
+}
+
+// mapValue returns the value of key in mapping n, or nil.
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+type unknownField struct {
+	line  int
+	field string // dotted path
+}
+
+// unknownFields lists the keys of n that type t (a struct's yaml tags,
+// through maps and slices) does not have, each with its line.
+func unknownFields(n *yaml.Node, t reflect.Type, path string) []unknownField {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []unknownField
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return nil // a scalar form (a plain config value) or a type error
+		}
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+			if sf.IsExported() && name != "" && name != "-" {
+				fields[name] = sf.Type
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				out = append(out, unknownField{k.Line, path + k.Value})
+				continue
+			}
+			out = append(out, unknownFields(v, ft, path+k.Value+".")...)
+		}
+	case reflect.Map:
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				out = append(out, unknownFields(n.Content[i+1], t.Elem(), path+n.Content[i].Value+".")...)
+			}
+		}
+	case reflect.Slice:
+		if n.Kind == yaml.SequenceNode {
+			for _, c := range n.Content {
+				out = append(out, unknownFields(c, t.Elem(), path)...)
+			}
+		}
+	}
+	return out
+}
+
+var typeErrorRE = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+
+// describeTypeError turns one of yaml's type errors ("line 6: cannot
+// unmarshal !!str `lots` into int") into the line, the field at that line
+// and what an operator reads ("lots" is not a whole number), without Go
+// type names.
+func describeTypeError(entry *yaml.Node, msg string) (int, string, string) {
+	m := typeErrorRE.FindStringSubmatch(msg)
+	if m == nil {
+		return entry.Line, "value", msg
+	}
+	line, _ := strconv.Atoi(m[1])
+	want := "a value of another kind"
+	switch into := m[4]; {
+	case strings.HasPrefix(into, "[]"):
+		want = "a list"
+	case strings.HasPrefix(into, "map["), strings.Contains(into, "."):
+		want = "a mapping"
+	case strings.HasPrefix(into, "int"), strings.HasPrefix(into, "uint"):
+		want = "a whole number"
+	case into == "string":
+		want = "a single value"
+	case into == "bool":
+		want = "true or false"
+	}
+	got := fmt.Sprintf("%q", m[3])
+	switch m[2] {
+	case "map":
+		got = "a mapping"
+	case "seq":
+		got = "a list"
+	}
+	return line, fieldAt(entry, line, m[2], m[3]), got + " is not " + want
+}
+
+// fieldAt is the dotted path of the deepest key in n whose value starts at
+// line, preferring the one whose value is of kind tag (map, seq) or is the
+// scalar value: several keys may share a line ({a: 1, b: x}).
+func fieldAt(n *yaml.Node, line int, tag, value string) string {
+	best, exact := "", false
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := path + k.Value
+				if v.Line == line && !exact {
+					best = p
+					exact = (tag == "map" && v.Kind == yaml.MappingNode) || (tag == "seq" && v.Kind == yaml.SequenceNode) ||
+						(v.Kind == yaml.ScalarNode && v.Value == value)
+				}
+				walk(v, p+".")
+			}
+		case yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		}
+	}
+	walk(n, "")
+	return best
 }
 
 func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugin, error) {
@@ -354,6 +548,9 @@ func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugi
 	for _, e := range p.Events {
 		if e == "" {
 			return p, errors.New("events: empty event name")
+		}
+		if !slices.Contains(knownEvents, e) {
+			return p, fmt.Errorf("events: %q is not an event lkedge sends (%s, or \"*\" for all)", e, strings.Join(knownEvents, ", "))
 		}
 	}
 	switch p.Rooms {
@@ -397,7 +594,7 @@ func check(rp pluginYAML, dir string, lookup func(string) (string, bool)) (Plugi
 	p.Requires = rp.Requires
 	p.Secrets = map[string]SecretRef{}
 	for k, s := range rp.Secrets {
-		ref := SecretRef{Env: s.Env, File: s.File}
+		ref := SecretRef(s)
 		if ref.File != "" && !filepath.IsAbs(ref.File) {
 			ref.File = filepath.Join(dir, ref.File)
 		}

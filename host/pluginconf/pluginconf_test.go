@@ -243,11 +243,14 @@ func TestParseErrors(t *testing.T) {
 		{"secret with neither", plugin("secrets: {key: {}}"), []string{"plugin p", "secret", "exactly one of env or file"}},
 		{"config value without env", plugin("config: {k: {default: v}}"), []string{"plugin p", "config value"}},
 		// Typos must not fall back to defaults silently.
-		{"unknown key event", "plugins:\n  - name: p\n    wasm: p.wasm\n    event: ['*']\n", []string{"plugin p", "field event not found"}},
-		{"unknown key limts", plugin("limts: {memory: 64MiB}"), []string{"plugin p", "field limts not found"}},
-		{"unknown nested key", plugin("limits: {memroy: 64MiB}"), []string{"plugin p", "field memroy not found"}},
-		{"unknown top-level key", "plugin:\n  - name: p\n", []string{"field plugin not found"}},
+		{"unknown key event", "plugins:\n  - name: p\n    wasm: p.wasm\n    event: ['*']\n", []string{"line 4: plugin p: event: unknown field"}},
+		{"unknown key limts", plugin("limts: {memory: 64MiB}"), []string{"line 5: plugin p: limts: unknown field"}},
+		{"unknown nested key", plugin("limits: {memroy: 64MiB}"), []string{"line 5: plugin p: limits.memroy: unknown field"}},
+		{"unknown top-level key", "plugin:\n  - name: p\n", []string{"line 1: unknown field plugin"}},
 		{"invalid YAML", "plugins: [", []string{"invalid YAML"}},
+		{"unknown event", "plugins:\n  - name: p\n    wasm: p.wasm\n    events: [egress_ended, egress_endd]\n", []string{"line 4: plugin p: events:", `"egress_endd" is not an event`}},
+		{"number expected", plugin("limits: {instances: many}"), []string{`line 5: plugin p: limits.instances: "many" is not a whole number`}},
+		{"list expected", plugin("allow: {x: y}"), []string{"line 5: plugin p: allow: a mapping is not a list"}},
 		{"bad timeout", plugin("limits: {timeout: 2 seconds}"), []string{"plugin p", "limits.timeout", "2 seconds"}},
 		{"zero timeout", plugin("limits: {timeout: 0s}"), []string{"plugin p", "limits.timeout"}},
 		{"negative backoff", plugin("delivery: {backoff: -1s}"), []string{"plugin p", "delivery.backoff"}},
@@ -331,7 +334,7 @@ plugins:
 	for _, w := range []string{
 		"plugin a: rooms:",
 		"plugin b",
-		"field limts not found",
+		"line 13: plugin b: limts: unknown field",
 		"plugin c", "never its value",
 		"plugin d: delivery.backoff",
 		"plugin good: name used twice",
@@ -537,5 +540,36 @@ func TestParseRequires(t *testing.T) {
 	_, err = Parse([]byte("plugins:\n  - name: s\n    wasm: s.wasm\n    events: [\"*\"]\n    requires: [url]\n"), "/p", none)
 	if err == nil || !strings.Contains(err.Error(), `plugin s: requires: "url"`) {
 		t.Errorf("error = %v", err)
+	}
+}
+
+// TestLoadNamesFileLineAndField: every problem of a file is reported, each
+// with the file, its line and the field, and without Go type names.
+func TestLoadNamesFileLineAndField(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "plugins.yaml")
+	yml := `plugins:
+  - name: a
+    wasm: a.wasm
+    events: [egress_endd]
+    colour: red
+    limits: {instances: lots, memroy: 1}
+  - name: b
+    wasm: b.wasm
+    evnts: [room_started]
+`
+	if err := os.WriteFile(path, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil {
+		t.Fatal("Load accepted a broken file")
+	}
+	want := path + `:5: plugin a: colour: unknown field
+` + path + `:6: plugin a: limits.memroy: unknown field
+` + path + `:6: plugin a: limits.instances: "lots" is not a whole number
+` + path + `:9: plugin b: evnts: unknown field
+` + path + `:7: plugin b: events: list the event types it receives, or "*"`
+	if err.Error() != want {
+		t.Fatalf("Load error:\n%s\nwant:\n%s", err, want)
 	}
 }

@@ -22,10 +22,14 @@ import (
 //	GET  /dlq/show?id=ID             one dead letter
 //	POST /dlq/replay?id=ID           send one again
 //	POST /dlq/replay?since=RFC3339   send again all dead since then
+//	GET  /events/failed              events whose processing gave up, oldest first
+//	GET  /events/failed/show?id=ID   one of them, with its webhook
+//	POST /events/failed/retry?id=ID  process it again
 //	GET  /debug/pprof/...            Go's profiler, for where the time goes
 //	GET  /debug/pprof/trace          an execution trace, for where the waits go
-func adminHandler(o *deliver.Outbox) http.Handler {
+func adminHandler(o *deliver.Outbox, f *failedEvents) http.Handler {
 	mux := http.NewServeMux()
+	f.register(mux)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -47,18 +51,23 @@ func adminHandler(o *deliver.Outbox) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, dls)
+		views := make([]deadLetterView, 0, len(dls))
+		for _, dl := range dls {
+			views = append(views, viewDeadLetter(dl))
+		}
+		writeJSON(w, views)
 	})
 	mux.HandleFunc("GET /dlq/show", func(w http.ResponseWriter, r *http.Request) {
-		dl, err := o.DeadLetter(r.URL.Query().Get("id"))
+		id := r.URL.Query().Get("id")
+		dl, err := o.DeadLetter(id)
 		if errors.Is(err, deliver.ErrNotFound) {
-			http.Error(w, err.Error(), http.StatusNotFound)
+			http.Error(w, "no dead letter "+id, http.StatusNotFound)
 			return
 		} else if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, dl)
+		writeJSON(w, viewDeadLetter(dl))
 	})
 	mux.HandleFunc("POST /dlq/replay", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -66,7 +75,7 @@ func adminHandler(o *deliver.Outbox) http.Handler {
 		case q.Get("id") != "":
 			err := o.Replay(r.Context(), q.Get("id"))
 			if errors.Is(err, deliver.ErrNotFound) {
-				http.Error(w, err.Error(), http.StatusNotFound)
+				http.Error(w, "no dead letter "+q.Get("id"), http.StatusNotFound)
 				return
 			} else if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -143,18 +143,43 @@ func TestDeadLetterReplay(t *testing.T) {
 	}
 	admin := "http://" + svc.AdminAddr().String()
 	var dls []struct {
-		Delivery struct{ ID string }
-		Attempts int
+		ID       string `json:"id"`
+		Attempts int    `json:"attempts"`
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for len(dls) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 		getJSON(t, admin+"/dlq", &dls)
 	}
-	if len(dls) != 1 || dls[0].Delivery.ID != "EV_d1/typical/0" || dls[0].Attempts != 2 {
+	if len(dls) != 1 || dls[0].ID != "EV_d1/typical/0" || dls[0].Attempts != 2 {
 		t.Fatalf("dead letters = %+v", dls)
 	}
-	resp, err := http.Post(admin+"/dlq/replay?id=EV_d1/typical/0", "", nil)
+	// What dlq show prints: lower-case keys, the body as text, durations
+	// as an operator writes them.
+	resp, err := http.Get(admin + "/dlq/show?id=EV_d1/typical/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`"id": "EV_d1/typical/0"`, `"body": "{\"event\":\"egress_updated\",\"id\":\"EV_d1\"`, `"backoff": "10ms"`, `"timeout": "5s"`, `"attempts": 2`} {
+		if !strings.Contains(string(shown), want) {
+			t.Errorf("dlq/show lacks %s:\n%s", want, shown)
+		}
+	}
+	if strings.Contains(string(shown), "Delivery") || strings.Contains(string(shown), "10000000") {
+		t.Errorf("dlq/show has Go field names or nanoseconds:\n%s", shown)
+	}
+	resp, err = http.Get(admin + "/dlq/show?id=EV_nope/typical/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || string(missing) != "no dead letter EV_nope/typical/0\n" {
+		t.Errorf("dlq/show of a missing id: %d %q", resp.StatusCode, missing)
+	}
+	resp, err = http.Post(admin+"/dlq/replay?id=EV_d1/typical/0", "", nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("replay: %v %v", resp, err)
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/lkedge/lkedge/host/store/s3store"
 	"github.com/lkedge/lkedge/host/webhook"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -88,7 +89,18 @@ type Options struct {
 	Sink    pipeline.Sink    // default: the plugins of cfg.PluginsFile
 	// Pipeline tunes retries and concurrency.
 	Pipeline pipeline.Options
+	// JournalFS is the file system under the journal (default the OS's);
+	// tests make it fail.
+	JournalFS journal.FS
 }
+
+// journalBroken is 1 while this process's journal refuses writes after a
+// storage failure (it then exits, for its supervisor to restart it).
+var journalBroken = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "lkedge_journal_broken", Help: "1 when the journal stopped writing after a storage failure; lkedge then exits to be restarted.",
+})
+
+func init() { metrics.Registry.MustRegister(journalBroken) }
 
 // New opens the stores and binds the listener; Run serves, and closes
 // everything New opened when it returns. ctx bounds the
@@ -119,7 +131,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		return nil, err
 	}
 	handler := meet.New(st, co, lk, meet.Options{NameID: cfg.MeetNameID, Subbucket: cfg.S3Subbucket})
-	j, err := journal.Open(JournalPath(cfg.DataDir), journal.Options{Logger: log})
+	j, err := journal.Open(JournalPath(cfg.DataDir), journal.Options{Logger: log, FS: opts.JournalFS})
 	if err != nil {
 		co.Close()
 		return nil, err
@@ -188,7 +200,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	// No plugin request may reach these, whatever its allow-list says.
 	releaseLn, releaseAdmin := egress.ProtectListener(ln.Addr()), egress.ProtectListener(adminLn.Addr())
 	s.unprotect = func() { releaseLn(); releaseAdmin() }
-	s.admin = &http.Server{Handler: requireToken(cfg.AdminToken, adminHandler(outbox), log), ReadHeaderTimeout: 10 * time.Second}
+	s.admin = &http.Server{Handler: requireToken(cfg.AdminToken, adminHandler(outbox, &failedEvents{journal: j, pipeline: p}), log), ReadHeaderTimeout: 10 * time.Second}
+	journalBroken.Set(0)
 	s.ingest = &ingest.Handler{
 		Verifier: webhook.NewVerifier(auth.NewFileBasedKeyProviderFromMap(cfg.Keys), cfg.ClockLeeway, now),
 		Journal:  j, Pipeline: p, MaxBody: cfg.MaxBodyBytes, Log: log, Now: time.Now,
@@ -310,6 +323,9 @@ func (s *Service) route(metricsHandler fasthttp.RequestHandler) fasthttp.Request
 // in the journal until the coordinator is back.
 func (s *Service) readyz(ctx *fasthttp.RequestCtx) {
 	var problems []string
+	if err := s.journal.BrokenErr(); err != nil {
+		problems = append(problems, "journal: "+err.Error())
+	}
 	// Not derived from the request: fasthttp recycles its RequestCtx once
 	// the handler returns, while a timed-out child context may still be
 	// unlinking itself from its parent.
@@ -377,6 +393,13 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 		reason = context.Cause(ctx).Error()
 	case err = <-serveErr:
 		reason = fmt.Sprintf("the webhook server stopped: %v", err)
+	case <-s.journal.Broken():
+		// What reached the disk is unknown after a failed fdatasync; a
+		// restart reads it back and replays what is pending (see
+		// docs/operations.md, journal recovery).
+		journalBroken.Set(1)
+		err = fmt.Errorf("the journal is broken, exiting to be restarted: %w", s.journal.BrokenErr())
+		reason = err.Error()
 	}
 	s.log.Info("shutting down: no longer accepting webhooks", "reason", reason)
 	if serr := s.server.ShutdownWithContext(context.Background()); serr != nil && err == nil {
@@ -402,6 +425,11 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	s.unprotect()
 	if cerr := errors.Join(s.plugins.Close(context.Background()), s.outbox.Close(), s.journal.Close(), s.coord.Close()); cerr != nil && err == nil {
 		err = cerr
+	}
+	if err != nil {
+		s.log.Error("lkedge stopped", "err", err)
+	} else {
+		s.log.Info("lkedge stopped")
 	}
 	return err
 }
@@ -466,5 +494,10 @@ func (s *Service) replay() error {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
+	if n := len(args); n > 0 {
+		if err, ok := args[n-1].(error); ok && errors.Is(err, fasthttp.ErrBodyTooLarge) {
+			return // ingest's ServerError answered it with a 413 and logged it
+		}
+	}
 	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
 }

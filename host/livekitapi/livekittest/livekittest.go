@@ -36,8 +36,8 @@ type DataCall struct {
 	Room  string
 	Topic string
 	Data  []byte
-	// DestinationSids is nil (or empty) for a broadcast.
-	DestinationSids []string
+	// DestinationIdentities is nil (or empty) for a broadcast.
+	DestinationIdentities []string
 }
 
 // Server is a fake LiveKit server. All its methods are safe for concurrent
@@ -118,7 +118,7 @@ func (s *Server) SentData() []DataCall {
 	defer s.mu.Unlock()
 	out := make([]DataCall, len(s.data))
 	for i, d := range s.data {
-		out[i] = DataCall{Room: d.Room, Topic: d.Topic, Data: slices.Clone(d.Data), DestinationSids: slices.Clone(d.DestinationSids)}
+		out[i] = DataCall{Room: d.Room, Topic: d.Topic, Data: slices.Clone(d.Data), DestinationIdentities: slices.Clone(d.DestinationIdentities)}
 	}
 	return out
 }
@@ -257,7 +257,7 @@ func (r *roomService) SendData(ctx context.Context, req *livekit.SendDataRequest
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
 	r.s.data = append(r.s.data, DataCall{
-		Room: req.Room, Topic: req.GetTopic(), Data: slices.Clone(req.Data), DestinationSids: slices.Clone(req.DestinationSids),
+		Room: req.Room, Topic: req.GetTopic(), Data: slices.Clone(req.Data), DestinationIdentities: slices.Clone(req.DestinationIdentities),
 	})
 	return &livekit.SendDataResponse{}, nil
 }

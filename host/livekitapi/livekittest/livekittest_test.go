@@ -45,7 +45,7 @@ func TestClientRoundTrip(t *testing.T) {
 	if err := c.SendData(ctx, "r1", "topic", []byte("x"), []string{"PA_1"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := fake.SentData(); len(got) != 1 || got[0].Room != "r1" || got[0].Topic != "topic" || string(got[0].Data) != "x" || !slices.Equal(got[0].DestinationSids, []string{"PA_1"}) {
+	if got := fake.SentData(); len(got) != 1 || got[0].Room != "r1" || got[0].Topic != "topic" || string(got[0].Data) != "x" || !slices.Equal(got[0].DestinationIdentities, []string{"PA_1"}) {
 		t.Fatalf("SentData = %+v", got)
 	}
 	if err := c.DeleteRoom(ctx, "r1"); err != nil {
