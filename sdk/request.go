@@ -104,7 +104,7 @@ func (r *Request) JSON(v any) *Request {
 
 // AppendJSONString appends s to dst as a JSON string, for plugins that
 // build their bodies themselves: in a plugin, encoding/json's reflection
-// costs about 13 µs even for one string. Invalid UTF-8 becomes U+FFFD;
+// is slow even for one string. Invalid UTF-8 becomes U+FFFD;
 // control characters, U+2028 and U+2029 are escaped; <, > and & are not.
 func AppendJSONString(dst []byte, s string) []byte { return jsonx.AppendString(dst, s) }
 

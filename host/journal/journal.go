@@ -893,14 +893,13 @@ func (j *Journal) run() {
 
 // commitGap is the least time from the end of one commit to the start of
 // the next. At a few thousand events per second appends arrive one at a
-// time, so without it each would pay a whole fdatasync (on this project's
-// VMs 60–90 µs of CPU over zero-filled space, segment.go) and the CPU per
+// time, so without it each would pay a whole fdatasync and the CPU per
 // event would be highest exactly at moderate load. Waiting for the gap
 // lets the appends of that moment share one; it adds at most the gap to an
-// append's latency, and nothing once a full batch is queued. Counting the
-// gap from a commit's start instead cut the median append latency at
-// 2 000/s by 9 % but put 29 % fewer appends in each fdatasync
-// (BenchmarkAppendRate), so the CPU went to fsyncs.
+// append's latency, and nothing once a full batch is queued. The gap is
+// counted from a commit's end, not its start: from the start, fewer
+// appends share each fdatasync and the CPU goes to fsyncs
+// (BenchmarkAppendRate; figures in docs/benchmarks.md).
 const commitGap = time.Millisecond
 
 // linger holds a batch that is not full until commitGap has passed since

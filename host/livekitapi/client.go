@@ -33,8 +33,8 @@ type Client struct {
 	sign func(grant *auth.VideoGrant) (string, error)
 
 	// tokens caches a signed token per room ("" for calls about no room)
-	// for the first half of its life: signing one per call was 3.6–4.3 %
-	// of lkedge's CPU in profiles of the load benchmark, and a token is
+	// for the first half of its life: signing one per call showed in
+	// profiles of the load benchmark (docs/benchmarks.md), and a token is
 	// never sent with less than half its life left.
 	mu     sync.Mutex
 	tokens map[string]cachedToken

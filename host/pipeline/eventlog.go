@@ -11,8 +11,8 @@ import (
 // eventLogger returns base with the event's attributes on every line, for
 // the whole of the event's work (the Meet logic and the plugins log through
 // it). Most events log nothing, so the attributes are only formatted when a
-// line is written: base.With formats them at once, which was 2.5 % of the
-// CPU under load.
+// line is written: base.With formats them at once, which showed in
+// profiles under load (docs/benchmarks.md).
 func eventLogger(base *slog.Logger, ev *event.Event) *slog.Logger {
 	return slog.New(&deferredAttrs{inner: base.Handler(), attrs: []slog.Attr{
 		slog.String("event_id", ev.ID), slog.String("event", ev.Type), slog.String("room", ev.RoomName()),
