@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -406,15 +407,20 @@ func pluginNew(args []string, out io.Writer) error {
 		return fmt.Errorf("%s already exists", dir)
 	}
 	files := map[string]string{}
-	for file, text := range scaffold {
+	tmpls, err := fs.Glob(scaffold, "scaffold/*.tmpl")
+	if err != nil {
+		return fmt.Errorf("scaffold: %w", err)
+	}
+	for _, t := range tmpls {
+		file := strings.TrimSuffix(path.Base(t), ".tmpl")
 		var b strings.Builder
-		if err := template.Must(template.New(file).Parse(text)).Execute(&b, map[string]string{"Name": name, "SDK": sdkDir}); err != nil {
+		if err := template.Must(template.ParseFS(scaffold, t)).Execute(&b, map[string]string{"Name": name, "SDK": sdkDir}); err != nil {
 			return fmt.Errorf("scaffold %s: %w", file, err)
 		}
 		files[file] = b.String()
 	}
 	src := sdk.Source()
-	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasSuffix(p, "_test.go") {
 			return err
 		}
@@ -439,134 +445,8 @@ func pluginNew(args []string, out io.Writer) error {
 	return err
 }
 
-// scaffold is what plugin new writes, as text/templates of {{.Name}}.
-var scaffold = map[string]string{
-	"go.mod": `module {{.Name}}
-
-go 1.24
-
-require github.com/lkedge/lkedge/sdk v0.0.0
-
-// The SDK's source ships with lkedge (lkedge plugin new copied it here), so
-// the plugin builds without fetching it.
-replace github.com/lkedge/lkedge/sdk => ./{{.SDK}}
-`,
-	"main.go": `// Command {{.Name}} is an lkedge plugin: when a recording ends, it POSTs
-// a small JSON notice to the URL in its config key "url".
-package main
-
-import "github.com/lkedge/lkedge/sdk"
-
-func init() { sdk.Handle(handle) }
-
-// notice is the body sent.
-type notice struct {
-	Event  string ` + "`json:\"event\"`" + `
-	Room   string ` + "`json:\"room\"`" + `
-	Status string ` + "`json:\"status\"`" + `
-	File   string ` + "`json:\"file,omitempty\"`" + `
-}
-
-func handle(ev *sdk.Event) error {
-	if ev.Type != sdk.TypeEgressEnded || ev.Egress == nil {
-		return nil // only ended egresses interest this plugin
-	}
-	url, err := sdk.Config("url")
-	if err != nil {
-		return err
-	}
-	n := notice{Event: ev.Type, Room: ev.Egress.RoomName, Status: ev.Egress.Status}
-	if len(ev.Egress.FileResults) > 0 {
-		n.File = ev.Egress.FileResults[0].Filename
-	}
-	sdk.Info("notifying", "room", n.Room, "status", n.Status)
-	// The host sends it after the handler returns, retries it and, with the
-	// event id as idempotency key, lets the receiver drop duplicates.
-	return sdk.POST(url).JSON(n).IdempotencyKey(ev.ID).Send()
-}
-
-func main() {}
-`,
-	"main_test.go": `package main
-
-import (
-	"os"
-	"strings"
-	"testing"
-
-	"github.com/lkedge/lkedge/sdk/sdktest"
-)
-
-// ended is event.json, a recording that ended: the event the README's
-// lkedge plugin run command uses too.
-func ended(t *testing.T) sdktest.Event {
-	t.Helper()
-	b, err := os.ReadFile("event.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func TestNotifiesWhenARecordingEnds(t *testing.T) {
-	res, err := sdktest.Run(handle, ended(t), sdktest.Config{"url": "https://example.com/hook"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Requests) != 1 {
-		t.Fatalf("got %d requests, want 1", len(res.Requests))
-	}
-	r := res.Requests[0]
-	want := ` + "`" + `{"event":"egress_ended","room":"room-1","status":"EGRESS_COMPLETE","file":"room-1.mp4"}` + "`" + `
-	if r.Method != "POST" || r.URL != "https://example.com/hook" || string(r.Body) != want || r.IdempotencyKey != "EV_1" {
-		t.Errorf("request = %s %s %s (key %q), want POST https://example.com/hook %s (key EV_1)", r.Method, r.URL, r.Body, r.IdempotencyKey, want)
-	}
-	if len(res.Logs) != 1 || res.Logs[0].Msg != "notifying" {
-		t.Errorf("logs = %+v", res.Logs)
-	}
-}
-
-func TestIgnoresOtherEvents(t *testing.T) {
-	res, err := sdktest.Run(handle, sdktest.Event(` + "`" + `{"version":1,"id":"EV_2","type":"room_started","room":{"name":"room-1"}}` + "`" + `), sdktest.Config{"url": "https://example.com/hook"})
-	if err != nil || len(res.Requests) != 0 {
-		t.Fatalf("Run = %+v, %v; want no requests", res, err)
-	}
-}
-
-func TestNeedsURL(t *testing.T) {
-	_, err := sdktest.Run(handle, ended(t))
-	// Only the handler's own error will do: against a .wasm, a missing
-	// lkedge binary is an error too, and must not pass for this one.
-	if err == nil || !strings.Contains(err.Error(), ` + "`" + `config key not set: "url"` + "`" + `) {
-		t.Fatalf("error = %v, want the handler's: config key not set: \"url\"", err)
-	}
-}
-`,
-	"event.json": `{
-  "version": 1,
-  "id": "EV_1",
-  "type": "egress_ended",
-  "source": "livekit",
-  "receivedAt": 1745318193000,
-  "createdAt": 1745318192,
-  "egressInfo": {
-    "egressId": "EG_1",
-    "roomName": "room-1",
-    "status": "EGRESS_COMPLETE",
-    "fileResults": [{"filename": "room-1.mp4", "size": "1024"}]
-  },
-  "meet": {"owned": true, "roomId": "room-1"}
-}
-`,
-	"README.md": `# {{.Name}}
-
-An lkedge plugin (see lkedge's docs/plugins.md).
-
-    go test ./...                                   # test natively
-    GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags="-s -w" -o {{.Name}}.wasm .
-    LKEDGE_PLUGIN_WASM=$PWD/{{.Name}}.wasm go test ./...   # the same tests, through lkedge (lkedge on PATH, or LKEDGE_BIN)
-    lkedge plugin run --event event.json --config url=https://example.com/hook {{.Name}}.wasm   # event.json: a recording that ended
-
-{{.SDK}}/ is lkedge's SDK, copied by lkedge plugin new; go.mod points at it.
-`,
-}
+// scaffold is what plugin new writes: each scaffold/NAME.tmpl is a
+// text/template of {{.Name}} and {{.SDK}} that becomes the file NAME.
+//
+//go:embed scaffold/*.tmpl
+var scaffold embed.FS
