@@ -68,8 +68,11 @@ func (p *Pipeline) admitKey(ctx context.Context, key, upTo string) error {
 		if err != nil && !errors.Is(err, coord.ErrDuplicate) {
 			metrics.CoordinationErrors.Inc()
 			if upTo == "" {
-				return err
+				return err // the background loop itself: it waits and retries
 			}
+			// Refused to the sender: the background loop takes over,
+			// however long the sender takes to retry, or if it never does.
+			p.wake()
 			p.mu.Lock()
 			_, still := p.waiting[upTo]
 			p.mu.Unlock()
