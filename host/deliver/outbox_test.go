@@ -280,7 +280,7 @@ func TestSendOutcomes(t *testing.T) {
 			resolver: func(ctx context.Context, host string) ([]netip.Addr, error) {
 				return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 			},
-			want: check{hits: 0, dead: true, errText: "127.0.0.1 (loopback), which the allow-list does not name",
+			want: check{hits: 0, dead: true, errText: "127.0.0.1 (loopback), which the allow-list does not permit",
 				outcomes: map[string]float64{outcomeRefused: 1}, attempts: 1},
 		},
 		{

@@ -478,8 +478,9 @@ func TestTruncatedModuleReloadLogsOnce(t *testing.T) {
     events: ["*"]
 `)
 	var logs bytes.Buffer
-	d, err := New(context.Background(), Options{Path: filepath.Join(dir, "plugins.yaml"), Outbox: &outbox{}, Poll: time.Hour, CacheDir: cacheDir,
-		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	opts := testOptions(dir, &outbox{}, slog.New(slog.NewJSONHandler(&logs, nil)))
+	opts.Poll = time.Hour
+	d, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
