@@ -18,11 +18,16 @@ import (
 )
 
 // serveEnv is what `lkedge serve` needs besides the settings under test:
-// its own data directory and no plugins.
+// its own data directory and no plugins (an empty plugins file: a file
+// LKEDGE_PLUGINS names must exist).
 func serveEnv(t *testing.T, kv ...string) []string {
 	dir := t.TempDir()
+	plugins := filepath.Join(dir, "plugins.yaml")
+	if err := os.WriteFile(plugins, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "LKEDGE_DATA_DIR=" + dir, "LKEDGE_STORE=file://" + dir,
-		"LKEDGE_PLUGINS=" + filepath.Join(dir, "none.yaml"), "LKEDGE_LOG_FORMAT=text"}
+		"LKEDGE_PLUGINS=" + plugins, "LKEDGE_LOG_FORMAT=text"}
 	for i := 0; i < len(kv); i += 2 {
 		env = append(env, kv[i]+"="+kv[i+1])
 	}

@@ -89,15 +89,15 @@ func TestStoreURLPolicy(t *testing.T) {
 			}
 			admin := "http://" + svc.AdminAddr().String()
 			var dls []struct {
-				Delivery  struct{ ID, URL string }
-				LastError string
+				URL       string `json:"url"`
+				LastError string `json:"last_error"`
 			}
 			deadline := time.Now().Add(10 * time.Second)
 			for len(dls) == 0 && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 				getJSON(t, admin+"/dlq", &dls)
 			}
-			if len(dls) != 1 || dls[0].Delivery.URL != target {
+			if len(dls) != 1 || dls[0].URL != target {
 				t.Fatalf("dead letters = %+v, want the request to %s", dls, target)
 			}
 			if !strings.Contains(dls[0].LastError, "forbidden address") || !strings.Contains(dls[0].LastError, tt.dead) {
