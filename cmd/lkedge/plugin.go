@@ -94,9 +94,14 @@ func pluginRun(args []string, stdin io.Reader, out io.Writer) error {
 	config, secrets := pairs{}, pairs{}
 	fs.Var(config, "config", "a config value the plugin reads, KEY=VALUE (repeatable)")
 	fs.Var(secrets, "secret", "a secret value to sign with, NAME=VALUE (repeatable)")
+	var allow []string
+	fs.Func("allow", "a destination the plugin may reach, as in plugins.yaml's allow: an origin (https://*.example.com) or config:KEY (repeatable; without it, no request may leave)", func(s string) error {
+		allow = append(allow, s)
+		return nil
+	})
 	asJSON := fs.Bool("json", false, "print the result as JSON (the form sdktest reads)")
-	send := fs.Bool("send", false, "send the requests once, signed with the --secret values")
-	if err := parseFlags(fs, "lkedge plugin run --event FILE [--config K=V]... [--secret K=V]... [--json] [--send] PLUGIN.wasm", args); err != nil {
+	send := fs.Bool("send", false, "send the requests once, signed with the --secret values, where the allow list and the address policy let them")
+	if err := parseFlags(fs, "lkedge plugin run --event FILE [--config K=V]... [--secret K=V]... [--allow ENTRY]... [--json] [--send] PLUGIN.wasm", args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || *eventFile == "" {
@@ -112,7 +117,15 @@ func pluginRun(args []string, stdin io.Reader, out io.Writer) error {
 		return err
 	}
 	defer p.Close(ctx)
+	entries, err := allowEntries(allow, config)
+	if err != nil {
+		return err
+	}
 	res, actions := runner.Call(ctx, p, event)
+	refused := make([]error, len(actions))
+	for i := range actions {
+		refused[i] = destinationCheck(&actions[i], entries)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetEscapeHTML(false)
@@ -120,16 +133,58 @@ func pluginRun(args []string, stdin io.Reader, out io.Writer) error {
 		if err := enc.Encode(res); err != nil {
 			return fmt.Errorf("print result: %w", err)
 		}
-	} else if err := printResult(out, res, actions, secrets); err != nil {
+	} else if err := printResult(out, res, actions, refused, secrets); err != nil {
 		return err
 	}
 	if res.Error != "" {
 		return fmt.Errorf("%w (%s): %s", errPluginFailed, res.Kind, res.Error)
 	}
 	if *send {
-		return sendActions(ctx, out, actions, secrets)
+		return sendActions(ctx, out, actions, refused, entries, secrets)
 	}
 	return nil
+}
+
+// allowEntries turns --allow values into allow-list entries as the service
+// does for plugins.yaml: config:KEY stands for the origin of that --config
+// value, which the operator sets.
+func allowEntries(allow []string, config map[string]string) ([]string, error) {
+	var entries []string
+	for _, a := range allow {
+		key, ok := strings.CutPrefix(a, "config:")
+		if !ok {
+			entries = append(entries, a)
+			continue
+		}
+		v, set := config[key]
+		if !set {
+			return nil, fmt.Errorf("--allow %s: no --config %s=URL", a, key)
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("--allow %s: --config %s=%q is not a URL", a, key, v)
+		}
+		entries = append(entries, egress.Origin(u))
+	}
+	if _, err := egress.ParseAllowlist(entries); err != nil {
+		return nil, fmt.Errorf("--allow: %w", err)
+	}
+	return entries, nil
+}
+
+// destinationCheck is the service's check of a request at emit time (the
+// outbox's own validation, with the allow list); nil means it may go.
+func destinationCheck(a *plugin.Action, allow []string) error {
+	d := deliver.Delivery{ID: "plugin-run/1", Plugin: "plugin-run", EventID: "plugin-run", Resource: "plugin-run",
+		Method: a.Method, URL: a.URL, Header: a.Headers, Body: a.Body, IdempotencyKey: a.IdempotencyKey,
+		Policy: deliver.Policy{Allow: allow}}
+	if d.IdempotencyKey == "" {
+		d.IdempotencyKey = d.ID
+	}
+	if s := a.Sign; s != nil {
+		d.Sign = &deliver.Sign{Scheme: s.Scheme, Secret: s.Secret, Header: s.Header, TimestampHeader: s.TimestampHeader, Template: s.Template, Timestamp: s.Timestamp}
+	}
+	return deliver.Validate(d)
 }
 
 func readEvent(name string, stdin io.Reader) ([]byte, error) {
@@ -175,7 +230,7 @@ var compileCache = sync.OnceValue(func() wazero.CompilationCache {
 	return wazero.NewCompilationCache()
 })
 
-func printResult(out io.Writer, res sdktest.Output, actions []plugin.Action, secrets map[string]string) error {
+func printResult(out io.Writer, res sdktest.Output, actions []plugin.Action, refused []error, secrets map[string]string) error {
 	var b bytes.Buffer
 	for _, l := range res.Logs {
 		fmt.Fprintf(&b, "log %s %s", l.Level, l.Msg)
@@ -194,6 +249,9 @@ func printResult(out io.Writer, res sdktest.Output, actions []plugin.Action, sec
 	}
 	for i, a := range actions {
 		fmt.Fprintf(&b, "\n#%d %s %s\n", i+1, a.Method, a.URL)
+		if refused[i] != nil {
+			fmt.Fprintf(&b, "(the service would refuse it: %v)\n", refused[i])
+		}
 		for _, h := range a.Headers {
 			fmt.Fprintf(&b, "%s: %s\n", h[0], h[1])
 		}
@@ -256,10 +314,14 @@ func signHeaders(a *plugin.Action, secret []byte, now time.Time) (http.Header, e
 }
 
 // sendActions sends each request once, as the deliverer would (headers in
-// order, Idempotency-Key, signature), through an egress client that allows
-// only the request's own origin, so a redirect cannot lead elsewhere.
-func sendActions(ctx context.Context, out io.Writer, actions []plugin.Action, secrets map[string]string) error {
+// order, Idempotency-Key, signature), through an egress client built from
+// --allow: the address policy, the dial-time check and the redirect checks
+// apply as in the service. A request the service would refuse is not sent.
+func sendActions(ctx context.Context, out io.Writer, actions []plugin.Action, refused []error, allow []string, secrets map[string]string) error {
 	for i, a := range actions {
+		if refused[i] != nil {
+			return fmt.Errorf("request #%d is not sent: %w", i+1, refused[i])
+		}
 		if s := a.Sign; s != nil {
 			if _, ok := secrets[s.Secret]; !ok {
 				return fmt.Errorf("request #%d is signed with secret %q: pass --secret %s=VALUE", i+1, s.Secret, s.Secret)
@@ -268,7 +330,7 @@ func sendActions(ctx context.Context, out io.Writer, actions []plugin.Action, se
 	}
 	var failed error
 	for i, a := range actions {
-		status, err := sendOne(ctx, &a, secrets)
+		status, err := sendOne(ctx, &a, allow, secrets)
 		if err != nil {
 			failed = errors.Join(failed, fmt.Errorf("request #%d: %w", i+1, err))
 			fmt.Fprintf(out, "#%d %s %s: %v\n", i+1, a.Method, a.URL, err)
@@ -279,12 +341,8 @@ func sendActions(ctx context.Context, out io.Writer, actions []plugin.Action, se
 	return failed
 }
 
-func sendOne(ctx context.Context, a *plugin.Action, secrets map[string]string) (string, error) {
-	u, err := url.Parse(a.URL)
-	if err != nil {
-		return "", err
-	}
-	allow, err := egress.ParseAllowlist([]string{egress.Origin(u)})
+func sendOne(ctx context.Context, a *plugin.Action, entries []string, secrets map[string]string) (string, error) {
+	allow, err := egress.ParseAllowlist(entries)
 	if err != nil {
 		return "", err
 	}

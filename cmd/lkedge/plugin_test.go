@@ -63,12 +63,12 @@ func TestPluginRun(t *testing.T) {
 		stdin   string
 		wantErr string // "" for success
 	}{
-		{"signed", append([]string{"--event", events + "egress_ended.json", "--config", "url=https://meet.example.com/hook", "--secret", "meet_api_key=meet-api-key"}, append(meetOn, openvidu)...), "", ""},
-		{"unsigned", append([]string{"--event", events + "egress_ended.json", "--config", "url=https://meet.example.com/hook"}, append(meetOn, openvidu)...), "", ""},
-		{"nothing_to_send", append([]string{"--event", events + "participant_joined.json", "--config", "url=https://meet.example.com/hook"}, append(meetOn, openvidu)...), "", ""},
-		{"stdin", []string{"--event", "-", "--config", "url=https://hooks.slack.com/services/T/B/X", slack}, "room_finished_lkedge.json", ""},
+		{"signed", append([]string{"--event", events + "egress_ended.json", "--config", "url=https://meet.example.com/hook", "--allow", "config:url", "--secret", "meet_api_key=meet-api-key"}, append(meetOn, openvidu)...), "", ""},
+		{"unsigned", append([]string{"--event", events + "egress_ended.json", "--config", "url=https://meet.example.com/hook", "--allow", "config:url"}, append(meetOn, openvidu)...), "", ""},
+		{"nothing_to_send", append([]string{"--event", events + "participant_joined.json", "--config", "url=https://meet.example.com/hook", "--allow", "config:url"}, append(meetOn, openvidu)...), "", ""},
+		{"stdin", []string{"--event", "-", "--config", "url=https://hooks.slack.com/services/T/B/X", "--allow", "https://hooks.slack.com", slack}, "room_finished_lkedge.json", ""},
 		{"plugin_error", append([]string{"--event", events + "egress_ended.json"}, append(meetOn, openvidu)...), "", "the plugin failed (error): openvidu-webhook: config key not set: \"url\""},
-		{"json", []string{"--json", "--event", events + "egress_ended_failed.json", "--config", "url=https://hooks.slack.com/services/T/B/X", slack}, "", ""},
+		{"json", []string{"--json", "--event", events + "egress_ended_failed.json", "--config", "url=https://hooks.slack.com/services/T/B/X", "--allow", "config:url", slack}, "", ""},
 		{"json_error", append([]string{"--json", "--event", events + "egress_ended.json"}, append(meetOn, openvidu)...), "", "the plugin failed"},
 	}
 	for _, tc := range tests {
@@ -188,7 +188,7 @@ func TestPluginRunSend(t *testing.T) {
 			recv := &meetReceiver{status: tc.status}
 			srv := httptest.NewServer(recv)
 			defer srv.Close()
-			args := append([]string{"run", "--send", "--event", events + "egress_ended.json", "--config", "url=" + srv.URL}, tc.secret...)
+			args := append([]string{"run", "--send", "--event", events + "egress_ended.json", "--config", "url=" + srv.URL, "--allow", "config:url"}, tc.secret...)
 			var out bytes.Buffer
 			err := pluginCmd(append(args, append(meetOn, openvidu)...), nil, &out)
 			if tc.wantErr == "" && err != nil {
@@ -379,5 +379,55 @@ func TestScaffoldTestsNeedLkedge(t *testing.T) {
 		if !strings.Contains(string(b), "--- FAIL: "+test+" ") {
 			t.Errorf("%s did not fail without an lkedge binary:\n%s", test, b)
 		}
+	}
+}
+
+// TestPluginRunDestinationChecks: plugin run applies the service's
+// destination checks. Without an --allow entry naming it, a request is
+// listed as refused and --send sends nothing; the metadata address and
+// lkedge's own kind of hostile destinations are refused as the service
+// refuses them.
+func TestPluginRunDestinationChecks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds plugins")
+	}
+	openvidu := wasmFile(t, "../../plugins/openvidu-webhook")
+	recv := &meetReceiver{status: http.StatusOK}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	for _, tc := range []struct {
+		name, url string
+		extra     []string
+		wantOut   string // in the listing
+		wantErr   string // of --send; "" = sent
+	}{
+		{"no allow entry", srv.URL + "/hook", nil, "(the service would refuse it: destination", "is not sent"},
+		{"another origin allowed", srv.URL + "/hook", []string{"--allow", "https://meet.example.com"}, "is not in the plugin's allow-list", "is not sent"},
+		{"metadata address", "http://169.254.169.254/latest/meta-data/", nil, "(the service would refuse it:", "is not sent"},
+		{"allowed", srv.URL + "/hook", []string{"--allow", "config:url"}, "1 request", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(recv.bodies)
+			args := append([]string{"run", "--event", events + "egress_ended.json", "--config", "url=" + tc.url, "--secret", "meet_api_key=meet-api-key"}, tc.extra...)
+			var out bytes.Buffer
+			if err := pluginCmd(append(args, append(meetOn, openvidu)...), nil, &out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), tc.wantOut) {
+				t.Errorf("listing:\n%s\nwant %q", out.String(), tc.wantOut)
+			}
+			out.Reset()
+			err := pluginCmd(append(append([]string{"run", "--send"}, args[1:]...), append(meetOn, openvidu)...), nil, &out)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("--send: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("--send error = %v, want one with %q", err, tc.wantErr)
+			}
+			sent := len(recv.bodies) - before
+			if want := map[bool]int{true: 1, false: 0}[tc.wantErr == ""]; sent != want {
+				t.Errorf("%d requests reached the receiver, want %d", sent, want)
+			}
+		})
 	}
 }
