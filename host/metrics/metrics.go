@@ -3,6 +3,9 @@
 package metrics
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -43,14 +46,15 @@ var (
 		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
 	})
 	// ProcessSeconds is how long one attempt at an event's stages takes, by
-	// stage (claim, meet, sink).
+	// stage (admit, turn, meet, sink, settle).
 	ProcessSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "lkedge_process_seconds", Help: "Time of one processing attempt, by stage.",
 		Buckets: []float64{.0005, .001, .005, .01, .05, .1, .5, 1, 5},
 	}, []string{"stage"})
-	// CoordinationErrors counts failed claims (the coordinator unreachable).
+	// CoordinationErrors counts failed admissions and turns (the coordinator
+	// unreachable).
 	CoordinationErrors = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "lkedge_coordination_errors_total", Help: "Failed event claims: the coordinator was unreachable.",
+		Name: "lkedge_coordination_errors_total", Help: "Failed admissions and turns: the coordinator was unreachable.",
 	})
 	// StoreErrors counts failed storage operations by operation.
 	StoreErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -65,11 +69,24 @@ var (
 	}, []string{"cache", "result"})
 )
 
-func init() {
-	Registry.MustRegister(
+// Register registers the collectors of this package, Go's and the
+// process's with r. Every stage's metrics are registered the same way, by
+// the service into the registry it serves (deliver and dispatch take a
+// Registerer too); registering again, as tests that start several services
+// in one process do, keeps the collectors already there.
+func Register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		WebhooksReceived, WebhooksRejected, WebhooksDuplicate, EventsProcessed, Backlog, LiveKitErrors, StoreErrors, MeetCache,
 		AcceptSeconds, ProcessSeconds, CoordinationErrors,
-	)
+	} {
+		if err := r.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return fmt.Errorf("register metrics: %w", err)
+			}
+		}
+	}
+	return nil
 }

@@ -44,6 +44,9 @@ func TestDashboardMetricsExist(t *testing.T) {
 	LiveKitErrors.WithLabelValues("x")
 	StoreErrors.WithLabelValues("x")
 	ProcessSeconds.WithLabelValues("x")
+	if err := Register(Registry); err != nil {
+		t.Fatal(err)
+	}
 	registerStages(t)
 	families, err := Registry.Gather()
 	if err != nil {

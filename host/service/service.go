@@ -100,8 +100,6 @@ var journalBroken = prometheus.NewGauge(prometheus.GaugeOpts{
 	Name: "lkedge_journal_broken", Help: "1 when the journal stopped writing after a storage failure; lkedge then exits to be restarted.",
 })
 
-func init() { metrics.Registry.MustRegister(journalBroken) }
-
 // New opens the stores and binds the listener; Run serves, and closes
 // everything New opened when it returns. ctx bounds the
 // start-up checks (the S3 bucket and its conditional writes).
@@ -144,6 +142,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		log.Info("imported the previous journal", "records", n)
 	}
 	secrets := &pluginSecrets{}
+	if err := registerMetrics(); err != nil {
+		j.Close()
+		co.Close()
+		return nil, err
+	}
 	outbox, err := deliver.Open(OutboxPath(cfg.DataDir), deliver.Options{Secrets: secrets, Logger: log, Registerer: metrics.Registry})
 	if err != nil {
 		j.Close()
@@ -218,6 +221,21 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		Logger:             slogPrintf{log},
 	}
 	return s, nil
+}
+
+// registerMetrics registers the metrics of the stages that keep package
+// globals, and the service's own, with the registry /metrics serves.
+func registerMetrics() error {
+	if err := metrics.Register(metrics.Registry); err != nil {
+		return err
+	}
+	if err := metrics.Registry.Register(journalBroken); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // unfinished is what settle waits on: the plugin calls and the deliveries
