@@ -27,7 +27,9 @@ func BenchmarkCall(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
-			p, err := Load(ctx, wasm, Options{Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}, stop: bc.stop})
+			testStopMode = bc.stop
+			p, err := Load(ctx, wasm, Options{Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}})
+			testStopMode = stopInterrupt
 			if err != nil {
 				b.Fatal(err)
 			}

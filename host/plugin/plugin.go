@@ -116,13 +116,15 @@ type Options struct {
 	// InitTimeout + Limits.Timeout, what one call in a fresh instance may
 	// take).
 	WaitTimeout time.Duration
-
-	// stop chooses how calls are stopped at their time limit; tests compare
-	// the choices.
-	stop stopMode
 }
 
+// stopMode is how calls are stopped at their time limit. Production always
+// uses stopInterrupt; the benchmarks compare the others through
+// testStopMode, a test hook rather than an option nobody else may set.
 type stopMode int
+
+// testStopMode is read by Load; only tests change it.
+var testStopMode = stopInterrupt
 
 const (
 	stopInterrupt   stopMode = iota // the instrumented global (production)
@@ -143,6 +145,7 @@ type Plugin struct {
 	rt          wazero.Runtime
 	code        wazero.CompiledModule
 	tables      []interrupt.Table // as the module declares them
+	stop        stopMode
 	slots       chan struct{}
 	idle        chan *instance
 	live        atomic.Int64 // instances alive, idle or busy
@@ -179,7 +182,8 @@ func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 	}
 	p.tables = tables
-	if opts.stop == stopInterrupt {
+	p.stop = testStopMode
+	if p.stop == stopInterrupt {
 		if wasm, err = interrupt.Instrument(wasm, checkBudget); err != nil {
 			return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 		}
@@ -190,7 +194,7 @@ func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 	}
 	cfg := wazero.NewRuntimeConfig().
 		WithMemoryLimitPages(uint32(pages)).
-		WithCloseOnContextDone(opts.stop == stopContextDone).
+		WithCloseOnContextDone(p.stop == stopContextDone).
 		WithCustomSections(false)
 	if opts.Cache != nil {
 		cfg = cfg.WithCompilationCache(opts.Cache)
@@ -489,7 +493,7 @@ func (inst *instance) arm(ctx context.Context, c *call, limit time.Duration) (co
 	c.deadline = time.Now().Add(limit).UnixNano()
 	inst.deadline.Store(c.deadline)
 	ctx = context.WithValue(ctx, callKey{}, c)
-	if inst.p.opts.stop == stopContextDone {
+	if inst.p.stop == stopContextDone {
 		return context.WithTimeout(ctx, limit)
 	}
 	return ctx, func() {}
