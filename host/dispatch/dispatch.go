@@ -484,7 +484,18 @@ func (d *Dispatcher) Handle(ctx context.Context, events []*event.Event, log *slo
 		owned := ev.Meet != nil && ev.Meet.Owned
 		var body []byte
 		for _, l := range s.plugins {
-			if !l.conf.Receives(ev.Type, owned) || !l.configured(ctx) {
+			if !l.conf.Receives(ev.Type, owned) {
+				if log.Enabled(ctx, slog.LevelDebug) {
+					reason := "not subscribed to this event type (events)"
+					if l.conf.Rooms == pluginconf.RoomsMeet && !owned && l.conf.Receives(ev.Type, true) {
+						reason = "rooms: meet, and OpenVidu Meet does not own this room"
+					}
+					log.Debug("plugin not called", "plugin", l.conf.Name, "reason", reason)
+				}
+				continue
+			}
+			if !l.configured(ctx) {
+				log.Debug("plugin not called", "plugin", l.conf.Name, "reason", "a config key it requires has no value yet (requires)")
 				continue
 			}
 			if body == nil {

@@ -1,0 +1,48 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/lkedge/lkedge/host/event"
+)
+
+// TestWhyNotCalled: a plugin not called for an event says why at debug,
+// once per event: the room is not OpenVidu Meet's (rooms: meet, the
+// default), the event type is not among its events, or a config key it
+// requires has no value.
+func TestWhyNotCalled(t *testing.T) {
+	dir := setup(t, `plugins:
+  - name: meet-only
+    wasm: typical.wasm
+    events: ["*"]
+  - name: egress-only
+    wasm: typical.wasm
+    events: [egress_ended]
+    rooms: all
+  - name: unconfigured
+    wasm: typical.wasm
+    events: ["*"]
+    rooms: all
+    config: {url: {env: LKEDGE_TEST_UNSET_URL}}
+    requires: [url]
+`)
+	var logs bytes.Buffer
+	d := newDispatcherOpts(t, testOptions(dir, &outbox{}, slog.New(slog.NewJSONHandler(&logs, nil))))
+	debug := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if err := d.Handle(context.Background(), []*event.Event{loadEvent(t, "participant_joined", false)}, debug); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"plugin":"meet-only","reason":"rooms: meet, and OpenVidu Meet does not own this room"`,
+		`"plugin":"egress-only","reason":"not subscribed to this event type (events)"`,
+		`"plugin":"unconfigured","reason":"a config key it requires has no value yet (requires)"`,
+	} {
+		if !strings.Contains(logs.String(), `"msg":"plugin not called",`+want) {
+			t.Errorf("no line %s in:\n%s", want, logs.String())
+		}
+	}
+}
