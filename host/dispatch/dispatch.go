@@ -114,12 +114,15 @@ type Dispatcher struct {
 	storeCfg  *storeConfig
 
 	// The task queues (tasks.go). ctx ends the workers at Close.
-	db     *bolt.DB
-	ownDB  bool                // opened from Options.Tasks, so closed by Close
-	slots  *semaphore.Weighted // the Concurrency bound
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	db    *bolt.DB
+	ownDB bool                // opened from Options.Tasks, so closed by Close
+	slots *semaphore.Weighted // the Concurrency bound
+	// slotWaiters counts the calls waiting for a slot, which a running call
+	// lets go first at its next look at the clock.
+	slotWaiters atomic.Int32
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 
 	mu      sync.Mutex // guards the queues and counts below
 	queues  map[string]*queue

@@ -617,16 +617,23 @@ func (d *Dispatcher) Pending() int {
 
 // slot is one call's place under the Concurrency bound. The call gives it
 // up while the plugin sleeps (the bound is about CPU, and a sleeping guest
-// uses none), so a plugin that sleeps out its time limit holds up only
-// itself. Only the call's goroutine uses it.
+// uses none) and at each look at the clock when others wait, so a plugin
+// that sleeps or spins out its time limit holds up only itself. Only the
+// call's goroutine uses it.
 type slot struct {
 	d    *Dispatcher
 	held bool
 }
 
 func (s *slot) take() bool {
-	if s.held || s.d.slots.Acquire(s.d.ctx, 1) != nil {
-		return s.held
+	if s.held {
+		return true
+	}
+	s.d.slotWaiters.Add(1)
+	err := s.d.slots.Acquire(s.d.ctx, 1)
+	s.d.slotWaiters.Add(-1)
+	if err != nil {
+		return false
 	}
 	s.held = true
 	s.d.m.running.Inc()
@@ -647,3 +654,14 @@ func (s *slot) Sleep() { s.give() }
 // Wake implements plugin.Sleeper: the call waits for a place again before
 // the plugin goes on; on shutdown it goes on without one and ends soon.
 func (s *slot) Wake() { s.take() }
+
+// Yield implements plugin.Sleeper: with calls waiting for a place, this one
+// gives its place up and queues behind them (the semaphore is FIFO), so
+// the calls of a plugin that spins take turns with the others at each of
+// its looks at the clock instead of holding the place to its time limit.
+func (s *slot) Yield() {
+	if s.held && s.d.slotWaiters.Load() > 0 {
+		s.give()
+		s.take()
+	}
+}

@@ -94,6 +94,14 @@ func interruptCheck(ctx context.Context, _ api.Module, stack []uint64) {
 		status(stack, 0)
 		return
 	}
+	if s := c.inst.sleeper; s != nil {
+		s.Yield()
+		if time.Now().UnixNano() >= c.deadline {
+			c.timedOut = true
+			status(stack, 0)
+			return
+		}
+	}
 	status(stack, checkBudget)
 }
 

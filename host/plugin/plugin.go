@@ -406,12 +406,17 @@ type instance struct {
 	sleeper Sleeper
 }
 
-// Sleeper is told when a plugin call sleeps and wakes: a caller that
-// bounds how many calls run at once lets a sleeping call's place go, so a
-// plugin that sleeps holds up only itself.
+// Sleeper is a call's place under its caller's bound on how many calls run
+// at once. The bound is about CPU: the call gives its place up while the
+// plugin sleeps (Sleep, then Wake), and offers it at each of its looks at
+// the clock (Yield), so a plugin that sleeps or spins holds up only itself
+// and the calls waiting for a place take turns with it.
 type Sleeper interface {
 	Sleep()
 	Wake()
+	// Yield lets waiting calls run first, if there are any; the call goes
+	// on once it has a place again.
+	Yield()
 }
 
 type sleeperKey struct{}

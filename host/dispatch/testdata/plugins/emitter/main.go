@@ -1,8 +1,8 @@
 // Command emitter is the dispatch tests' plugin: it asks for one request to
 // its config "url", shaped by its config "mode" (a request the outbox must
 // refuse, in the raw ABI where the SDK would not let it be built), after
-// sleeping "sleep_ms" milliseconds and then keeping the CPU busy "spin_ms"
-// milliseconds, with the event id as its body. It
+// sleeping "sleep_ms" milliseconds and then keeping the CPU busy for "spin"
+// rounds of arithmetic, with the event id as its body. It
 // fails the event whose id is its config "fail_id".
 package main
 
@@ -24,9 +24,8 @@ func handle(ev *sdk.Event) error {
 	if ms, err := strconv.Atoi(sdk.ConfigOr("sleep_ms", "0")); err == nil && ms > 0 {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 	}
-	if ms, err := strconv.Atoi(sdk.ConfigOr("spin_ms", "0")); err == nil && ms > 0 {
-		for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
-		}
+	if n, err := strconv.Atoi(sdk.ConfigOr("spin", "0")); err == nil && n > 0 {
+		spin(n)
 	}
 	if id := sdk.ConfigOr("fail_id", ""); id != "" && id == ev.ID {
 		return fmt.Errorf("told to fail %s", id)
@@ -62,6 +61,19 @@ func handle(ev *sdk.Event) error {
 		return fmt.Errorf("action_emit: status %d", st)
 	}
 	return nil
+}
+
+// sink keeps spin's result alive, so the compiler keeps the loop.
+var sink uint64
+
+// spin does n rounds of arithmetic: CPU work of a fixed size, however long
+// the host makes the call wait in between.
+func spin(n int) {
+	x := uint64(1)
+	for i := range n {
+		x = x*6364136223846793005 + uint64(i)
+	}
+	sink = x
 }
 
 func main() {}
