@@ -72,6 +72,11 @@ type Options struct {
 	// webhooks (default max(1, GOMAXPROCS-1)). With more than one plugin
 	// loaded, one plugin runs at most Concurrency-1 of them.
 	Concurrency int
+	// PauseFor is how long a plugin is paused after its calls crashed or
+	// ran out of time five times in a row (default 30 s; doubling while it
+	// keeps failing). Its calls are skipped meanwhile, or wait under
+	// failure: hold.
+	PauseFor time.Duration
 	// MaxQueued bounds one plugin's pending calls; past it the plugin does
 	// not get new events (default 10 000).
 	MaxQueued int
@@ -128,10 +133,11 @@ type Dispatcher struct {
 	queues  map[string]*queue
 	seq     uint64
 	pending int
-	nFailed int            // tasks kept in the failed bucket
-	idle    chan struct{}  // closed and replaced when pending drops to 0
-	byEvent map[string]int // pending calls per event id
-	removed chan struct{}  // closed and replaced when a call finishes
+	nFailed int                // tasks kept in the failed bucket
+	idle    chan struct{}      // closed and replaced when pending drops to 0
+	byEvent map[string]int     // pending calls per event id
+	health  map[string]*health // plugins whose calls keep failing (crashloop.go)
+	removed chan struct{}      // closed and replaced when a call finishes
 	closed  bool
 
 	finishedMu sync.Mutex
@@ -164,6 +170,9 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = max(1, runtime.GOMAXPROCS(0)-1)
 	}
+	if opts.PauseFor <= 0 {
+		opts.PauseFor = crashLoopCooldown
+	}
 	if opts.MaxQueued <= 0 {
 		opts.MaxQueued = defaultMaxQueued
 	}
@@ -175,7 +184,7 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{opts: opts, log: opts.Logger, secrets: map[string]map[string]pluginconf.SecretRef{}, m: newMetrics(opts.Registerer),
 		slots: semaphore.NewWeighted(int64(opts.Concurrency)), queues: map[string]*queue{}, idle: make(chan struct{}),
-		byEvent: map[string]int{}, removed: make(chan struct{})}
+		byEvent: map[string]int{}, removed: make(chan struct{}), health: map[string]*health{}}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if d.log == nil {
 		d.log = slog.Default()

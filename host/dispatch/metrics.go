@@ -17,6 +17,7 @@ type metrics struct {
 	queued      *prometheus.GaugeVec
 	running     prometheus.Gauge
 	failedTasks prometheus.Gauge
+	paused      *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,6 +50,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		failedTasks: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lkedge_plugin_tasks_failed", Help: "Plugin calls given up under failure: hold and kept in the task file.",
 		})),
+		paused: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lkedge_plugin_paused", Help: "1 while a plugin is paused because its calls kept crashing or running out of time.",
+		}, []string{"plugin"})),
 	}
 	// Zero rather than absent, so a dashboard shows "no reloads failed".
 	for _, outcome := range []string{"ok", "partial", "failed"} {

@@ -428,6 +428,14 @@ func (d *Dispatcher) run(t *task) (outcome, time.Duration, []deliver.Delivery) {
 		return taskDropped, 0, nil
 	}
 	ctx := d.ctx
+	if until := d.paused(name, time.Now()); !until.IsZero() {
+		err := fmt.Errorf("plugin %s is paused until %s: its calls kept crashing or running out of time", name, until.Format(time.RFC3339))
+		if l.conf.Failure == pluginconf.FailureHold {
+			return taskRetry, time.Until(until), nil
+		}
+		log.Debug("plugin paused; its call on this event is skipped (failure: skip)", "plugin", name, "err", err)
+		return taskSkipped, 0, nil
+	}
 	sl := &slot{d: d}
 	if !sl.take() {
 		return taskAborted, 0, nil
@@ -437,6 +445,7 @@ func (d *Dispatcher) run(t *task) (outcome, time.Duration, []deliver.Delivery) {
 	if ctx.Err() != nil {
 		return taskAborted, 0, nil
 	}
+	d.judged(name, err, log)
 	var ds []deliver.Delivery
 	if err == nil {
 		ds, err = d.requests(ctx, l, t, actions)
