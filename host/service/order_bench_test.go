@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/lkedge/lkedge/host/internal/testserver"
-	"github.com/lkedge/lkedge/host/plugin/plugintest"
 )
 
 // BenchmarkReplicasTimeToNotify is the time from a replica's 200 to OpenVidu
@@ -29,18 +27,7 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 	rate, seconds := envInt("LKEDGE_BENCH_RATE", 200), envInt("LKEDGE_BENCH_SECONDS", 10)
 	c := newCluster(b)
 	app := newMeetSink(b, "bench-secret")
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "openvidu-webhook.wasm"), plugintest.Build(b, "../../plugins/openvidu-webhook"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	c.env["LKEDGE_PLUGINS"] = writePlugins(b, dir, `plugins:
-  - name: openvidu-webhook
-    wasm: openvidu-webhook.wasm
-    events: [egress_started, egress_updated, egress_ended]
-    config: {url: "`+app.srv.URL+`/webhook", enabled: "true"}
-    secrets: {meet_api_key: {env: ORDER_TEST_MEET_KEY}}
-    allow: ["config:url"]
-`)
+	c.env["LKEDGE_PLUGINS"] = meetWebhookPlugin(b, b.TempDir(), app.srv.URL, "ORDER_TEST_MEET_KEY", "{backoff: 300ms}")
 	c.env["ORDER_TEST_MEET_KEY"] = "bench-secret"
 	c.env["LKEDGE_LOG_LEVEL"] = "warn"
 	var reps []*testserver.LKEdgeProcess

@@ -66,6 +66,25 @@ func (s *meetSink) hooks() []meetHook {
 	return slices.Clone(s.got)
 }
 
+// meetWebhookPlugin writes into dir the openvidu-webhook plugin, built by
+// the test, and a plugins.yaml that runs it on recording events, POSTing to
+// app/webhook signed with the secret in the environment variable keyEnv.
+func meetWebhookPlugin(t testing.TB, dir, app, keyEnv, delivery string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "openvidu-webhook.wasm"), plugintest.Build(t, "../../plugins/openvidu-webhook"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return writePlugins(t, dir, `plugins:
+  - name: openvidu-webhook
+    wasm: openvidu-webhook.wasm
+    events: [egress_started, egress_updated, egress_ended]
+    config: {url: "`+app+`/webhook", enabled: "true"}
+    secrets: {meet_api_key: {env: `+keyEnv+`}}
+    allow: ["config:url"]
+    delivery: `+delivery+`
+`)
+}
+
 // liveKitSender sends webhooks as LiveKit's sender does, through a load
 // balancer that picks a replica at random: a key's next webhook only once
 // the previous one was answered 200; 5xx and refused connections are
@@ -168,19 +187,7 @@ func TestReplicasKeepLiveKitsOrder(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	app := newMeetSink(t, "order-secret")
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "openvidu-webhook.wasm"), plugintest.Build(t, "../../plugins/openvidu-webhook"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.env["LKEDGE_PLUGINS"] = writePlugins(t, dir, `plugins:
-  - name: openvidu-webhook
-    wasm: openvidu-webhook.wasm
-    events: [egress_started, egress_updated, egress_ended]
-    config: {url: "`+app.srv.URL+`/webhook", enabled: "true"}
-    secrets: {meet_api_key: {env: ORDER_TEST_MEET_KEY}}
-    allow: ["config:url"]
-    delivery: {backoff: 50ms}
-`)
+	c.env["LKEDGE_PLUGINS"] = meetWebhookPlugin(t, t.TempDir(), app.srv.URL, "ORDER_TEST_MEET_KEY", "{backoff: 50ms}")
 	c.env["ORDER_TEST_MEET_KEY"] = "order-secret"
 	reps := []*testserver.LKEdgeProcess{c.replica(t, "a"), c.replica(t, "b"), c.replica(t, "c")}
 	eventually(t, 15*time.Second, "a leader", func() bool { return c.leader() != "" })
@@ -374,19 +381,8 @@ func orderedStep(room string, rec, step int) ([]byte, string, string) {
 func TestLateEventStillNotifies(t *testing.T) {
 	f := newFixture(t)
 	app := newMeetSink(t, "late-secret")
-	if err := os.WriteFile(filepath.Join(f.dir, "openvidu-webhook.wasm"), plugintest.Build(t, "../../plugins/openvidu-webhook"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("LATE_TEST_MEET_KEY", "late-secret")
-	f.cfg.PluginsFile = writePlugins(t, f.dir, `plugins:
-  - name: openvidu-webhook
-    wasm: openvidu-webhook.wasm
-    events: [egress_started, egress_updated, egress_ended]
-    config: {url: "`+app.srv.URL+`/webhook", enabled: "true"}
-    secrets: {meet_api_key: {env: LATE_TEST_MEET_KEY}}
-    allow: ["config:url"]
-    delivery: {backoff: 20ms}
-`)
+	f.cfg.PluginsFile = meetWebhookPlugin(t, f.dir, app.srv.URL, "LATE_TEST_MEET_KEY", "{backoff: 20ms}")
 	url, _ := f.start(t, nil)
 	for _, b := range [][]byte{
 		egressBody("EV_late_end", "egress_ended", "EGRESS_COMPLETE", "1745318192654321800"),
