@@ -31,7 +31,7 @@ func TestCrashLoopPaused(t *testing.T) {
 	var logs bytes.Buffer
 	out := &outbox{}
 	opts := testOptions(dir, out, slog.New(slog.NewJSONHandler(&logs, nil)))
-	opts.PauseFor = 400 * time.Millisecond
+	opts.PauseFor = time.Minute // ended by the test, below, not by the clock
 	d := newDispatcherOpts(t, opts)
 	calls := func() float64 { return testutil.ToFloat64(d.m.calls.WithLabelValues("crashing", "trap")) }
 	send := func(from, to int) {
@@ -55,13 +55,16 @@ func TestCrashLoopPaused(t *testing.T) {
 	if c := strings.Count(logs.String(), `"msg":"plugin paused`); c != 1 {
 		t.Errorf("%d pause lines, want 1:\n%s", c, logs.String())
 	}
-	time.Sleep(opts.PauseFor + 100*time.Millisecond)
+	// The pause ends.
+	d.mu.Lock()
+	d.health["crashing"].until = time.Now()
+	d.mu.Unlock()
 	before := calls()
 	send(12, 16)
 	if n := calls() - before; n != 2 {
 		t.Errorf("%v crashing attempts after the pause, want one call (2 attempts) and a longer pause", n)
 	}
-	if !strings.Contains(logs.String(), `"paused_for":"800ms"`) {
+	if !strings.Contains(logs.String(), `"paused_for":"2m0s"`) {
 		t.Errorf("the second pause is not twice the first:\n%s", logs.String())
 	}
 }
