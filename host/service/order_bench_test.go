@@ -2,11 +2,13 @@ package service
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +72,7 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 				}
 			})
 		}
+		profile(b, reps, seconds)
 		wg.Wait()
 		tick.Stop()
 	}
@@ -101,6 +104,77 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(len(lat))/float64(seconds), "events/s")
+	reportStages(b, reps)
+}
+
+// profile writes a CPU profile of each replica, taken over the middle of
+// the run, to LKEDGE_BENCH_PROFILE-<replica index>.pprof when that variable
+// names a path prefix: where a replica's CPU goes under this load.
+func profile(b *testing.B, reps []*testserver.LKEdgeProcess, seconds int) {
+	prefix := os.Getenv("LKEDGE_BENCH_PROFILE")
+	if prefix == "" || seconds < 4 {
+		return
+	}
+	time.Sleep(time.Second)
+	var wg sync.WaitGroup
+	for i, r := range reps {
+		wg.Go(func() {
+			res, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.AdminURL, seconds-3))
+			if err != nil {
+				b.Errorf("profile replica %d: %v", i, err)
+				return
+			}
+			defer res.Body.Close()
+			body, err := io.ReadAll(res.Body)
+			if err == nil {
+				err = os.WriteFile(fmt.Sprintf("%s-%d.pprof", prefix, i), body, 0o644)
+			}
+			if err != nil {
+				b.Errorf("profile replica %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// reportStages reports the mean time per event of each processing stage
+// (lkedge_process_seconds), summed over the replicas, so that a missed
+// latency says where the time went.
+func reportStages(b *testing.B, reps []*testserver.LKEdgeProcess) {
+	sum, count := map[string]float64{}, map[string]float64{}
+	for _, r := range reps {
+		res, err := http.Get(r.URL + "/metrics")
+		if err != nil {
+			b.Fatalf("scrape %s: %v", r.URL, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			b.Fatalf("scrape %s: %v", r.URL, err)
+		}
+		for line := range strings.Lines(string(body)) {
+			name, rest, ok := strings.Cut(line, `{stage="`)
+			if !ok {
+				continue
+			}
+			stage, value, _ := strings.Cut(rest, `"} `)
+			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			if err != nil {
+				continue
+			}
+			switch name {
+			case "lkedge_process_seconds_sum":
+				sum[stage] += v
+			case "lkedge_process_seconds_count":
+				count[stage] += v
+			}
+		}
+	}
+	for stage, n := range count {
+		if n > 0 {
+			b.ReportMetric(sum[stage]/n*1000, stage+"-ms")
+		}
+	}
 }
 
 // envInt reads a positive integer setting of a benchmark, or def.
