@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -32,11 +33,14 @@ const (
 	fullSinkPath = "/meet-webhook"
 )
 
-// sink receives the outbound webhooks and checks their signature.
+// sink receives the outbound webhooks and checks their signature. It
+// keeps each webhook's arrival by its Idempotency-Key
+// (<event id>/openvidu-webhook/0), for the time to notify.
 type sink struct {
 	got, bad atomic.Int64
 	mu       sync.Mutex
 	last     time.Time
+	arrived  map[string]time.Time
 	srv      *fasthttp.Server
 	addr     string
 }
@@ -46,7 +50,7 @@ func startSink() (*sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sink{addr: addr}
+	s := &sink{addr: addr, arrived: map[string]time.Time{}}
 	s.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		mac := hmac.New(sha256.New, []byte(meetAPIKey))
 		mac.Write(ctx.Request.Header.Peek("X-Timestamp"))
@@ -56,8 +60,10 @@ func startSink() (*sink, error) {
 			s.bad.Add(1)
 		}
 		s.got.Add(1)
+		now := time.Now()
 		s.mu.Lock()
-		s.last = time.Now()
+		s.last = now
+		s.arrived[string(ctx.Request.Header.Peek("Idempotency-Key"))] = now
 		s.mu.Unlock()
 	}}
 	ln, err := net.Listen("tcp", addr)
@@ -72,6 +78,21 @@ func (s *sink) lastAt() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last
+}
+
+// notifyTimes returns, sorted, the time from each answered event's 200 to
+// its webhook at the sink, for the events that arrived.
+func (s *sink) notifyTimes(answered map[string]time.Time) []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []time.Duration
+	for id, at := range answered {
+		if got, ok := s.arrived[id+"/openvidu-webhook/0"]; ok {
+			out = append(out, max(0, got.Sub(at)))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // fullPath runs the full-path phase: a closed loop, then each fixed rate.
@@ -160,11 +181,14 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns
 	fmt.Println("Full path: Meet-owned egress_updated → S3 (versitygw) → openvidu-webhook plugin → signed webhook at a local sink.")
 	fmt.Println("lkedge and versitygw share CPU 0 (GOMAXPROCS=1 each); events/s counts webhooks at the sink.")
 	fmt.Println()
-	fmt.Println("| phase | accepted | end-to-end events/s | accept p50 | accept p99 | accept max | lkedge CPU/event | versitygw CPU/event | bad signatures |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("Time to notify: from lkedge's 200 to the signed webhook at the sink.")
+	fmt.Println()
+	fmt.Println("| phase | accepted | end-to-end events/s | accept p50 | accept p99 | accept max | notify p50 | notify p99 | lkedge CPU/event | versitygw CPU/event | bad signatures |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	var step atomic.Int64
 	phase := func(name string, n, rate int) error {
 		reqs := make([][]request, conns)
+		ids := make([][]string, conns)
 		for i := range n {
 			r := i % fullRooms
 			c := r % conns
@@ -177,12 +201,14 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns
 				return err
 			}
 			reqs[c] = append(reqs[c], request{body: []byte(body), auth: []byte(tok)})
+			ids[c] = append(ids[c], fmt.Sprintf("EV_fp%d", st))
 		}
 		got0 := sk.got.Load()
 		lk0, _ := lk.cpu()
 		gw0, _ := gw.cpu()
 		c := client(lk.url, conns)
 		var lat []time.Duration
+		answered := make(map[string]time.Time, n)
 		var mu sync.Mutex
 		var ok atomic.Int64
 		start := time.Now()
@@ -194,6 +220,7 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns
 		for ci := range conns {
 			wg.Go(func() {
 				var l []time.Duration
+				okAt := make(map[string]time.Time, len(reqs[ci]))
 				for i, r := range reqs[ci] {
 					at := time.Now()
 					if interval > 0 {
@@ -202,11 +229,13 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns
 					}
 					if post(c, lk.url, r) {
 						ok.Add(1)
+						okAt[ids[ci][i]] = time.Now()
 					}
 					l = append(l, time.Since(at))
 				}
 				mu.Lock()
 				lat = append(lat, l...)
+				maps.Copy(answered, okAt)
 				mu.Unlock()
 			})
 		}
@@ -220,10 +249,17 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns
 		lk1, _ := lk.cpu()
 		gw1, _ := gw.cpu()
 		slices.Sort(lat)
-		pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
+		pct := func(l []time.Duration, p float64) time.Duration {
+			if len(l) == 0 {
+				return 0
+			}
+			return l[min(len(l)-1, int(float64(len(l))*p))]
+		}
+		notify := sk.notifyTimes(answered)
 		per := time.Duration(max(delivered, 1))
-		fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s | %d |\n", name, ok.Load(), float64(delivered)/elapsed.Seconds(),
-			round(pct(0.5)), round(pct(0.99)), round(lat[len(lat)-1]), round((lk1-lk0)/per), round((gw1-gw0)/per), sk.bad.Load())
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, ok.Load(), float64(delivered)/elapsed.Seconds(),
+			round(pct(lat, 0.5)), round(pct(lat, 0.99)), round(lat[len(lat)-1]), round(pct(notify, 0.5)), round(pct(notify, 0.99)),
+			round((lk1-lk0)/per), round((gw1-gw0)/per), sk.bad.Load())
 		if delivered < ok.Load() {
 			fmt.Printf("  (only %d of %d accepted events reached the sink within 2 minutes)\n", delivered, ok.Load())
 		}

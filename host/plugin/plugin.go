@@ -149,6 +149,7 @@ type Plugin struct {
 	slots       chan struct{}
 	idle        chan *instance
 	live        atomic.Int64 // instances alive, idle or busy
+	started     atomic.Int64 // instances ever started
 	calls       sync.RWMutex
 	closing     atomic.Bool
 	closed      sync.Once
@@ -242,6 +243,10 @@ func (p *Plugin) init(ctx context.Context, wasm []byte) error {
 // Instances is the number of live instances, idle or in a call.
 func (p *Plugin) Instances() int { return int(p.live.Load()) }
 
+// Started is the number of instances started since the plugin was loaded:
+// beside Instances, it shows a plugin whose calls keep discarding theirs.
+func (p *Plugin) Started() int64 { return p.started.Load() }
+
 // Name is the plugin's name.
 func (p *Plugin) Name() string { return p.name }
 
@@ -294,7 +299,12 @@ func (p *Plugin) Call(ctx context.Context, event []byte, log *slog.Logger) ([]Ac
 	}
 	c := &call{plugin: p, event: event, log: log}
 	actions, err := inst.run(ctx, c)
-	if err != nil || !inst.healthy() {
+	// A handler that returned, even with an error or with output the host
+	// refused, leaves its instance as sound as a successful call does: it
+	// goes back to the pool, so a plugin that keeps failing that way costs
+	// no fresh instance per event. A trap, an exit or a time limit leaves
+	// it broken.
+	if !inst.healthy() {
 		inst.close()
 	} else {
 		p.idle <- inst
@@ -482,6 +492,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	}
 	inst.mod = mod
 	p.live.Add(1)
+	p.started.Add(1)
 	inst.onEvent = mod.ExportedFunction(exportOnEvent)
 	if f := mod.ExportedFunction(exportInit); f != nil {
 		if _, err := inst.run(ctx, &call{plugin: p, log: p.log}); err != nil {

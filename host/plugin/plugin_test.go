@@ -189,7 +189,7 @@ func TestMisbehavingPlugins(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close(ctx)
-			for range 2 { // the second call runs in a fresh instance
+			for range 2 { // the second call runs in a fresh instance if the first broke its own
 				start := time.Now()
 				_, err = p.Call(ctx, event, nil)
 				var ce *CallError
@@ -205,6 +205,15 @@ func TestMisbehavingPlugins(t *testing.T) {
 				if d := time.Since(start); d > 2*time.Second {
 					t.Errorf("call took %s", d)
 				}
+			}
+			// A trap, an exit or a time limit discards the instance; a
+			// handler that returned keeps it, refused output or not.
+			want := int64(1)
+			if tc.kind == KindTrap || tc.kind == KindExit || tc.kind == KindTimeout {
+				want = 2
+			}
+			if got := p.Started(); got != want {
+				t.Errorf("%d instances started for two calls, want %d", got, want)
 			}
 			// The well-behaved mode of the same plugin still works after
 			// the failures: the pool replaced the broken instances.

@@ -127,6 +127,9 @@ func hostileRound(b *testing.B, good, bad []byte, hostile bool, rate, seconds in
 	time.Sleep(2 * time.Second)
 	answered := map[string]time.Time{}
 	var wg sync.WaitGroup
+	if hostile {
+		wg.Go(func() { profile(b, []*testserver.LKEdgeProcess{p}, seconds) })
+	}
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	for i := range rate * seconds {
 		<-tick.C

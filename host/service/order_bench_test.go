@@ -107,9 +107,9 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 	reportStages(b, reps)
 }
 
-// profile writes a CPU profile of each replica, taken over the middle of
-// the run, to LKEDGE_BENCH_PROFILE-<replica index>.pprof when that variable
-// names a path prefix: where a replica's CPU goes under this load.
+// profile writes a CPU profile of each process, taken over the middle of
+// a run of the given seconds, to LKEDGE_BENCH_PROFILE-<index>.pprof when
+// that variable names a path prefix: where its CPU goes under the load.
 func profile(b *testing.B, reps []*testserver.LKEdgeProcess, seconds int) {
 	prefix := os.Getenv("LKEDGE_BENCH_PROFILE")
 	if prefix == "" || seconds < 4 {
