@@ -126,7 +126,12 @@ func freeAddr() (string, error) {
 
 // start runs argv on CPU 0 with GOMAXPROCS=1 and waits for /healthz.
 func start(name string, argv []string, env []string, addr string) (*server, error) {
-	cmd := exec.Command("taskset", append([]string{"-c", "0"}, argv...)...)
+	return startOn("0", name, argv, env, addr)
+}
+
+// startOn starts a server pinned to the given CPU with GOMAXPROCS=1.
+func startOn(cpu, name string, argv []string, env []string, addr string) (*server, error) {
+	cmd := exec.Command("taskset", append([]string{"-c", cpu}, argv...)...)
 	cmd.Env = append(os.Environ(), append(env, "GOMAXPROCS=1")...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
