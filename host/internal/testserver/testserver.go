@@ -424,6 +424,16 @@ func consulReady(addr string) func() bool {
 	}
 }
 
+// PID is the running process's id (0 when it is not running).
+func (p *Process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Kill ends the process with SIGKILL, as a crash would: nothing is flushed
 // or released.
 func (p *Process) Kill() {
