@@ -807,3 +807,23 @@ func TestUnrecordedSuccessIsResent(t *testing.T) {
 		})
 	}
 }
+
+// TestEnqueueRecordsWaitingSuccesses: an Enqueue's commit takes the
+// successes waiting for MarkInterval along, so under load they cost no
+// commit of their own.
+func TestEnqueueRecordsWaitingSuccesses(t *testing.T) {
+	s := okSink(t)
+	opts := testOptions()
+	opts.MarkInterval = time.Hour // only a commit made anyway records them
+	o := openOutbox(t, opts)
+	enqueue(t, o, s.delivery("e1/plug/0", "room"), s.delivery("e2/plug/0", "room"))
+	start(t, o)
+	waitIdle(t, o, 5*time.Second)
+	if n := bucketLen(t, o, bucketPending); n != 2 {
+		t.Fatalf("%d pending in the file before the next enqueue, want the 2 delivered but unrecorded", n)
+	}
+	enqueue(t, o, s.delivery("e3/plug/0", "other"))
+	if n := bucketLen(t, o, bucketDone); n < 2 {
+		t.Fatalf("%d recorded as delivered after the next enqueue, want at least 2", n)
+	}
+}

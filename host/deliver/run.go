@@ -232,24 +232,45 @@ func (o *Outbox) unreadable(st launch, err error) {
 // last flush, all in one commit. Until then a record stays pending in the
 // file, which also keeps Enqueue from taking its id again.
 func (o *Outbox) flushMarks() {
-	o.marksMu.Lock()
-	marks := o.marks
-	o.marks = nil
-	o.marksMu.Unlock()
+	marks := o.takeMarks()
 	if len(marks) == 0 {
 		return
 	}
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		for _, m := range marks {
-			if err := markDelivered(tx, m.seq, m.id, m.at); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := o.db.Update(func(tx *bolt.Tx) error { return applyMarks(tx, marks) })
 	if err != nil {
 		o.log.Error("outbox: recording delivered requests failed; they are sent again after a restart", "count", len(marks), "error", err)
 	}
+}
+
+// takeMarks hands the successes not yet recorded to a commit that records
+// them: flushMarks's, or one that is made anyway (Enqueue's), so that under
+// load they cost no commit of their own.
+func (o *Outbox) takeMarks() []deliveredMark {
+	o.marksMu.Lock()
+	defer o.marksMu.Unlock()
+	marks := o.marks
+	o.marks = nil
+	return marks
+}
+
+// returnMarks gives back the successes of a commit that failed, for the
+// next one.
+func (o *Outbox) returnMarks(marks []deliveredMark) {
+	if len(marks) == 0 {
+		return
+	}
+	o.marksMu.Lock()
+	defer o.marksMu.Unlock()
+	o.marks = append(o.marks, marks...)
+}
+
+func applyMarks(tx *bolt.Tx, marks []deliveredMark) error {
+	for _, m := range marks {
+		if err := markDelivered(tx, m.seq, m.id, m.at); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (o *Outbox) logBreaker(origin string, change breakerChange) {

@@ -94,8 +94,9 @@ const (
 	defaultHoldBackoff  = time.Second
 	maxHoldBackoff      = time.Minute
 	// finishedInterval is how long a finished task may wait before it
-	// leaves the file (flushFinished).
-	finishedInterval = 20 * time.Millisecond
+	// leaves the file in a commit of its own (flushFinished), when no
+	// sink's commit took it along first.
+	finishedInterval = 100 * time.Millisecond
 )
 
 // callAttempts is how often a failed plugin call is tried, each time in a

@@ -231,6 +231,7 @@ func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
 	if len(ts) == 0 {
 		return nil
 	}
+	finished := d.takeFinished()
 	err := d.db.Batch(func(tx *bolt.Tx) error {
 		tasks, ids := tx.Bucket(bucketTasks), tx.Bucket(bucketTaskIDs)
 		for _, t := range ts {
@@ -247,8 +248,13 @@ func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
 				return fmt.Errorf("index task %s: %w", t.id(), err)
 			}
 		}
-		return nil
+		// After the puts, so that a call finished a moment ago still
+		// counts as known to them, as it would before a separate flush.
+		return deleteTasks(tx, finished)
 	})
+	if err != nil {
+		d.returnFinished(finished)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, t := range ts {
@@ -377,24 +383,45 @@ func (d *Dispatcher) work(q *queue, kq *keyQueue, t *task) {
 // the restart; its requests keep their ids, so the outbox does not store
 // them twice.
 func (d *Dispatcher) flushFinished() {
-	d.finishedMu.Lock()
-	ts := d.finished
-	d.finished = nil
-	d.finishedMu.Unlock()
+	ts := d.takeFinished()
 	if len(ts) == 0 {
 		return
 	}
-	err := d.db.Update(func(tx *bolt.Tx) error {
-		for _, t := range ts {
-			if err := deleteTask(tx, t); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := d.db.Update(func(tx *bolt.Tx) error { return deleteTasks(tx, ts) })
 	if err != nil {
 		d.log.Error("plugin task file: removing finished tasks failed; their calls are made again after a restart", "tasks", len(ts), "err", err)
 	}
+}
+
+// takeFinished hands the finished tasks not yet removed from the file to a
+// commit that removes them: flushFinished's, or one that is made anyway
+// (add's), so that under load they cost no commit of their own.
+func (d *Dispatcher) takeFinished() []*task {
+	d.finishedMu.Lock()
+	defer d.finishedMu.Unlock()
+	ts := d.finished
+	d.finished = nil
+	return ts
+}
+
+// returnFinished gives back the finished tasks of a commit that failed, for
+// the next one.
+func (d *Dispatcher) returnFinished(ts []*task) {
+	if len(ts) == 0 {
+		return
+	}
+	d.finishedMu.Lock()
+	defer d.finishedMu.Unlock()
+	d.finished = append(d.finished, ts...)
+}
+
+func deleteTasks(tx *bolt.Tx, ts []*task) error {
+	for _, t := range ts {
+		if err := deleteTask(tx, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // flushLoop runs flushFinished every finishedInterval until stop closes.
