@@ -53,7 +53,8 @@ fuzz:
 	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) .
 
 ## bench: the accept-path load benchmark, lkedge next to the baseline
-## (not part of make test). The servers run on CPU 0, the generator on CPU 1.
+## (not part of make test). The servers run on CPU 0, the generator on CPU 1
+## (with the full path's S3 server).
 bench: build plugins $(VERSITYGW)
 	$(GO) build -o bin/lkedge-bench ./cmd/lkedge-bench
 	taskset -c 1 bin/lkedge-bench --lkedge $(BIN)
