@@ -11,14 +11,20 @@
 //	seq/<key>                 an order key's sequence: tickets issued, tickets
 //	                          done, and the replica holding each pending one;
 //	                          deleted when every ticket is done
-//	members/<replica>         held by the replica's session while it lives
+//	members/<replica>         held by the replica's session while it lives; its
+//	                          value, a heartbeat count, changes every second
 //	leader/<role>             leadership, held by the replica's session
 //	events/<type>/<id>        system events, read with blocking queries
 //
 // Every replica keeps one session (TTL 10 s, behaviour delete) renewed every
-// second. A replica starting with the id of a predecessor destroys the
-// predecessor's sessions first, so its leadership and membership move at
-// once rather than after the TTL. docs/design.md explains the ordering.
+// second, and beats its membership key in the same round. Consul may keep a
+// session up to twice its TTL, so the replicas watch each other's
+// heartbeats instead: a replica whose heartbeat has not changed for 5.5 s
+// (by the watcher's clock) has its membership deleted and its session
+// destroyed by the others, long after it stopped its own work (4 s without a
+// successful round). A replica starting with the id of a predecessor
+// destroys the predecessor's sessions first, so its leadership and
+// membership move at once. docs/design.md explains the ordering.
 package consulcoord
 
 import (
@@ -64,8 +70,9 @@ type Options struct {
 	Prefix string
 	// Replica names this process in sessions and lock values.
 	Replica string
-	// SessionTTL of the replica session (default 10 s, Consul's minimum):
-	// how long a dead replica keeps its order and leader keys.
+	// SessionTTL of the replica session (default 10 s, Consul's minimum).
+	// The other replicas end a dead replica's session sooner (endAfter); the
+	// TTL is the bound when no replica is left to do it.
 	SessionTTL time.Duration
 	// ClaimBucket is the width of one claims window; a duplicate is caught
 	// for between one and two of them (default 5 min).
@@ -86,12 +93,27 @@ type Coordinator struct {
 	opts  Options
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	lease   *lease                           // replica session, nil until made
+	mu    sync.Mutex
+	lease *lease // replica session, nil until made
+	// healthy is when the current lease's rounds last began to succeed
+	// (zero while they fail, or without a lease): a replica whose own
+	// heartbeat fails cannot tell a dead peer from a Consul that takes no
+	// writes, so it ends nobody and counts silence from then on.
+	healthy time.Time
 	mine    map[string]map[coord.Ticket]bool // tickets this process holds, per sequence key
 	absent  map[string]time.Time             // replicas first seen without membership
-	stop    chan struct{}
+	heard   map[string]heartbeat             // other replicas' membership keys, as watchMembers last saw them
+
+	// halt stops the renewal and the membership watch and waits for them.
+	halt    func()
 	stopped sync.WaitGroup
+}
+
+// heartbeat is a membership key as last seen changing.
+type heartbeat struct {
+	index   uint64    // the key's ModifyIndex
+	session string    // the session holding it
+	at      time.Time // when this process saw the index first
 }
 
 // lease is one replica session and what depends on it: ctx ends when the
@@ -100,9 +122,10 @@ type lease struct {
 	sid    string
 	ctx    context.Context
 	cancel context.CancelFunc
-	// fence ends the lease when no renewal succeeded for fenceAfter: a
+	// fence ends the lease when no round succeeded for fenceAfter: a
 	// timer of its own, so a renewal call that hangs cannot delay it.
 	fence *time.Timer
+	beats uint64 // heartbeats written; only the renewal goroutine uses it
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -152,7 +175,7 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 		return nil, fmt.Errorf("consul: %w", err)
 	}
 	c := &Coordinator{c: call, watch: watch, opts: opts, log: opts.Logger.With("component", "consul"),
-		mine: map[string]map[coord.Ticket]bool{}, absent: map[string]time.Time{}, stop: make(chan struct{})}
+		mine: map[string]map[coord.Ticket]bool{}, absent: map[string]time.Time{}, heard: map[string]heartbeat{}}
 	if err := c.Ping(ctx); err != nil {
 		return nil, err
 	}
@@ -162,16 +185,21 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 	if _, err := c.session(ctx); err != nil {
 		return nil, err
 	}
-	c.stopped.Add(1)
-	go c.renew()
+	bg, stop := context.WithCancel(context.Background())
+	c.halt = sync.OnceFunc(func() {
+		stop()
+		c.stopped.Wait()
+	})
+	c.stopped.Add(2)
+	go c.renew(bg)
+	go c.watchMembers(bg)
 	return c, nil
 }
 
 // Close ends the replica session, which frees its membership and leader
 // keys at once instead of after the TTL.
 func (c *Coordinator) Close() error {
-	close(c.stop)
-	c.stopped.Wait()
+	c.halt()
 	c.mu.Lock()
 	l := c.lease
 	c.lease = nil
@@ -244,7 +272,7 @@ func (c *Coordinator) session(ctx context.Context) (*lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul: create replica session: %w", err)
 	}
-	ok, _, err := c.c.KV().Acquire(&api.KVPair{Key: c.key("members", segment(c.opts.Replica)), Value: []byte(sid), Session: sid}, wo)
+	ok, _, err := c.c.KV().Acquire(&api.KVPair{Key: c.memberKey(c.opts.Replica), Value: []byte("0"), Session: sid}, wo)
 	if err == nil && !ok {
 		err = errors.New("held by another session")
 	}
@@ -256,17 +284,15 @@ func (c *Coordinator) session(ctx context.Context) (*lease, error) {
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &lease{sid: sid, ctx: lctx, cancel: cancel}
-	l.fence = time.AfterFunc(c.fenceAfter()-time.Since(sent), func() {
-		c.dropSession(l, "not renewed for "+c.fenceAfter().String()+": it may lapse")
+	l.fence = time.AfterFunc(fenceAfter-time.Since(sent), func() {
+		c.dropSession(l, "no renewal and heartbeat succeeded for "+fenceAfter.String()+": the other replicas may end it")
 	})
 	c.lease = l
+	c.healthy = time.Now()
 	return l, nil
 }
 
-// fenceAfter is how long after the last successful renewal was sent the
-// replica stops its work: before Consul could let the session lapse, which
-// it does no sooner than the TTL after the last renewal it saw.
-func (c *Coordinator) fenceAfter() time.Duration { return c.opts.SessionTTL - 2*renewEvery }
+func (c *Coordinator) memberKey(replica string) string { return c.key("members", segment(replica)) }
 
 // dropSession forgets a session that is lost, or may have lapsed, and
 // fences the work done under it.
@@ -274,6 +300,7 @@ func (c *Coordinator) dropSession(l *lease, why string) {
 	c.mu.Lock()
 	if c.lease == l {
 		c.lease = nil
+		c.healthy = time.Time{}
 		c.log.Warn("replica session lost: work under it stops; a new one is made on next use", "session", l.sid, "reason", why)
 	}
 	c.mu.Unlock()
@@ -281,24 +308,41 @@ func (c *Coordinator) dropSession(l *lease, why string) {
 	l.cancel()
 }
 
-// renewEvery is how often the replica session is renewed: often, so a
-// destroyed session is noticed within a second and FenceDelay can be short.
-// renewTimeout bounds one renewal, so the next one is tried on time.
+// The liveness timings. docs/design.md argues them; in short:
+//
+//   - renewEvery: one round (session renewal, then heartbeat) a second, so
+//     a destroyed session is noticed within a second and FenceDelay can be
+//     short. renewTimeout bounds a round, so the next one is tried on time.
+//   - fenceAfter: a replica stops its work when no round succeeded for this
+//     long after it was sent. It exceeds renewEvery + renewTimeout, so one
+//     round that hangs does not stop a healthy replica, and it is below
+//     the TTL, before which Consul never lets the session lapse.
+//   - endAfter: the others end a replica whose heartbeat they have not seen
+//     change for this long. A heartbeat is seen after it was sent, so the
+//     silent replica stopped its work at least endAfter - fenceAfter
+//     (1.5 s) before its session ends and its leadership moves; its rooms
+//     move FenceDelay later still. endAfter + FenceDelay (3 s) leaves the
+//     room a second of the TTL for a heartbeat's way to the watcher.
 const (
 	renewEvery   = time.Second
 	renewTimeout = 2 * time.Second
+	fenceAfter   = 4 * time.Second
+	endAfter     = 5500 * time.Millisecond
 )
 
-// renew keeps the replica session alive. A replica that cannot renew stops
-// its work (the lease's fence timer) before Consul could let the session
-// lapse: a session lives at least its TTL after the last renewal Consul saw.
-func (c *Coordinator) renew() {
+// errLost is a round's answer that the session, or its membership, is gone.
+var errLost = errors.New("replica session lost")
+
+// renew keeps the replica session alive and its membership key beating. A
+// replica whose rounds fail stops its work (the lease's fence timer) before
+// the others may end its session, and before Consul could let it lapse.
+func (c *Coordinator) renew(ctx context.Context) {
 	defer c.stopped.Done()
 	t := time.NewTicker(renewEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-c.stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -309,18 +353,185 @@ func (c *Coordinator) renew() {
 			continue
 		}
 		sent := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), renewTimeout)
-		entry, _, err := c.c.Session().Renew(l.sid, (&api.WriteOptions{}).WithContext(ctx))
+		rctx, cancel := context.WithTimeout(ctx, renewTimeout)
+		err := c.round(rctx, l)
 		cancel()
 		switch {
-		case err != nil && strings.Contains(err.Error(), "404"), err == nil && entry == nil:
-			c.dropSession(l, "consul no longer knows the session")
+		case errors.Is(err, errLost):
+			c.dropSession(l, err.Error())
 		case err != nil:
+			c.mu.Lock()
+			if c.lease == l {
+				c.healthy = time.Time{}
+			}
+			c.mu.Unlock()
 			c.log.Warn("renewing the replica session failed", "err", err)
 		case l.ctx.Err() == nil:
-			l.fence.Reset(c.fenceAfter() - time.Since(sent))
+			l.fence.Reset(fenceAfter - time.Since(sent))
+			c.mu.Lock()
+			if c.lease == l && c.healthy.IsZero() {
+				c.healthy = time.Now()
+			}
+			c.mu.Unlock()
 		}
 	}
+}
+
+// round renews the session, then writes the next heartbeat into the
+// membership key, on condition that the session still holds it: once
+// another replica has deleted the key, no heartbeat of this session can
+// succeed again, which is what lets that replica end the session safely.
+func (c *Coordinator) round(ctx context.Context, l *lease) error {
+	entry, _, err := c.c.Session().Renew(l.sid, (&api.WriteOptions{}).WithContext(ctx))
+	switch {
+	case err != nil && strings.Contains(err.Error(), "404"), err == nil && entry == nil:
+		return fmt.Errorf("%w: consul no longer knows it", errLost)
+	case err != nil:
+		return fmt.Errorf("renew: %w", err)
+	}
+	l.beats++
+	key := c.memberKey(c.opts.Replica)
+	ok, resp, _, err := c.c.Txn().Txn(api.TxnOps{
+		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: key, Session: l.sid}},
+		{KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: []byte(strconv.FormatUint(l.beats, 10))}},
+	}, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: its membership was ended (%s)", errLost, txnErrors(resp))
+	}
+	return nil
+}
+
+// watchMembers ends the sessions of other replicas whose heartbeat stopped.
+// It watches members/ with a blocking query and notes, by this process's
+// clock, when each key's index last changed; a key unchanged for endAfter
+// is deleted on condition that its index is still the one seen (a
+// heartbeat that came meanwhile wins), then its session is destroyed,
+// which frees the dead replica's leadership and locks at once.
+//
+// Silence is counted only from when this process's own reads and
+// heartbeats last began to succeed: during an outage every heartbeat stops,
+// and a replica that was cut off must give the others a whole endAfter to
+// be heard again before it ends anyone.
+func (c *Coordinator) watchMembers(ctx context.Context) {
+	defer c.stopped.Done()
+	prefix := c.key("members") + "/"
+	var index uint64
+	var readsSince time.Time       // reads have all succeeded since; zero after a failure
+	unended := map[string]string{} // sessions whose membership was deleted, not yet destroyed: session -> replica
+	wait := renewEvery
+	for ctx.Err() == nil {
+		pairs, meta, err := c.watch.KV().List(prefix, (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !readsSince.IsZero() {
+				c.log.Warn("membership watch: consul query failed; nobody is ended until it answers again", "err", err)
+			}
+			readsSince, index = time.Time{}, 0
+			sleep(ctx, renewEvery)
+			continue
+		}
+		now := time.Now()
+		if readsSince.IsZero() {
+			readsSince = now
+		}
+		if meta.LastIndex >= index {
+			index = meta.LastIndex
+		} else { // Consul's index went back (restore): start over
+			index = 0
+		}
+		silent, next := c.observe(prefix, pairs, now, readsSince)
+		for _, r := range silent {
+			c.endMember(ctx, r, now, unended)
+		}
+		for sid, r := range unended {
+			if _, err := c.c.Session().Destroy(sid, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+				c.log.Warn("destroying the session of a silent replica failed; retrying", "replica", r, "session", sid, "err", err)
+				continue
+			}
+			delete(unended, sid)
+		}
+		wait = max(next, 50*time.Millisecond)
+	}
+}
+
+// observe records the membership keys read at now and returns the other
+// replicas silent for endAfter, and how long until the next one may be.
+func (c *Coordinator) observe(prefix string, pairs api.KVPairs, now, readsSince time.Time) ([]string, time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	present := map[string]bool{}
+	for _, p := range pairs {
+		r, err := url.PathUnescape(strings.TrimPrefix(p.Key, prefix))
+		if err != nil || p.Session == "" {
+			continue
+		}
+		present[r] = true
+		delete(c.absent, r)
+		if h, ok := c.heard[r]; !ok || h.index != p.ModifyIndex || h.session != p.Session {
+			c.heard[r] = heartbeat{index: p.ModifyIndex, session: p.Session, at: now}
+		}
+	}
+	for r := range c.heard {
+		if present[r] {
+			continue
+		}
+		delete(c.heard, r)
+		if _, ok := c.absent[r]; !ok {
+			c.absent[r] = now // gone since the last read at the latest: FenceDelay counts from here
+		}
+	}
+	next := renewEvery
+	if c.healthy.IsZero() {
+		return nil, next
+	}
+	from := later(readsSince, c.healthy)
+	var silent []string
+	for r, h := range c.heard {
+		if r == c.opts.Replica {
+			continue
+		}
+		left := endAfter - now.Sub(later(h.at, from))
+		if left <= 0 {
+			silent = append(silent, r)
+		} else {
+			next = min(next, left)
+		}
+	}
+	return silent, next
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// endMember deletes the membership key of replica r if it is still at the
+// index this process last saw, and queues its session to be destroyed.
+func (c *Coordinator) endMember(ctx context.Context, r string, now time.Time, unended map[string]string) {
+	c.mu.Lock()
+	h, ok := c.heard[r]
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	deleted, _, err := c.c.KV().DeleteCAS(&api.KVPair{Key: c.memberKey(r), ModifyIndex: h.index}, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		c.log.Warn("ending a silent replica failed; retrying", "replica", r, "err", err)
+		return
+	}
+	if !deleted {
+		return // it beat meanwhile, or left: the next read tells
+	}
+	c.log.Warn("ended the session of a replica whose heartbeat stopped: its leadership and rooms move",
+		"replica", r, "session", h.session, "silent_for", now.Sub(h.at).Round(time.Millisecond).String())
+	unended[h.session] = r
 }
 
 // lockValue is stored in a recording lock key.
@@ -480,8 +691,8 @@ func (c *Coordinator) waitFree(ctx context.Context, key string) error {
 }
 
 // Lead implements coord.Coordinator with the replica session on
-// leader/<role>: when this replica dies, its session lapses after the TTL
-// and another replica takes over.
+// leader/<role>: when this replica dies, the others end its session once
+// its heartbeat has been silent for endAfter, and one of them takes over.
 func (c *Coordinator) Lead(ctx context.Context, role string, fn func(ctx context.Context)) error {
 	key := c.key("leader", segment(role))
 	for ctx.Err() == nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,7 +54,8 @@ func TestConsul(t *testing.T) {
 			"LockReleasedByAnotherReplica": testLockReleasedByAnotherReplica,
 			"LockExpiry":                   testLockExpiry,
 			"SessionInvalidated":           testSessionInvalidated,
-			"LeaderCrash":                  testLeaderCrash,
+			"DeadReplicaEnded":             testDeadReplicaEnded,
+			"ConsulOutageEndsNobody":       testConsulOutageEndsNobody,
 			"RestartEndsPredecessor":       testRestartEndsPredecessor,
 			"LostReplicaGivenUp":           testLostReplicaGivenUp,
 			"RenewalHangsFenceOnTime":      testRenewalHangsFenceOnTime,
@@ -223,7 +225,7 @@ func testSessionInvalidated(t *testing.T, agent *testserver.Consul) {
 func testRestartEndsPredecessor(t *testing.T, agent *testserver.Consul) {
 	first := newCoord(t, agent.Addr, func(o *Options) { o.Replica = "same-id" })
 	old := sid(first)
-	first.stop <- struct{}{} // dies: no renewal, no Close
+	first.halt() // dies: no renewal, no Close
 	start := time.Now()
 	second := newCoord(t, agent.Addr, func(o *Options) { o.Replica = "same-id" })
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
@@ -268,12 +270,13 @@ func testLostReplicaGivenUp(t *testing.T, agent *testserver.Consul) {
 		t.Fatal("b's later event went first while a, holding the earlier one, lived")
 	case <-time.After(time.Second):
 	}
-	// a dies; its session lapses (here: destroyed, as Consul does at the TTL).
-	a.stop <- struct{}{}
+	// a dies; its session lapses (here: destroyed, as the other replicas or
+	// Consul do). The membership goes after the call is sent.
+	a.halt()
+	lapsed := time.Now()
 	if _, err := b.c.Session().Destroy(sid(a), nil); err != nil {
 		t.Fatal(err)
 	}
-	lapsed := time.Now()
 	select {
 	case tu := <-got:
 		waited := time.Since(lapsed)
@@ -289,36 +292,163 @@ func testLostReplicaGivenUp(t *testing.T, agent *testserver.Consul) {
 	}
 }
 
-// testLeaderCrash: the leader dies without a word (no Close, no release);
-// another replica takes over once the dead one's session lapses.
-func testLeaderCrash(t *testing.T, agent *testserver.Consul) {
-	a, b := newCoord(t, agent.Addr, nil), newCoord(t, agent.Addr, nil)
+// cutOff fails every request once cut, as when the replica's process died
+// or lost its network: nothing it does reaches Consul any more.
+type cutOff struct{ cut atomic.Bool }
+
+func (c *cutOff) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.cut.Load() {
+		return nil, errors.New("cut off from consul")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// testDeadReplicaEnded: a replica that leads and holds a room's first event
+// stops reaching Consul without a word (it died, or lost its network). Its
+// fence stops its own work; the other replica, hearing no heartbeat, ends
+// its session and takes its leadership and its room, within the session
+// TTL of the cut (Consul alone may keep the session twice the TTL), and
+// only after the cut-off replica stopped.
+func testDeadReplicaEnded(t *testing.T, agent *testserver.Consul) {
+	link := &cutOff{}
+	a := newCoord(t, agent.Addr, func(o *Options) { o.Transport = link })
+	b := newCoord(t, agent.Addr, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	led := make(chan string, 2)
-	actx, crash := context.WithCancel(context.Background())
 	go func() {
-		_ = a.Lead(actx, "collector", func(ctx context.Context) { led <- "a"; <-ctx.Done() })
+		_ = a.Lead(ctx, "collector", func(ctx context.Context) { led <- "a"; <-ctx.Done() })
 	}()
 	if got := <-led; got != "a" {
 		t.Fatal(got)
 	}
-	bctx, stopB := context.WithCancel(context.Background())
-	defer stopB()
 	go func() {
-		_ = b.Lead(bctx, "collector", func(ctx context.Context) { led <- "b"; <-ctx.Done() })
+		_ = b.Lead(ctx, "collector", func(ctx context.Context) { led <- "b"; <-ctx.Done() })
 	}()
-	// Crash a: its session is no longer renewed and its key never released.
-	a.stop <- struct{}{}
-	start := time.Now()
+	tk1, err := a.Admit(ctx, "EV_d1", "room:d", "a/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu1, err := a.Turn(ctx, "room:d", tk1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk2, err := b.Admit(ctx, "EV_d2", "room:d", "b/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bTurn := make(chan time.Time, 1)
+	go func() {
+		tu, err := b.Turn(ctx, "room:d", tk2)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		bTurn <- time.Now()
+		if tu.Late() {
+			t.Error("b's event is late")
+		}
+		_ = tu.Done(ctx)
+	}()
+	time.Sleep(2 * renewEvery) // b has heard a's heartbeat
+	old := sid(a)
+	link.cut.Store(true)
+	cut := time.Now()
+	ttl := b.opts.SessionTTL
+	var fenced, leads, moved time.Time
+	select {
+	case <-tu1.Context().Done():
+		fenced = time.Now()
+	case <-time.After(ttl):
+		t.Fatal("a worked on for the session TTL without reaching consul")
+	}
 	select {
 	case got := <-led:
 		if got != "b" {
 			t.Fatalf("%s led again", got)
 		}
-		t.Logf("takeover after %s (session TTL %s)", time.Since(start).Round(time.Second), a.opts.SessionTTL)
-	case <-time.After(3 * a.opts.SessionTTL):
-		t.Fatal("no takeover within the session TTL")
+		leads = time.Now()
+	case <-time.After(ttl - time.Since(cut)):
+		t.Fatalf("b did not lead within the session TTL (%s) of the cut", ttl)
 	}
-	crash()
+	select {
+	case moved = <-bTurn:
+	case <-time.After(ttl - time.Since(cut)):
+		t.Fatalf("b did not go on with the room within the session TTL (%s) of the cut", ttl)
+	}
+	if !fenced.Before(leads) || !fenced.Before(moved) {
+		t.Fatalf("b took over before a stopped: a stopped %s after the cut, b led after %s and went on with the room after %s",
+			fenced.Sub(cut), leads.Sub(cut), moved.Sub(cut))
+	}
+	if info, _, err := b.c.Session().Info(old, nil); err != nil || info != nil {
+		t.Fatalf("a's session after the takeover: %+v, %v; want destroyed", info, err)
+	}
+	t.Logf("a stopped %s after the cut; b led after %s and went on with the room after %s (session TTL %s)",
+		fenced.Sub(cut).Round(time.Millisecond), leads.Sub(cut).Round(time.Millisecond), moved.Sub(cut).Round(time.Millisecond), ttl)
+}
+
+// lockedBuffer collects the log lines of several coordinators.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// testConsulOutageEndsNobody: Consul stops for 12 s, longer than endAfter,
+// then comes back. No heartbeat reached it meanwhile, yet no replica ends
+// another's session: each counts silence only from when its own reads and
+// heartbeats work again. Each replica makes a new session (its fence ended
+// the old one during the outage) and keeps it.
+func testConsulOutageEndsNobody(t *testing.T, _ *testserver.Consul) {
+	agent := testserver.StartConsul(t) // its own: the other tests go on meanwhile
+	var logs lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cs []*Coordinator
+	for range 3 {
+		c := newCoord(t, agent.Addr, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+		// As the service does: every replica stands for leadership, which
+		// also makes a new session after the old one was lost.
+		go func() { _ = c.Lead(ctx, "leader", func(ctx context.Context) { <-ctx.Done() }) }()
+		cs = append(cs, c)
+	}
+	time.Sleep(2 * renewEvery)
+	agent.Stop()
+	time.Sleep(12 * time.Second)
+	agent.Start()
+	back := time.Now()
+	sids := make([]string, len(cs))
+	for i, c := range cs {
+		for sids[i] = sid(c); sids[i] == ""; sids[i] = sid(c) {
+			if time.Since(back) > 15*time.Second {
+				t.Fatalf("replica %s has no session 15 s after consul came back", c.opts.Replica)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	time.Sleep(2 * endAfter) // an end counted from before the outage would have come by now
+	for i, c := range cs {
+		if now := sid(c); now != sids[i] {
+			t.Errorf("replica %s lost its session %s after consul came back (now %q)", c.opts.Replica, sids[i], now)
+		}
+		if info, _, err := c.c.Session().Info(sids[i], nil); err != nil || info == nil {
+			t.Errorf("session %s of replica %s after the outage: %+v, %v", sids[i], c.opts.Replica, info, err)
+		}
+	}
+	if l := logs.String(); strings.Contains(l, "whose heartbeat stopped") {
+		t.Errorf("a replica ended another after the outage:\n%s", l)
+	}
 }
 
 // testPrune deletes old claim windows, and sequences whose pending events
@@ -334,7 +464,7 @@ func testPrune(t *testing.T, agent *testserver.Consul) {
 	if _, err := c.Admit(ctx, "EV_live", "room:live", "a/2"); err != nil {
 		t.Fatal(err)
 	}
-	dead.stop <- struct{}{}
+	dead.halt()
 	if _, err := c.c.Session().Destroy(sid(dead), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -374,9 +504,9 @@ func (h *hangingRenewals) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // testRenewalHangsFenceOnTime: renewals that hang instead of failing fast
-// do not delay the fence: the replica stops its work TTL - 2 s after its
-// last successful renewal, before Consul could let the session lapse and
-// another replica take its rooms.
+// do not delay the fence: the replica stops its work fenceAfter after its
+// last successful round, before the other replicas may end its session and
+// take its rooms.
 func testRenewalHangsFenceOnTime(t *testing.T, agent *testserver.Consul) {
 	h := &hangingRenewals{release: make(chan struct{})}
 	defer close(h.release)
@@ -396,8 +526,8 @@ func testRenewalHangsFenceOnTime(t *testing.T, agent *testserver.Consul) {
 	select {
 	case <-tu.Context().Done():
 		// The last renewal was sent at most renewEvery before the hang.
-		if took := time.Since(hung); took > a.fenceAfter()+500*time.Millisecond {
-			t.Fatalf("fenced %s after renewals began to hang, later than %s", took, a.fenceAfter())
+		if took := time.Since(hung); took > fenceAfter+500*time.Millisecond {
+			t.Fatalf("fenced %s after renewals began to hang, later than %s", took, fenceAfter)
 		}
 	case <-time.After(a.opts.SessionTTL):
 		t.Fatalf("not fenced within the session TTL (%s) of hanging renewals", a.opts.SessionTTL)

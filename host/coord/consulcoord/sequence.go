@@ -172,26 +172,33 @@ func (c *Coordinator) holds(orderKey string, t coord.Ticket) bool {
 	return c.mine[orderKey][t]
 }
 
-// memberGone reports whether replica has been seen without its membership
-// key for at least FenceDelay; the first sighting starts the clock.
-func (c *Coordinator) memberGone(ctx context.Context, replica string) (bool, error) {
-	pair, _, err := c.c.KV().Get(c.key("members", segment(replica)), (&api.QueryOptions{}).WithContext(ctx))
+// goneIn is how long until replica counts as gone: FenceDelay while it
+// holds its membership key, less once it has been seen without it, zero or
+// less when it has been seen without it for FenceDelay. The first sighting,
+// here or by watchMembers, starts the clock.
+func (c *Coordinator) goneIn(ctx context.Context, replica string) (time.Duration, error) {
+	pair, _, err := c.c.KV().Get(c.memberKey(replica), (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return false, fmt.Errorf("consul: membership of %s: %w", replica, err)
+		return 0, fmt.Errorf("consul: membership of %s: %w", replica, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if pair != nil && pair.Session != "" {
 		delete(c.absent, replica)
-		return false, nil
+		return c.opts.FenceDelay, nil
 	}
 	since, seen := c.absent[replica]
 	if !seen {
-		c.absent[replica] = time.Now()
-		return false, nil
+		since = time.Now()
+		c.absent[replica] = since
 	}
-	return time.Since(since) >= c.opts.FenceDelay, nil
+	return c.opts.FenceDelay - time.Since(since), nil
 }
+
+// turnWait is the longest wait of a turn's blocking query: the sequence
+// does not change when the holder of its next ticket dies, so the turn
+// looks at the holder's membership at least this often.
+const turnWait = 2 * time.Second
 
 // Turn implements coord.Coordinator. It watches the key's sequence with
 // blocking queries; when the next pending ticket belongs to a replica whose
@@ -200,12 +207,13 @@ func (c *Coordinator) memberGone(ctx context.Context, replica string) (bool, err
 func (c *Coordinator) Turn(ctx context.Context, orderKey string, t coord.Ticket) (coord.Turn, error) {
 	seqK := c.seqKey(orderKey)
 	var index uint64
+	wait := turnWait
 	for {
 		l, err := c.session(ctx)
 		if err != nil {
 			return nil, err
 		}
-		pair, meta, err := c.watch.KV().Get(seqK, (&api.QueryOptions{WaitIndex: index, WaitTime: 2 * time.Second}).WithContext(ctx))
+		pair, meta, err := c.watch.KV().Get(seqK, (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx))
 		if err != nil {
 			return nil, fmt.Errorf("consul: turn on %s: %w", orderKey, err)
 		}
@@ -219,6 +227,7 @@ func (c *Coordinator) Turn(ctx context.Context, orderKey string, t coord.Ticket)
 		next := coord.Ticket{Epoch: st.Epoch, N: st.Done + 1}
 		holder := st.Owners[strconv.FormatUint(next.N, 10)]
 		var gone bool
+		left := turnWait
 		switch holder {
 		case "":
 			gone = true // nobody holds it: nothing to wait for
@@ -227,9 +236,10 @@ func (c *Coordinator) Turn(ctx context.Context, orderKey string, t coord.Ticket)
 			// to this replica before a restart and its record is gone.
 			gone = !c.holds(orderKey, next)
 		default:
-			if gone, err = c.memberGone(ctx, holder); err != nil {
+			if left, err = c.goneIn(ctx, holder); err != nil {
 				return nil, err
 			}
+			gone = left <= 0
 		}
 		if gone {
 			if err := c.giveUp(ctx, seqK, pair.ModifyIndex, st, next.N, holder); err != nil {
@@ -239,6 +249,9 @@ func (c *Coordinator) Turn(ctx context.Context, orderKey string, t coord.Ticket)
 			continue
 		}
 		index = meta.LastIndex
+		// A holder already gone is given up when FenceDelay ends, not at
+		// the next wake-up after it.
+		wait = min(turnWait, max(left, 10*time.Millisecond))
 	}
 }
 
@@ -252,7 +265,7 @@ func (c *Coordinator) giveUp(ctx context.Context, seqK string, index uint64, st 
 	val, _ := json.Marshal(st)
 	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: seqK, Value: val, Index: index}}}
 	if holder != "" && holder != c.opts.Replica {
-		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckNotExists, Key: c.key("members", segment(holder))}})
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckNotExists, Key: c.memberKey(holder)}})
 	}
 	ok, _, _, err := c.c.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
@@ -355,11 +368,11 @@ func (c *Coordinator) pruneSequences(ctx context.Context) error {
 				stuck = false
 				break
 			}
-			gone, err := c.memberGone(ctx, holder)
+			left, err := c.goneIn(ctx, holder)
 			if err != nil {
 				return err
 			}
-			if !gone {
+			if left > 0 {
 				stuck = false
 				break
 			}
