@@ -222,7 +222,7 @@ func (c *Coordinator) Turn(ctx context.Context, orderKey string, t coord.Ticket)
 		case !exists || st.Epoch != t.Epoch || st.Done >= t.N:
 			return &turn{c: c, key: orderKey, t: t, lease: l, late: true}, nil
 		case st.Done+1 == t.N:
-			return &turn{c: c, key: orderKey, t: t, lease: l}, nil
+			return &turn{c: c, key: orderKey, t: t, lease: l, seen: pair}, nil
 		}
 		next := coord.Ticket{Epoch: st.Epoch, N: st.Done + 1}
 		holder := st.Owners[strconv.FormatUint(next.N, 10)]
@@ -284,6 +284,11 @@ type turn struct {
 	t     coord.Ticket
 	lease *lease
 	late  bool
+	// seen is the sequence as read when the turn came: Done tries its
+	// compare-and-swap on it first, and reads the key only if that fails,
+	// which saves a round trip unless a later event of the key was
+	// admitted meanwhile.
+	seen *api.KVPair
 }
 
 func (tu *turn) Context() context.Context { return tu.lease.ctx }
@@ -320,10 +325,14 @@ func (tu *turn) Done(ctx context.Context) error {
 }
 
 func (tu *turn) advance(ctx context.Context, seqK string) error {
+	pair := tu.seen
+	tu.seen = nil
 	for {
-		pair, _, err := tu.c.c.KV().Get(seqK, (&api.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			return err
+		var err error
+		if pair == nil {
+			if pair, _, err = tu.c.c.KV().Get(seqK, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+				return err
+			}
 		}
 		st, exists := parseSeq(pair)
 		if !exists || st.Epoch != tu.t.Epoch || st.Done >= tu.t.N {
@@ -345,6 +354,7 @@ func (tu *turn) advance(ctx context.Context, seqK string) error {
 			return nil
 		}
 		// An admission changed the key meanwhile: read it again.
+		pair = nil
 	}
 }
 

@@ -64,6 +64,7 @@ func Run(t *testing.T, newCoord func(t *testing.T) coord.Coordinator, opts Optio
 		{"AdmitOnceAcrossReplicas", testAdmitOnce},
 		{"AdmitRaceOneWinner", testAdmitRace},
 		{"TurnsInTicketOrder", testTurnsInTicketOrder},
+		{"AdmitDuringTurn", testAdmitDuringTurn},
 		{"LeadOneAtATime", testLeadOneAtATime},
 	}
 	for _, tc := range replicaTests {
@@ -477,6 +478,33 @@ func testTurnsInTicketOrder(t *testing.T, a, b coord.Coordinator, prefix string)
 		t.Fatal("the first ticket of a new sequence is late")
 	}
 	done(t, tu)
+}
+
+// testAdmitDuringTurn: events of the key admitted while a turn runs, on
+// this replica and another, change the sequence under it; its done still
+// records, and their turns follow in order.
+func testAdmitDuringTurn(t *testing.T, a, b coord.Coordinator, prefix string) {
+	key := prefix + "room:busy"
+	first := mustAdmit(t, a, prefix+"EV_b0", key, "a/0")
+	tu := mustTurn(t, a, key, first)
+	second := mustAdmit(t, b, prefix+"EV_b1", key, "b/1")
+	third := mustAdmit(t, a, prefix+"EV_b2", key, "a/2")
+	done(t, tu)
+	for _, step := range []struct {
+		c  coord.Coordinator
+		tk coord.Ticket
+	}{{b, second}, {a, third}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		next, err := step.c.Turn(ctx, key, step.tk)
+		cancel()
+		if err != nil {
+			t.Fatalf("turn of ticket %d after the first was done: %v", step.tk.N, err)
+		}
+		if next.Late() {
+			t.Fatalf("ticket %d is late", step.tk.N)
+		}
+		done(t, next)
+	}
 }
 
 // testLeadOneAtATime: two replicas compete; one leads at a time, and when
