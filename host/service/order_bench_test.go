@@ -41,6 +41,10 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 	sender := &liveKitSender{reps: reps, client: &http.Client{Timeout: 10 * time.Second}, rng: rand.New(rand.NewPCG(200, 3))}
 	var mu sync.Mutex
 	answered := map[string]time.Time{}
+	cpu := newCPUShares(map[string][]int{
+		"replicas": {reps[0].PID(), reps[1].PID(), reps[2].PID()},
+		"consul":   {c.consul.PID()}, "s3": {c.gw.PID()}, "harness": {os.Getpid()},
+	})
 	for b.Loop() {
 		tick := time.NewTicker(time.Second / time.Duration(rate))
 		tokens := make(chan struct{}, rate)
@@ -76,6 +80,7 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 		wg.Wait()
 		tick.Stop()
 	}
+	cpu.report(b)
 	deadline := time.Now().Add(60 * time.Second)
 	var lat []time.Duration
 	for {
@@ -135,6 +140,37 @@ func profile(b *testing.B, reps []*testserver.LKEdgeProcess, seconds int) {
 		})
 	}
 	wg.Wait()
+}
+
+// cpuShares measures the CPU that groups of processes use over a run, in
+// percent of one core, so that a missed latency says whether the machine
+// had CPU to spare.
+type cpuShares struct {
+	start  time.Time
+	groups map[string][]int
+	ticks  map[string]int
+}
+
+func newCPUShares(groups map[string][]int) *cpuShares {
+	c := &cpuShares{start: time.Now(), groups: groups, ticks: map[string]int{}}
+	for name, pids := range groups {
+		for _, pid := range pids {
+			c.ticks[name] += processTicks(pid)
+		}
+	}
+	return c
+}
+
+// report adds a cpu-<group>-% metric per group. Clock ticks are 1/100 s.
+func (c *cpuShares) report(b *testing.B) {
+	secs := time.Since(c.start).Seconds()
+	for name, pids := range c.groups {
+		n := -c.ticks[name]
+		for _, pid := range pids {
+			n += processTicks(pid)
+		}
+		b.ReportMetric(float64(n)/secs, "cpu-"+name+"-%")
+	}
 }
 
 // reportStages reports the mean time per event of each processing stage

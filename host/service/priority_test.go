@@ -80,18 +80,41 @@ func threadTimes(t *testing.T, pid int) map[int]threadStat {
 		if err != nil {
 			continue // the thread ended
 		}
-		// Fields after the command name, which is in parentheses: state is
-		// field 3, utime 14, stime 15, nice 19.
-		_, rest, ok := strings.Cut(string(b), ") ")
-		f := strings.Fields(rest)
-		if !ok || len(f) < 17 {
-			t.Fatalf("unexpected stat line %q", b)
+		st, err := parseStat(b)
+		if err != nil {
+			t.Fatal(err)
 		}
-		utime, _ := strconv.Atoi(f[11])
-		stime, _ := strconv.Atoi(f[12])
-		nice, _ := strconv.Atoi(f[16])
 		tid, _ := strconv.Atoi(d.Name())
-		out[tid] = threadStat{cpu: utime + stime, nice: nice}
+		out[tid] = st
 	}
 	return out
+}
+
+// parseStat reads the user+system clock ticks and the nice value of a
+// /proc stat line. The fields after the command name, which is in
+// parentheses, start with the state: field 3; utime is 14, stime 15, nice 19.
+func parseStat(b []byte) (threadStat, error) {
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 17 {
+		return threadStat{}, fmt.Errorf("unexpected stat line %q", b)
+	}
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	nice, _ := strconv.Atoi(f[16])
+	return threadStat{cpu: utime + stime, nice: nice}, nil
+}
+
+// processTicks is a process's user+system CPU in clock ticks (0 when it
+// cannot be read: the process is gone).
+func processTicks(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	st, err := parseStat(b)
+	if err != nil {
+		return 0
+	}
+	return st.cpu
 }

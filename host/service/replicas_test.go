@@ -27,6 +27,7 @@ import (
 // bucket and a LiveKit API (a fake: these tests are about coordination).
 type cluster struct {
 	consul *testserver.Consul
+	gw     *testserver.S3
 	kv     *api.Client
 	s3     store.Store
 	lk     *livekittest.Server
@@ -36,7 +37,7 @@ type cluster struct {
 func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{consul: testserver.StartConsul(t), lk: livekittest.New(t, "devkey", "secret")}
-	_, c.s3, c.env = startS3(t)
+	c.gw, c.s3, c.env = startS3(t)
 	var err error
 	if c.kv, err = api.NewClient(&api.Config{Address: c.consul.Addr}); err != nil {
 		t.Fatal(err)
