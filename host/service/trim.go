@@ -1,0 +1,62 @@
+package service
+
+import (
+	"context"
+	"runtime/debug"
+	rtmetrics "runtime/metrics"
+	"time"
+)
+
+// trimEvery is how often the service looks at how much it allocated.
+const trimEvery = 2 * time.Second
+
+// quietAlloc is what the service may allocate in trimEvery and still count
+// as quiet: serving /metrics and the odd event, not a burst.
+const quietAlloc = 8 << 20
+
+// trimAfter is what must have been allocated since the last trim for the
+// next one to be worth a full collection: the heap then holds at least
+// that much it could return.
+const trimAfter = 64 << 20
+
+// trimMemory gives back, once the service has gone quiet after a burst,
+// the memory the burst left it holding: the Go heap's garbage and the free
+// pages it keeps (until the heap would next have doubled, otherwise), the
+// plugins' instances beyond one each, and the outbox file's pages. While
+// it works, only the outbox file's pages are let go, each trimEvery, so
+// that a backlog read back from the file does not stay resident. It
+// returns when ctx ends.
+func (s *Service) trimMemory(ctx context.Context) {
+	sample := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	allocated := func() uint64 {
+		rtmetrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	t := time.NewTicker(trimEvery)
+	defer t.Stop()
+	last := allocated()
+	var since uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := allocated()
+		delta := now - last
+		last, since = now, since+delta
+		if delta == 0 {
+			continue
+		}
+		if err := s.outbox.ReleaseMapped(); err != nil {
+			s.log.Warn("outbox pages not released", "err", err)
+		}
+		if delta >= quietAlloc || since < trimAfter {
+			continue
+		}
+		closed := s.plugins.Shrink()
+		debug.FreeOSMemory()
+		s.log.Debug("quiet after a burst: memory returned", "allocated_mb", since>>20, "instances_closed", closed)
+		since = 0
+	}
+}
