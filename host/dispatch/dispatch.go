@@ -445,7 +445,7 @@ func (s *set) live() []*loaded {
 // names lists the running plugins (dormant false) or those off until
 // configured (dormant true).
 func (s *set) names(dormant bool) []string {
-	var n []string
+	n := []string{} // logged: [] rather than null when there are none
 	for _, l := range s.plugins {
 		if (l.p == nil) == dormant {
 			n = append(n, l.conf.Name)

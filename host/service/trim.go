@@ -15,9 +15,10 @@ const trimEvery = 2 * time.Second
 const quietAlloc = 8 << 20
 
 // trimAfter is what must have been allocated since the last trim for the
-// next one to be worth a full collection: the heap then holds at least
-// that much it could return.
-const trimAfter = 64 << 20
+// next one to be worth a full collection (a few tens of milliseconds of
+// CPU): a trickle of events reaches it every few minutes, a burst of a
+// few hundred events at once.
+const trimAfter = 16 << 20
 
 // trimMemory gives back, once the service has gone quiet after a burst,
 // the memory the burst left it holding: the Go heap's garbage and the free
