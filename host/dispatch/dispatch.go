@@ -421,8 +421,15 @@ func (s *set) find(name string) *loaded {
 	return nil
 }
 
-// woken tells whether a plugin off until configured is configured now.
+// wokenWait bounds the store reads of one look at the plugins off until
+// configured, so that a store that hangs cannot stall reloads.
+const wokenWait = 5 * time.Second
+
+// woken tells whether a plugin off until configured is configured now. A
+// store-backed key is read at most every StoreTTL, as for calls.
 func (s *set) woken(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, wokenWait)
+	defer cancel()
 	for _, l := range s.plugins {
 		if l.p == nil && l.configured(ctx) {
 			return true
