@@ -35,29 +35,46 @@ func (s *Service) trimMemory(ctx context.Context) {
 	}
 	t := time.NewTicker(trimEvery)
 	defer t.Stop()
-	last := allocated()
-	var since uint64
+	w := trimWatch{last: allocated()}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		now := allocated()
-		delta := now - last
-		last, since = now, since+delta
-		if delta == 0 {
-			continue
+		release, trim := w.tick(allocated())
+		if release {
+			if err := s.outbox.ReleaseMapped(); err != nil {
+				s.log.Warn("outbox pages not released", "err", err)
+			}
 		}
-		if err := s.outbox.ReleaseMapped(); err != nil {
-			s.log.Warn("outbox pages not released", "err", err)
+		if trim {
+			closed := s.plugins.Shrink()
+			debug.FreeOSMemory()
+			s.log.Debug("quiet after a burst: memory returned", "instances_closed", closed)
 		}
-		if delta >= quietAlloc || since < trimAfter {
-			continue
-		}
-		closed := s.plugins.Shrink()
-		debug.FreeOSMemory()
-		s.log.Debug("quiet after a burst: memory returned", "allocated_mb", since>>20, "instances_closed", closed)
-		since = 0
 	}
+}
+
+// trimWatch decides, from the allocation counter read each trimEvery,
+// what trimMemory does.
+type trimWatch struct {
+	last  uint64 // the counter at the last tick
+	since uint64 // allocated since the last trim
+}
+
+// tick takes the counter now and tells whether to release the outbox
+// file's pages (anything was allocated: something worked) and whether to
+// trim (quiet now, after enough work since the last trim).
+func (w *trimWatch) tick(now uint64) (release, trim bool) {
+	delta := now - w.last
+	w.last, w.since = now, w.since+delta
+	if delta == 0 {
+		return false, false
+	}
+	if delta >= quietAlloc || w.since < trimAfter {
+		return true, false
+	}
+	w.since = 0
+	return true, true
 }
