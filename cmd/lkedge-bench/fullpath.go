@@ -103,7 +103,7 @@ func (s *sink) notifyTimes(answered map[string]time.Time) []time.Duration {
 // profile can be taken while it runs (go tool pprof http://ADDR/debug/pprof/profile).
 var adminAddr = flag.String("full-admin", "127.0.0.1:0", "LKEDGE_ADMIN_LISTEN of the full-path lkedge")
 
-func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns int, rates []int) error {
+func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time.Duration, conns int, rates []int) error {
 	for _, f := range []string{versitygwBin, pluginWasm} {
 		if _, err := os.Stat(f); err != nil {
 			fmt.Printf("\nfull path skipped: %v (make servers plugins builds it)\n", err)
@@ -169,24 +169,58 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns
 	if err != nil {
 		return err
 	}
-	lk, err := start("lkedge (full path)", []string{lkedgeBin, "serve"}, []string{
+	env := []string{
 		"LKEDGE_LISTEN=" + addr, "LKEDGE_ADMIN_LISTEN=" + *adminAddr, "LKEDGE_DATA_DIR=" + filepath.Join(dir, "data"),
 		"LKEDGE_STORE=s3", "MEET_S3_SERVICE_ENDPOINT=http://" + s3addr, "MEET_S3_ACCESS_KEY=" + s3Access, "MEET_S3_SECRET_KEY=" + s3Secret,
 		"LKEDGE_PLUGINS=" + plugins, "MEET_API_KEY=" + meetAPIKey, "LKEDGE_LOG_LEVEL=error", "LIVEKIT_URL=http://" + dead,
-	}, addr)
+	}
+	if shippedPlugins != "" {
+		// The three built-in plugins as an operator turns them on: Meet's
+		// webhooks to the sink, Standard Webhooks on every event to a
+		// second sink (its signatures are not Meet's), Slack configured
+		// but, as egress_updated is not among its events, not called.
+		other, err := startSink()
+		if err != nil {
+			return err
+		}
+		defer other.srv.Shutdown()
+		shipped, err := filepath.Abs(shippedPlugins)
+		if err != nil {
+			return err
+		}
+		env[slices.Index(env, "LKEDGE_PLUGINS="+plugins)] = "LKEDGE_PLUGINS=" + shipped
+		env = append(env,
+			"MEET_WEBHOOK_URL=http://"+sk.addr+fullSinkPath, "MEET_WEBHOOK_ENABLED=true",
+			"LKEDGE_STANDARD_WEBHOOKS_URL=http://"+other.addr+"/standard", "LKEDGE_STANDARD_WEBHOOKS_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+			"LKEDGE_SLACK_WEBHOOK_URL=https://hooks.slack.com/services/T0/B0/bench")
+	}
+	// A first start compiles the plugins into the data directory's cache,
+	// as a deployment's first start does, so the measured start is a
+	// restart and peak RSS is the service's, not the compiler's.
+	first, err := start("lkedge (full path, compiling)", []string{lkedgeBin, "serve"}, env, addr)
+	if err != nil {
+		return err
+	}
+	first.stop()
+	lk, err := start("lkedge (full path)", []string{lkedgeBin, "serve"}, env, addr)
 	if err != nil {
 		return err
 	}
 	defer lk.stop()
+	mem := watchMemory(lk)
+	defer mem.stop()
+	time.Sleep(idleSettle)
+	idle := mem.now()
 
 	fmt.Println()
 	fmt.Println("Full path: Meet-owned egress_updated → S3 (versitygw) → openvidu-webhook plugin → signed webhook at a local sink.")
 	fmt.Println("lkedge runs alone on CPU 0, versitygw beside the load generator on CPU 1 (GOMAXPROCS=1 each); events/s counts webhooks at the sink.")
 	fmt.Println()
+	fmt.Printf("idle after start: %s\n\n", idle)
 	fmt.Println("Time to notify: from lkedge's 200 to the signed webhook at the sink.")
 	fmt.Println()
-	fmt.Println("| phase | accepted | end-to-end events/s | accept p50 | accept p99 | accept max | notify p50 | notify p99 | lkedge CPU/event | versitygw CPU/event | bad signatures |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| phase | accepted | end-to-end events/s | accept p50 | accept p99 | accept max | notify p50 | notify p99 | lkedge CPU/event | versitygw CPU/event | bad signatures | peak RSS |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	var step atomic.Int64
 	phase := func(name string, n, rate int) error {
 		reqs := make([][]request, conns)
@@ -259,9 +293,9 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns
 		}
 		notify := sk.notifyTimes(answered)
 		per := time.Duration(max(delivered, 1))
-		fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, ok.Load(), float64(delivered)/elapsed.Seconds(),
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f MiB |\n", name, ok.Load(), float64(delivered)/elapsed.Seconds(),
 			round(pct(lat, 0.5)), round(pct(lat, 0.99)), round(lat[len(lat)-1]), round(pct(notify, 0.5)), round(pct(notify, 0.99)),
-			round((lk1-lk0)/per), round((gw1-gw0)/per), sk.bad.Load())
+			round((lk1-lk0)/per), round((gw1-gw0)/per), sk.bad.Load(), lk.peakRSS())
 		if delivered < ok.Load() {
 			fmt.Printf("  (only %d of %d accepted events reached the sink within 2 minutes)\n", delivered, ok.Load())
 		}
@@ -278,5 +312,8 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm string, d time.Duration, conns
 			return err
 		}
 	}
+	lk.drain()
+	time.Sleep(idleSettle)
+	fmt.Printf("\nat peak RSS: %s\nidle after the load: %s\n", mem.peak(), mem.now())
 	return nil
 }

@@ -124,7 +124,8 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// start runs argv on CPU 0 with GOMAXPROCS=1 and waits for /healthz.
+// start runs argv on CPU 0 with GOMAXPROCS=1 and waits for /healthz, up
+// to 30 s: a first start compiles the plugins, about 3 s each on one core.
 func start(name string, argv []string, env []string, addr string) (*server, error) {
 	return startOn("0", name, argv, env, addr)
 }
@@ -138,7 +139,7 @@ func startOn(cpu, name string, argv []string, env []string, addr string) (*serve
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	s := &server{name: name, cmd: cmd, url: "http://" + addr, reuse: !strings.HasPrefix(name, "lkedge")}
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 300; i++ {
 		if res, err := http.Get(s.url + "/healthz"); err == nil {
 			res.Body.Close()
 			return s, nil
@@ -394,6 +395,7 @@ func run() error {
 	versitygw := flag.String("versitygw", ".cache/bin/versitygw-v1.8.0", "the S3 server of the full-path phase")
 	pluginWasm := flag.String("plugin", "plugins/openvidu-webhook.wasm", "the openvidu-webhook plugin of the full-path phase")
 	fullRates := flag.String("full-rates", "200,500", "fixed rates (events/s) of the full-path open loops")
+	fullPlugins := flag.String("full-plugins", "", "a plugins file with the three built-in plugins (plugins.yaml) for the full-path phase, each configured through its environment; empty runs openvidu-webhook alone")
 	fullOnly := flag.Bool("full-only", false, "run only the full-path phase")
 	pluginsFile := flag.String("plugins", "plugins.yaml", "the plugins file of the run with plugins (its modules built by make plugins)")
 	only := flag.String("only", "", "run only the servers whose name contains this (\"full path\" names the full-path phase)")
@@ -534,7 +536,7 @@ func run() error {
 		}
 		frates = append(frates, n)
 	}
-	return fullPath(*lkedgeBin, *versitygw, *pluginWasm, *duration, *conns, frates)
+	return fullPath(*lkedgeBin, *versitygw, *pluginWasm, *fullPlugins, *duration, *conns, frates)
 }
 
 func row(name, phase string, r result, rss float64) {

@@ -16,7 +16,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -164,7 +166,10 @@ type set struct {
 }
 
 type loaded struct {
-	conf     pluginconf.Plugin
+	conf pluginconf.Plugin
+	// p is nil while the plugin is off until configured: a config key it
+	// requires had no value when it was last loaded, so it is neither
+	// compiled nor instantiated (see Dispatcher.load).
 	p        *plugin.Plugin
 	sum      string // module sha256
 	storeCfg *storeConfig
@@ -262,7 +267,7 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	old := d.current.Swap(&set{})
 	var errs []error
 	for _, l := range old.plugins {
-		errs = append(errs, l.p.Close(ctx))
+		errs = append(errs, l.close(ctx))
 	}
 	errs = append(errs, d.cache.Close(ctx))
 	if d.stopFlush != nil {
@@ -276,14 +281,27 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Loaded lists the names of the running plugins.
-func (d *Dispatcher) Loaded() []string {
-	var names []string
+// Shrink closes every plugin's idle instances but one, for a service gone
+// quiet (plugin.Plugin.Shrink), and returns how many it closed.
+func (d *Dispatcher) Shrink() int {
+	n := 0
 	for _, l := range d.current.Load().plugins {
-		names = append(names, l.conf.Name)
+		if l.p != nil {
+			n += l.p.Shrink(1)
+			d.m.instances.WithLabelValues(l.conf.Name).Set(float64(l.p.Instances()))
+		}
 	}
-	return names
+	return n
 }
+
+// Loaded lists the names of the running plugins, those off until
+// configured left out.
+func (d *Dispatcher) Loaded() []string { return d.current.Load().names(false) }
+
+// Dormant lists the names of the plugins off until configured: neither
+// compiled nor instantiated until the config keys they require have a
+// value.
+func (d *Dispatcher) Dormant() []string { return d.current.Load().names(true) }
 
 // stamp summarizes the files a load depends on: cheap to compute every
 // poll, and different whenever an edit could matter.
@@ -316,7 +334,7 @@ func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	cur := d.current.Load()
-	if !strict && d.stamp == d.fileStamp(cur.file()) {
+	if !strict && d.stamp == d.fileStamp(cur.file()) && !cur.woken(ctx) {
 		return nil
 	}
 	f, err := d.readFile()
@@ -329,11 +347,13 @@ func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
 	next := &set{}
 	var errs []error
 	var retired []*loaded
+	compiled := false
 	for _, conf := range f.Plugins {
 		old := cur.find(conf.Name)
 		l, err := d.load(ctx, conf, old)
 		switch {
 		case err == nil:
+			compiled = compiled || (l != old && l.p != nil)
 			next.plugins = append(next.plugins, l)
 			if old != nil && old != l {
 				retired = append(retired, old)
@@ -348,7 +368,7 @@ func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
 	}
 	if strict && len(errs) > 0 {
 		for _, l := range next.plugins {
-			_ = l.p.Close(ctx)
+			_ = l.close(ctx)
 		}
 		return errors.Join(errs...)
 	}
@@ -359,7 +379,16 @@ func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
 	}
 	d.current.Store(next)
 	d.stamp = stamp
-	d.m.loaded.Set(float64(len(next.plugins)))
+	if compiled {
+		// Loading a plugin leaves tens of MB of garbage (decoding,
+		// compiling or reading the cache, starting its first instance)
+		// that the heap would otherwise keep, unreturned, until it had
+		// grown twice as large again: an idle service would hold it for
+		// good. One collection here returns it, for a few milliseconds per
+		// reload.
+		debug.FreeOSMemory()
+	}
+	d.m.loaded.Set(float64(len(next.live())))
 	if d.db != nil {
 		d.dropRemoved()
 		d.mu.Lock()
@@ -369,7 +398,7 @@ func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
 	for _, l := range retired {
 		go func() {
 			// Calls in flight finish on the old version.
-			if err := l.p.Close(context.Background()); err != nil {
+			if err := l.close(context.Background()); err != nil {
 				d.log.Warn("closing a replaced plugin", "plugin", l.conf.Name, "err", err)
 			}
 		}()
@@ -379,11 +408,11 @@ func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
 			// One line says it all; Run does not log it again.
 			d.m.reloads.WithLabelValues("partial").Inc()
 			d.log.Error("plugins reloaded in part: a plugin that failed to load keeps its running version",
-				"plugins", next.names(), "replaced", len(retired), "err", errors.Join(errs...))
+				"plugins", next.names(false), "off_until_configured", next.names(true), "replaced", len(retired), "err", errors.Join(errs...))
 			return nil
 		}
 		d.m.reloads.WithLabelValues("ok").Inc()
-		d.log.Info("plugins reloaded", "plugins", next.names(), "replaced", len(retired))
+		d.log.Info("plugins reloaded", "plugins", next.names(false), "off_until_configured", next.names(true), "replaced", len(retired))
 	}
 	return errors.Join(errs...)
 }
@@ -404,10 +433,42 @@ func (s *set) find(name string) *loaded {
 	return nil
 }
 
-func (s *set) names() []string {
-	var n []string
+// wokenWait bounds the store reads of one look at the plugins off until
+// configured, so that a store that hangs cannot stall reloads.
+const wokenWait = 5 * time.Second
+
+// woken tells whether a plugin off until configured is configured now. A
+// store-backed key is read at most every StoreTTL, as for calls.
+func (s *set) woken(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, wokenWait)
+	defer cancel()
 	for _, l := range s.plugins {
-		n = append(n, l.conf.Name)
+		if l.p == nil && l.configured(ctx) {
+			return true
+		}
+	}
+	return false
+}
+
+// live is the running plugins, those off until configured left out.
+func (s *set) live() []*loaded {
+	var out []*loaded
+	for _, l := range s.plugins {
+		if l.p != nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// names lists the running plugins (dormant false) or those off until
+// configured (dormant true).
+func (s *set) names(dormant bool) []string {
+	n := []string{} // logged: [] rather than null when there are none
+	for _, l := range s.plugins {
+		if (l.p == nil) == dormant {
+			n = append(n, l.conf.Name)
+		}
 	}
 	return n
 }
@@ -433,7 +494,11 @@ func (d *Dispatcher) load(ctx context.Context, conf pluginconf.Plugin, old *load
 	if conf.SHA256 != "" && conf.SHA256 != hexsum {
 		return nil, fmt.Errorf("plugin %s: sha256: %s has sha256 %s, plugins.yaml pins %s", conf.Name, conf.Wasm, hexsum, conf.SHA256)
 	}
-	if old != nil && old.sum == hexsum && sameConf(old.conf, conf) {
+	unchanged := old != nil && old.sum == hexsum && sameConf(old.conf, conf)
+	if unchanged && (old.p != nil || !old.configured(ctx)) {
+		// A running plugin whose required keys lost their value stays
+		// compiled: its calls already owed are made, its new events
+		// skipped (Handle).
 		return old, nil
 	}
 	// Checked here so that a bad entry fails the load, not every request.
@@ -441,6 +506,13 @@ func (d *Dispatcher) load(ctx context.Context, conf pluginconf.Plugin, old *load
 		return nil, fmt.Errorf("plugin %s: allow: %w", conf.Name, err)
 	}
 	l := &loaded{conf: conf, sum: hexsum, storeCfg: d.storeCfg}
+	if !l.configured(ctx) {
+		// Off until configured: a plugin listed by default but not turned
+		// on costs no compiled code (about 13 MiB for a Go plugin) and no
+		// instance. Run compiles it at its first poll after its keys get a
+		// value.
+		return l, nil
+	}
 	p, err := plugin.Load(ctx, wasm, plugin.Options{
 		Name:        conf.Name,
 		Limits:      plugin.Limits(conf.Limits),
@@ -448,7 +520,10 @@ func (d *Dispatcher) load(ctx context.Context, conf pluginconf.Plugin, old *load
 		Lookup:      l.lookup,
 		CheckAction: l.check,
 		Cache:       d.cache,
-		Logger:      d.log,
+		// Next to the compiled code, so a restart neither compiles nor
+		// validates again.
+		ValidatedDir: validatedDir(d.opts.CacheDir),
+		Logger:       d.log,
 	})
 	if err != nil {
 		return nil, err
@@ -458,6 +533,21 @@ func (d *Dispatcher) load(ctx context.Context, conf pluginconf.Plugin, old *load
 	d.secrets[conf.Name] = conf.Secrets
 	d.secretsMu.Unlock()
 	return l, nil
+}
+
+// close stops the plugin, if it was compiled.
+func (l *loaded) close(ctx context.Context) error {
+	if l.p == nil {
+		return nil
+	}
+	return l.p.Close(ctx)
+}
+
+func validatedDir(cacheDir string) string {
+	if cacheDir == "" {
+		return ""
+	}
+	return filepath.Join(cacheDir, "validated")
 }
 
 func sameConf(a, b pluginconf.Plugin) bool {
@@ -518,7 +608,9 @@ func (d *Dispatcher) Handle(ctx context.Context, events []*event.Event, log *slo
 				}
 				continue
 			}
-			if !l.configured(ctx) {
+			if l.p == nil || !l.configured(ctx) {
+				// Configured since the last poll, a dormant plugin is not
+				// compiled yet: its events until the next are skipped too.
 				log.Debug("plugin not called", "plugin", l.conf.Name, "reason", "a config key it requires has no value yet (requires)")
 				continue
 			}
@@ -558,7 +650,7 @@ func (d *Dispatcher) call(ctx context.Context, l *loaded, body []byte, log *slog
 		log.Warn("plugin call failed", "plugin", l.conf.Name, "attempt", attempt, "kind", kind, "err", err)
 		if errors.Is(err, plugin.ErrClosed) {
 			// Replaced while we waited: the new version takes it.
-			if nl := d.current.Load().find(l.conf.Name); nl != nil && nl != l {
+			if nl := d.current.Load().find(l.conf.Name); nl != nil && nl != l && nl.p != nil {
 				l = nl
 				attempt--
 				continue

@@ -500,3 +500,71 @@ func TestTruncatedModuleReloadLogsOnce(t *testing.T) {
 		t.Fatalf("loaded after the failed reload = %v, want [hook]", names)
 	}
 }
+
+// TestOffUntilConfiguredCostsNothing: a plugin whose required keys have no
+// value, or "false", is neither compiled nor instantiated; once its
+// store-backed on/off key turns on it is compiled at the next poll and
+// called.
+func TestOffUntilConfiguredCostsNothing(t *testing.T) {
+	dir := setup(t, `plugins:
+  - name: meet
+    wasm: typical.wasm
+    events: ["*"]
+    config:
+      url: "https://hooks.example.com/meet"
+      enabled: {store: global-preferences.json, field: webhooksPreferences.enabled, default: "false"}
+    secrets: {key: {env: SOME_KEY}}
+    allow: ["config:url"]
+    requires: [enabled]
+  - name: unset
+    wasm: typical.wasm
+    events: ["*"]
+    rooms: all
+    config: {url: {env: LKEDGE_TEST_UNSET_URL}}
+    allow: ["config:url"]
+    requires: [url]
+`)
+	st, err := store.NewFile(filepath.Join(dir, "store"), "openvidu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &outbox{}
+	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
+	opts.Store, opts.StorePrefix, opts.StoreTTL = st, "openvidu-meet/", 10*time.Millisecond
+	d := newDispatcherOpts(t, opts)
+	if got := d.Loaded(); len(got) != 0 {
+		t.Fatalf("compiled %v; no plugin is configured", got)
+	}
+	if got := d.Dormant(); !slices.Equal(got, []string{"meet", "unset"}) {
+		t.Fatalf("off until configured: %v, want meet and unset", got)
+	}
+	for _, l := range d.current.Load().plugins {
+		if l.p != nil {
+			t.Errorf("plugin %s has a compiled module and %d instances", l.conf.Name, l.p.Instances())
+		}
+	}
+	if err := handle(t, d, loadEvent(t, "egress_updated", true)); err != nil {
+		t.Fatal(err)
+	}
+	if ds := out.take(); len(ds) != 0 {
+		t.Errorf("plugins off until configured asked for %d requests", len(ds))
+	}
+
+	body := `{"webhooksPreferences":{"enabled":true}}`
+	if _, err := st.Put(context.Background(), "openvidu-meet/global-preferences.json", []byte(body), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // past the store cache
+	if err := d.reload(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Loaded(); !slices.Equal(got, []string{"meet"}) {
+		t.Fatalf("after Meet's webhooks were turned on, compiled %v, want meet", got)
+	}
+	if err := handle(t, d, loadEvent(t, "egress_updated", true)); err != nil {
+		t.Fatal(err)
+	}
+	if ds := out.take(); len(ds) != 1 || ds[0].URL != "https://hooks.example.com/meet" {
+		t.Errorf("turned on, the plugin asked for %+v", ds)
+	}
+}

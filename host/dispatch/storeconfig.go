@@ -127,10 +127,12 @@ func (l *loaded) allowed(ctx context.Context) []string {
 }
 
 // configured tells whether every config key the plugin requires has a
-// value now; a plugin that is not configured is not called.
+// value now, "false" counting as none, so that an on/off key such as
+// OpenVidu Meet's webhooksPreferences.enabled can be required too; a
+// plugin that is not configured is not called.
 func (l *loaded) configured(ctx context.Context) bool {
 	for _, k := range l.conf.Requires {
-		if v, _ := l.lookup(ctx, k); v == "" {
+		if v, _ := l.lookup(ctx, k); v == "" || v == "false" {
 			return false
 		}
 	}

@@ -298,7 +298,7 @@ func putTask(b *bolt.Bucket, t *task) error {
 func (d *Dispatcher) limitLocked(name string) int {
 	s := d.current.Load()
 	l := s.find(name)
-	if l == nil {
+	if l == nil || l.p == nil {
 		return 1 // only to drop its tasks
 	}
 	n := l.p.Limits().Instances
@@ -455,8 +455,8 @@ func (d *Dispatcher) run(t *task) (outcome, time.Duration, []deliver.Delivery) {
 	name := t.rec.Plugin
 	log := d.log.With("event_id", t.rec.EventID)
 	l := d.current.Load().find(name)
-	if l == nil {
-		log.Warn("plugin no longer loaded; its call on this event is dropped", "plugin", name)
+	if l == nil || l.p == nil {
+		log.Warn("plugin no longer loaded, or off until configured; its call on this event is dropped", "plugin", name)
 		return taskDropped, 0, nil
 	}
 	ctx := d.ctx
@@ -574,7 +574,7 @@ func (d *Dispatcher) dropRemoved() {
 	var drop []*task
 	count := map[string]int{}
 	for name, q := range d.queues {
-		if s.find(name) != nil {
+		if l := s.find(name); l != nil && l.p != nil {
 			continue
 		}
 		for _, kq := range q.keys {
@@ -591,7 +591,7 @@ func (d *Dispatcher) dropRemoved() {
 		d.removeLocked(t)
 	}
 	for name, q := range d.queues {
-		if q.n == 0 && q.running == 0 && s.find(name) == nil {
+		if l := s.find(name); q.n == 0 && q.running == 0 && (l == nil || l.p == nil) {
 			delete(d.queues, name)
 			d.m.queued.DeleteLabelValues(name)
 		}

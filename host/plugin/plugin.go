@@ -11,10 +11,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,8 +109,15 @@ type Options struct {
 	// the host answer the guest with NotAllowed.
 	CheckAction func(*Action) error
 	// Cache shares compiled code between plugins and across restarts.
-	Cache  wazero.CompilationCache
-	Logger *slog.Logger
+	Cache wazero.CompilationCache
+	// ValidatedDir, if set, is where Load remembers across restarts which
+	// modules passed validation, one empty file per module hash, so that a
+	// restart does not validate again: validation lowers the whole module
+	// into wazero's interpreter, about 80 MB of garbage for a Go plugin,
+	// which the Go heap keeps long after. Whoever can write there can
+	// already write Cache's compiled code, so it trusts no one new.
+	ValidatedDir string
+	Logger       *slog.Logger
 	// InitTimeout is the wall time an instance's start function may take,
 	// and then its _initialize (default Limits.Timeout, at least 5 s:
 	// starting Go's runtime costs milliseconds, more on a loaded machine,
@@ -175,7 +186,7 @@ func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 	if err := interrupt.CheckHeader(wasm); err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 	}
-	if err := validate(ctx, wasm); err != nil {
+	if err := validate(ctx, wasm, opts.ValidatedDir, p.log); err != nil {
 		return nil, fmt.Errorf("plugin %s: invalid module: %w", p.name, err)
 	}
 	tables, err := interrupt.Tables(wasm)
@@ -238,6 +249,40 @@ func (p *Plugin) init(ctx context.Context, wasm []byte) error {
 	}
 	p.idle <- inst
 	return nil
+}
+
+// Shrink closes the idle instances beyond keep. Each instance holds its
+// linear memory, which never shrinks, at the most it ever grew to: after a
+// burst that took every instance, a quiet plugin need not keep them all
+// warm. A later call that finds none idle starts one, as after a failure.
+// It returns how many it closed.
+func (p *Plugin) Shrink(keep int) int {
+	p.calls.RLock()
+	defer p.calls.RUnlock()
+	if p.closing.Load() {
+		return 0
+	}
+	var idle []*instance
+	for len(idle) < cap(p.idle) {
+		select {
+		case inst := <-p.idle:
+			idle = append(idle, inst)
+			continue
+		default:
+		}
+		break
+	}
+	closed := 0
+	for i, inst := range idle {
+		if i < keep {
+			// There is room: no more instances live than p.idle holds.
+			p.idle <- inst
+			continue
+		}
+		inst.close()
+		closed++
+	}
+	return closed
 }
 
 // Instances is the number of live instances, idle or in a call.
@@ -445,12 +490,41 @@ var validated sync.Map
 // rewrite behind the time limit assumes a valid module, and appends a
 // counter and types that an invalid module's out-of-range indices would
 // otherwise reach. wazero's interpreter validates exactly as its compiler
-// does, in a fraction of the time.
-func validate(ctx context.Context, wasm []byte) (err error) {
+// does, in a fraction of the time. A verdict found in dir (see
+// Options.ValidatedDir) counts as this process's own.
+func validate(ctx context.Context, wasm []byte, dir string, log *slog.Logger) (err error) {
 	sum := sha256.Sum256(wasm)
 	if _, ok := validated.Load(sum); ok {
 		return nil
 	}
+	var verdict string
+	if dir != "" {
+		verdict = filepath.Join(dir, hex.EncodeToString(sum[:]))
+		if _, err := os.Stat(verdict); err == nil {
+			validated.Store(sum, struct{}{})
+			return nil
+		}
+	}
+	err = validateNow(ctx, wasm)
+	// The interpreter's lowering is garbage now: collected at once, its
+	// memory is what the compile that follows reuses, rather than growing
+	// the heap past it (at the next collection's default goal, twice
+	// what it held).
+	runtime.GC()
+	if err != nil {
+		return err
+	}
+	validated.Store(sum, struct{}{})
+	if verdict != "" {
+		// Not remembering costs the next start a validation, nothing else.
+		if err := writeVerdict(dir, verdict); err != nil {
+			log.Warn("plugin validated, but the verdict is not kept for the next start", "dir", dir, "err", err)
+		}
+	}
+	return nil
+}
+
+func validateNow(ctx context.Context, wasm []byte) (err error) {
 	defer func() {
 		// wazero v1.12.0 panics on some malformed modules.
 		if v := recover(); v != nil {
@@ -463,9 +537,18 @@ func validate(ctx context.Context, wasm []byte) (err error) {
 	if err != nil {
 		return err
 	}
-	_ = code.Close(ctx)
-	validated.Store(sum, struct{}{})
-	return nil
+	return code.Close(ctx)
+}
+
+func writeVerdict(dir, path string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {

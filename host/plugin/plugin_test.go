@@ -3,11 +3,14 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"slices"
@@ -388,4 +391,65 @@ func TestMisbehaviourDoesNotSlowOthers(t *testing.T) {
 	if crowded > 2*alone {
 		t.Errorf("median latency %s next to misbehaving plugins, over 2x the %s alone", crowded, alone)
 	}
+}
+
+// TestShrink: a quiet plugin keeps one warm instance of those a burst
+// started, and calls still get an instance afterwards.
+func TestShrink(t *testing.T) {
+	ctx := context.Background()
+	p, err := Load(ctx, plugintest.Build(t, "testdata/plugins/typical"), Options{
+		Cache: testCache, Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}, Limits: Limits{Instances: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for len(p.idle) < 3 {
+		inst, err := p.newInstance(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.idle <- inst
+	}
+	if closed := p.Shrink(1); closed != 2 || p.Instances() != 1 || len(p.idle) != 1 {
+		t.Errorf("Shrink(1) closed %d, leaving %d instances (%d idle); want 2 closed, 1 left idle", closed, p.Instances(), len(p.idle))
+	}
+	if _, err := p.Call(ctx, readEvent(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	if closed := p.Shrink(0); closed != 1 || p.Instances() != 0 {
+		t.Errorf("Shrink(0) closed %d, leaving %d instances", closed, p.Instances())
+	}
+	if _, err := p.Call(ctx, readEvent(t), nil); err != nil {
+		t.Errorf("a call after every instance was closed: %v", err)
+	}
+}
+
+// TestValidatedDir: a module's verdict is kept in ValidatedDir, and a
+// verdict found there stands for the validation a restart skips.
+func TestValidatedDir(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "validated")
+	wasm := plugintest.Build(t, "testdata/plugins/typical")
+	validated.Clear()
+	if _, err := Load(ctx, wasm, Options{Cache: testCache, Name: "typical", ValidatedDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(wasm)
+	if _, err := os.Stat(filepath.Join(dir, hex.EncodeToString(sum[:]))); err != nil {
+		t.Errorf("no verdict kept: %v", err)
+	}
+
+	invalid := []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00") // a type section cut short
+	if err := validate(ctx, invalid, dir, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("an invalid module passed validation")
+	}
+	bad := sha256.Sum256(invalid)
+	if err := os.WriteFile(filepath.Join(dir, hex.EncodeToString(bad[:])), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := validate(ctx, invalid, dir, slog.New(slog.DiscardHandler)); err != nil {
+		t.Errorf("a kept verdict was not used: %v", err)
+	}
+	validated.Clear()
 }

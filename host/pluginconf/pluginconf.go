@@ -81,9 +81,10 @@ type Plugin struct {
 	// AllowPrivate are the keys of AllowConfig whose store value may also
 	// point at loopback and private addresses (plugins.yaml allowPrivate).
 	AllowPrivate []string
-	// Requires are config keys that must be non-empty for the plugin to
-	// be called at all: a plugin listed by default stays off, and costs
-	// nothing, until its URL is configured.
+	// Requires are config keys that must be non-empty and not "false"
+	// for the plugin to be called at all: a plugin listed by default stays
+	// off, neither compiled nor instantiated, until its URL is configured
+	// or its on/off key turned on.
 	Requires []string
 	Limits   Limits
 	Failure  string

@@ -166,7 +166,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		return nil, err
 	}
 	secrets.d = plugins
-	log.Info("plugins loaded", "file", cfg.PluginsFile, "plugins", plugins.Loaded())
+	log.Info("plugins loaded", "file", cfg.PluginsFile, "plugins", plugins.Loaded(), "off_until_configured", plugins.Dormant())
 	sink := opts.Sink
 	if sink == nil {
 		sink = plugins.Handle
@@ -393,6 +393,8 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	sending := make(chan struct{})
 	go func() { s.outbox.Run(workCtx); close(sending) }()
 	go s.plugins.Run(workCtx)
+	trimmed := make(chan struct{})
+	go func() { s.trimMemory(workCtx); close(trimmed) }()
 	go func() {
 		if err := s.admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("admin API stopped", "err", err)
@@ -440,6 +442,7 @@ func (s *Service) Run(ctx context.Context, drain time.Duration) error {
 	<-done
 	<-leading
 	<-sending
+	<-trimmed
 	s.unprotect()
 	if cerr := errors.Join(s.plugins.Close(context.Background()), s.outbox.Close(), s.journal.Close(), s.coord.Close()); cerr != nil && err == nil {
 		err = cerr
