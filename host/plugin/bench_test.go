@@ -2,7 +2,12 @@ package plugin
 
 import (
 	"context"
+	"maps"
 	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lkedge/lkedge/host/plugin/plugintest"
@@ -48,7 +53,8 @@ func BenchmarkCall(b *testing.B) {
 // BenchmarkPlugins is one pooled call, with lkedge's time limit, of
 // plugins doing more and more on the same 1 KB event: noop only has the
 // SDK read and decode it, typical asks for one small signed JSON webhook,
-// standard-webhooks forwards the whole event.
+// standard-webhooks forwards the whole event. The -lazy forms take the
+// event with sdk.HandleLazy, which decodes only what the handler reads.
 func BenchmarkPlugins(b *testing.B) {
 	event, err := os.ReadFile("../../testdata/events/egress_updated.event.json")
 	if err != nil {
@@ -56,7 +62,9 @@ func BenchmarkPlugins(b *testing.B) {
 	}
 	for _, bc := range []struct{ name, dir string }{
 		{"noop", "testdata/plugins/noop"},
+		{"noop-lazy", "testdata/plugins/noop-lazy"},
 		{"typical", "testdata/plugins/typical"},
+		{"typical-lazy", "testdata/plugins/typical-lazy"},
 		{"standard-webhooks", "../../plugins/standard-webhooks"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
@@ -73,4 +81,101 @@ func BenchmarkPlugins(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkModules calls prebuilt modules, each *.wasm file in the
+// directory LKEDGE_BENCH_MODULES (skipped when unset), as BenchmarkPlugins
+// calls its plugins: so that two builds of the same plugin, say with two
+// versions of the SDK, can be compared side by side in one run. It also
+// reports the module's size.
+func BenchmarkModules(b *testing.B) {
+	event, err := os.ReadFile("../../testdata/events/egress_updated.event.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	mods := benchModules(b)
+	for _, name := range slices.Sorted(maps.Keys(mods)) {
+		wasm := mods[name]
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			p, err := Load(ctx, wasm, Options{Name: name, Config: map[string]string{"url": "https://example.com/hook"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(ctx)
+			for b.Loop() {
+				if _, err := p.Call(ctx, event, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(wasm)), "module-bytes")
+		})
+	}
+}
+
+// BenchmarkInstanceMemory is the resident memory one warm instance of each
+// module in LKEDGE_BENCH_MODULES costs: the process's RSS growth over 16
+// instances, each having handled one event (so the guest's heap has grown
+// to what a call needs), divided by 16. Its one iteration is the whole
+// measurement; run it with -benchtime 1x and its own -count.
+func BenchmarkInstanceMemory(b *testing.B) {
+	const n = 16
+	event, err := os.ReadFile("../../testdata/events/egress_updated.event.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	mods := benchModules(b)
+	for _, name := range slices.Sorted(maps.Keys(mods)) {
+		wasm := mods[name]
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			for b.Loop() {
+				p, err := Load(ctx, wasm, Options{Name: name, Config: map[string]string{"url": "https://example.com/hook"},
+					Limits: Limits{Instances: n + 1}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				runtime.GC()
+				before := rss(b)
+				insts := make([]*instance, n)
+				for i := range insts {
+					if insts[i], err = p.newInstance(ctx); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := insts[i].run(ctx, &call{plugin: p, event: event, log: p.log}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				runtime.GC()
+				after := rss(b)
+				b.ReportMetric(float64(after-before)/n/(1<<20), "MiB/instance")
+				for _, inst := range insts {
+					inst.close()
+				}
+				_ = p.Close(ctx)
+			}
+		})
+	}
+}
+
+// benchModules reads the modules in LKEDGE_BENCH_MODULES, by file name
+// without .wasm.
+func benchModules(b *testing.B) map[string][]byte {
+	dir := os.Getenv("LKEDGE_BENCH_MODULES")
+	if dir == "" {
+		b.Skip("LKEDGE_BENCH_MODULES is not set")
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.wasm"))
+	if err != nil || len(files) == 0 {
+		b.Fatalf("no modules in %s (%v)", dir, err)
+	}
+	mods := map[string][]byte{}
+	for _, f := range files {
+		wasm, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mods[strings.TrimSuffix(filepath.Base(f), ".wasm")] = wasm
+	}
+	return mods
 }
