@@ -86,7 +86,10 @@ func (*wasmHost) Config(key string) (string, bool) {
 	}
 }
 
-func (*wasmHost) Emit(action, body []byte) int32 {
+func (*wasmHost) Emit(action, body []byte) int32 { return Emit(action, body) }
+
+// Emit hands an action to the host.
+func Emit(action, body []byte) int32 {
 	return actionEmitBody(ptr(action), uint32(len(action)), ptr(body), uint32(len(body)))
 }
 
