@@ -30,12 +30,6 @@ type Host interface {
 	Fail(msg string)
 }
 
-// Emit is Current().Emit, without the interface call in a plugin: there
-// the action and body do not escape, so the caller's buffer can be on the
-// stack.
-//
-// (Defined in wasm.go and native.go.)
-
 // Handler is the plugin's event handler, set by sdk.Handle.
 var Handler func() error
 

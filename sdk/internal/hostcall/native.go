@@ -23,5 +23,5 @@ func (none) Emit(_, _ []byte) int32                    { return NoEvent }
 func (none) Log(level int32, msg string, attrs []byte) {}
 func (none) Fail(string)                               {}
 
-// Emit hands an action to the current host.
+// Emit is Current().Emit; in a plugin it spares the interface call.
 func Emit(action, body []byte) int32 { return Current().Emit(action, body) }

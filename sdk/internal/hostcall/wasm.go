@@ -88,7 +88,9 @@ func (*wasmHost) Config(key string) (string, bool) {
 
 func (*wasmHost) Emit(action, body []byte) int32 { return Emit(action, body) }
 
-// Emit hands an action to the host.
+// Emit is Current().Emit without the interface call, through which
+// the action and body would escape: here they do not, so the caller's
+// buffer can be on the stack.
 func Emit(action, body []byte) int32 {
 	return actionEmitBody(ptr(action), uint32(len(action)), ptr(body), uint32(len(body)))
 }
