@@ -98,7 +98,7 @@ func BenchmarkModules(b *testing.B) {
 		wasm := mods[name]
 		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
-			p, err := Load(ctx, wasm, Options{Name: name, Config: map[string]string{"url": "https://example.com/hook"}})
+			p, err := Load(ctx, wasm, Options{Name: name, Config: benchConfig})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -132,8 +132,7 @@ func BenchmarkInstanceMemory(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
 			for b.Loop() {
-				p, err := Load(ctx, wasm, Options{Name: name, Config: map[string]string{"url": "https://example.com/hook"},
-					Limits: Limits{Instances: n + 1}})
+				p, err := Load(ctx, wasm, Options{Name: name, Config: benchConfig, Limits: Limits{Instances: n + 1}})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -166,6 +165,10 @@ func BenchmarkInstanceMemory(b *testing.B) {
 		})
 	}
 }
+
+// benchConfig is the config of the modules of LKEDGE_BENCH_MODULES: a URL
+// for all, and enabled for openvidu-webhook, which otherwise sends nothing.
+var benchConfig = map[string]string{"url": "https://example.com/hook", "enabled": "true"}
 
 // benchModules reads the modules in LKEDGE_BENCH_MODULES, by file name
 // without .wasm.
