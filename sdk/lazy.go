@@ -11,7 +11,8 @@ import (
 // LazyEvent is an Event whose objects (room, egress, meet, ...) are
 // decoded when the handler first asks for one, not before: most handlers
 // read the type and one object, and in a wasm guest decoding all of a
-// 1 KB event costs more than the rest of a call (docs/notes-sdkcall.md).
+// 1 KB event costs more than the rest of a call (BenchmarkParseEvent and
+// BenchmarkParseLazy, run in wasm as host/plugin/internal/wasmexec says).
 // Register a handler for it with HandleLazy. The fields are Event's; each
 // object is a method that decodes it once and then returns the same value.
 //
@@ -28,7 +29,8 @@ type LazyEvent struct {
 	Source     string
 	ReceivedAt int64
 	CreatedAt  int64
-	// Raw is the event exactly as the host sent it.
+	// Raw is the event exactly as the host sent it. The objects are
+	// decoded from it when asked for, so it must not be changed.
 	Raw []byte
 
 	// spans are the objects' JSON in the order they came: usually one
@@ -149,7 +151,8 @@ func (ev *LazyEvent) Event() (*Event, error) {
 }
 
 // ParseLazy reads an event as the host sends it, for LazyEvent: the
-// top-level fields now, each object when it is asked for.
+// top-level fields now, each object when it is asked for, from raw, which
+// must therefore stay unchanged while the LazyEvent is used.
 func ParseLazy(raw []byte) (*LazyEvent, error) {
 	ev := &LazyEvent{Raw: raw}
 	ev.spans = ev.spanBuf[:0]
