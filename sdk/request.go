@@ -20,7 +20,8 @@ type Request struct {
 	headers [][2]string
 	// headerBuf holds the first headers, and sign is a value, so that a
 	// typical request is one allocation: in wasm each costs more than
-	// encoding the request.
+	// encoding the request. (A Request is used through its pointer; a
+	// copy would share headerBuf.)
 	headerBuf      [2][2]string
 	body           []byte
 	sign           Signature

@@ -105,7 +105,8 @@ func (*wasmHost) Fail(msg string) { fail(strptr(msg), uint32(len(msg))) }
 // default, 100, lets the heap grow to 4 MiB of garbage before the first
 // collection, and a plugin's live heap is far smaller: at 25 the goal is
 // 1 MiB, which takes about 3 MiB off every warm instance's linear memory
-// (BenchmarkInstanceMemory) for a few µs per call at most. A plugin that
+// (BenchmarkInstanceMemory), at no CPU cost BenchmarkModules could see:
+// collecting a heap this small is cheap. A plugin that
 // keeps a large heap sets its own with debug.SetGCPercent in its init,
 // which runs after this one.
 const gcPercent = 25
