@@ -46,11 +46,12 @@ unit: clang
 
 ## fuzz: short runs of the fuzz targets on top of their seed corpora: the
 ## webhook endpoint, the wasm rewrite behind the plugin time limit, and the
-## SDK's event decoder.
+## SDK's event decoders.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./host/ingest
 	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime $(FUZZTIME) ./host/plugin/internal/interrupt
 	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) .
+	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseLazy$$' -fuzztime $(FUZZTIME) .
 
 ## bench: the accept-path load benchmark, lkedge next to the baseline
 ## (not part of make test). The servers run on CPU 0, the generator on CPU 1

@@ -15,11 +15,17 @@ import (
 // and dead-lettered if it never succeeds. Build it with POST or NewRequest
 // and hand it over with Send; an error in a step surfaces at Send.
 type Request struct {
-	method         string
-	url            string
-	headers        [][2]string
+	method  string
+	url     string
+	headers [][2]string
+	// headerBuf holds the first headers, and sign is a value, so that a
+	// typical request is one allocation: in wasm each costs more than
+	// encoding the request. (A Request is used through its pointer; a
+	// copy would share headerBuf.)
+	headerBuf      [2][2]string
 	body           []byte
-	sign           *Signature
+	sign           Signature
+	signed         bool
 	idempotencyKey string
 	err            error
 }
@@ -56,7 +62,9 @@ const (
 
 // NewRequest starts a request.
 func NewRequest(method, url string) *Request {
-	return &Request{method: method, url: url}
+	r := &Request{method: method, url: url}
+	r.headers = r.headerBuf[:0]
+	return r
 }
 
 // POST starts a POST request, what webhooks almost always are.
@@ -110,7 +118,7 @@ func AppendJSONString(dst []byte, s string) []byte { return jsonx.AppendString(d
 
 // Sign has the host sign the request at send time.
 func (r *Request) Sign(s Signature) *Request {
-	r.sign = &s
+	r.sign, r.signed = s, true
 	return r
 }
 
@@ -152,7 +160,10 @@ func (r *Request) Send() error {
 	if r.err != nil {
 		return r.err
 	}
-	switch st := hostcall.Current().Emit(r.appendAction(make([]byte, 0, 256)), r.body); st {
+	// The action is encoded on the stack when it fits (hostcall.Emit does
+	// not keep it).
+	var buf [256]byte
+	switch st := hostcall.Emit(r.appendAction(buf[:0]), r.body); st {
 	case hostcall.OK:
 		return nil
 	case hostcall.NoEvent:
@@ -192,7 +203,7 @@ func (r *Request) appendAction(b []byte) []byte {
 		}
 		b = append(b, ']')
 	}
-	if s := r.sign; s != nil {
+	if s := &r.sign; r.signed {
 		b = append(b, `,"sign":{"scheme":`...)
 		b = jsonx.AppendString(b, s.Scheme)
 		b = append(b, `,"secret":`...)

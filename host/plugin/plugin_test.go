@@ -64,9 +64,17 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
+// TestTypicalPlugin runs the benchmarks' typical plugin, in its two forms
+// (sdk.Handle and sdk.HandleLazy), which must ask for the same request.
 func TestTypicalPlugin(t *testing.T) {
+	for _, dir := range []string{"typical", "typical-lazy"} {
+		t.Run(dir, func(t *testing.T) { testTypicalPlugin(t, "testdata/plugins/"+dir) })
+	}
+}
+
+func testTypicalPlugin(t *testing.T, dir string) {
 	ctx := context.Background()
-	p, err := Load(ctx, plugintest.Build(t, "testdata/plugins/typical"), Options{
+	p, err := Load(ctx, plugintest.Build(t, dir), Options{
 		Cache: testCache, Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}, CheckAction: allowExampleCom,
 	})
 	if err != nil {

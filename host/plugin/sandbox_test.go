@@ -340,7 +340,7 @@ func TestStartFunctionLimited(t *testing.T) {
 }
 
 // rss is the process's resident memory, in bytes.
-func rss(t *testing.T) uint64 {
+func rss(t testing.TB) uint64 {
 	t.Helper()
 	f, err := os.Open("/proc/self/status")
 	if err != nil {

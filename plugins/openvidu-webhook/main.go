@@ -50,7 +50,9 @@ import (
 	"github.com/lkedge/lkedge/sdk"
 )
 
-func init() { sdk.Handle(handle) }
+// HandleLazy: the handler decodes the event's meet object, and only for
+// the event types it may send.
+func init() { sdk.HandleLazy(handle) }
 
 // secretName is the secret the host signs with: Meet's MEET_API_KEY.
 const secretName = "meet_api_key"
@@ -63,7 +65,7 @@ var meetEvents = map[string]string{
 	sdk.TypeEgressEnded:   "recordingEnded",
 }
 
-func handle(ev *sdk.Event) error {
+func handle(ev *sdk.LazyEvent) error {
 	if sdk.ConfigOr("enabled", "") != "true" {
 		return nil
 	}
@@ -97,12 +99,19 @@ func handle(ev *sdk.Event) error {
 
 // payload picks Meet's event name and data for ev; an empty name means
 // Meet would send nothing.
-func payload(ev *sdk.Event) (string, []byte, error) {
-	m := ev.Meet
+func payload(ev *sdk.LazyEvent) (string, []byte, error) {
+	name, egress := meetEvents[ev.Type]
+	if !egress && ev.Type != sdk.TypeRoomFinished {
+		return "", nil, nil
+	}
+	m, err := ev.Meet()
+	if err != nil {
+		return "", nil, fmt.Errorf("openvidu-webhook: %w", err)
+	}
 	if m == nil || !m.Owned {
 		return "", nil, nil
 	}
-	if name, ok := meetEvents[ev.Type]; ok {
+	if egress {
 		// A stale event (it arrived after a later state) is sent as Meet
 		// sends every event, with its own state: silence would lose it, and
 		// the application orders by status or creationDate, as with Meet.

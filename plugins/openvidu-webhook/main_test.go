@@ -89,7 +89,7 @@ func meetReceiver(t *testing.T, key string) (*httptest.Server, *[]*http.Request,
 func TestSpecVector(t *testing.T) {
 	run := map[string]func(t *testing.T) sdktest.Request{
 		"native": func(t *testing.T) sdktest.Request {
-			res, err := sdktest.Run(handle, sdktest.Event(plugintests.Event(t, "egress_ended.json")), sdktest.Config(on()))
+			res, err := sdktest.RunLazy(handle, sdktest.Event(plugintests.Event(t, "egress_ended.json")), sdktest.Config(on()))
 			if err != nil || len(res.Requests) != 1 {
 				t.Fatalf("Run = %+v, %v", res, err)
 			}
@@ -131,7 +131,7 @@ func TestClock(t *testing.T) {
 	cfg := on()
 	delete(cfg, "creation_date")
 	before := time.Now().UnixMilli()
-	res, err := sdktest.Run(handle, sdktest.Event(plugintests.Event(t, "egress_ended.json")), sdktest.Config(cfg))
+	res, err := sdktest.RunLazy(handle, sdktest.Event(plugintests.Event(t, "egress_ended.json")), sdktest.Config(cfg))
 	after := time.Now().UnixMilli()
 	if err != nil || len(res.Requests) != 1 {
 		t.Fatalf("Run = %+v, %v", res, err)

@@ -26,7 +26,9 @@ import (
 	"github.com/lkedge/lkedge/sdk"
 )
 
-func init() { sdk.Handle(handle) }
+// HandleLazy: the handler decodes the event's meet object, and only for
+// the two event types it reports.
+func init() { sdk.HandleLazy(handle) }
 
 // message is a Slack message: text is what notifications and clients
 // without Block Kit show. Both are mrkdwn, where &, < and > are markup.
@@ -47,7 +49,7 @@ type text struct {
 	Text string `json:"text"`
 }
 
-func handle(ev *sdk.Event) error {
+func handle(ev *sdk.LazyEvent) error {
 	msg, err := compose(ev)
 	if err != nil || msg == nil {
 		return err
@@ -63,8 +65,14 @@ func handle(ev *sdk.Event) error {
 }
 
 // compose builds the message for ev, or nil for an event not worth one.
-func compose(ev *sdk.Event) (*message, error) {
-	m := ev.Meet
+func compose(ev *sdk.LazyEvent) (*message, error) {
+	if ev.Type != sdk.TypeEgressEnded && ev.Type != sdk.TypeRoomFinished {
+		return nil, nil
+	}
+	m, err := ev.Meet()
+	if err != nil {
+		return nil, fmt.Errorf("slack: %w", err)
+	}
 	switch {
 	case ev.Type == sdk.TypeEgressEnded && m.HasRecording() && !m.Stale:
 		rec, err := m.RecordingInfo()

@@ -30,12 +30,14 @@ import (
 	"github.com/lkedge/lkedge/sdk"
 )
 
-func init() { sdk.Handle(handle) }
+// The handler reads only the event's top level, so HandleLazy spares it
+// decoding the rest.
+func init() { sdk.HandleLazy(handle) }
 
 // secretName is the whsec_ secret the host signs with.
 const secretName = "signing_secret"
 
-func handle(ev *sdk.Event) error {
+func handle(ev *sdk.LazyEvent) error {
 	if !wanted(ev.Type, sdk.ConfigOr("events", "")) {
 		return nil
 	}

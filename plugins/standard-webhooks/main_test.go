@@ -56,7 +56,7 @@ func TestReceiverVerifies(t *testing.T) {
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
 	event := plugintests.Event(t, "egress_ended.json")
-	res, err := sdktest.Run(handle, sdktest.Event(event), sdktest.Config{"url": url})
+	res, err := sdktest.RunLazy(handle, sdktest.Event(event), sdktest.Config{"url": url})
 	if err != nil || len(res.Requests) != 1 {
 		t.Fatalf("Run = %+v, %v", res, err)
 	}

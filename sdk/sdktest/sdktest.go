@@ -163,6 +163,29 @@ type call struct {
 // for; the error is the handler's (or, against a .wasm, the plugin's). Run
 // is safe to call from parallel tests; native runs take turns.
 func Run(handler func(*sdk.Event) error, opts ...Option) (*Result, error) {
+	return run(func(raw []byte) error {
+		ev, err := sdk.ParseEvent(raw)
+		if err != nil {
+			return err
+		}
+		return handler(ev)
+	}, opts)
+}
+
+// RunLazy is Run for a handler registered with sdk.HandleLazy: it gets the
+// event as the plugin does, decoded as far as it asks.
+func RunLazy(handler func(*sdk.LazyEvent) error, opts ...Option) (*Result, error) {
+	return run(func(raw []byte) error {
+		ev, err := sdk.ParseLazy(raw)
+		if err != nil {
+			return err
+		}
+		return handler(ev)
+	}, opts)
+}
+
+// run runs handle, which decodes the event and calls the plugin's handler.
+func run(handle func(raw []byte) error, opts []Option) (*Result, error) {
 	c := &call{}
 	for _, o := range opts {
 		o.apply(c)
@@ -173,19 +196,16 @@ func Run(handler func(*sdk.Event) error, opts ...Option) (*Result, error) {
 	if wasm := os.Getenv(EnvWasm); wasm != "" {
 		return runWasm(wasm, c)
 	}
-	return runNative(handler, c)
+	return runNative(handle, c)
 }
 
-func runNative(handler func(*sdk.Event) error, c *call) (*Result, error) {
+func runNative(handle func(raw []byte) error, c *call) (*Result, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	h := &host{call: c, res: &Result{}}
 	hostcall.Native = h
 	defer func() { hostcall.Native = nil }()
-	ev, err := sdk.ParseEvent(c.event)
-	if err == nil {
-		err = handler(ev)
-	}
+	err := handle(c.event)
 	if err == nil && h.refused != nil {
 		// The host fails the call even if the plugin ignored the refusal.
 		err = h.refused

@@ -155,3 +155,38 @@ func TestRunWasmReportsAMissingBinary(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+func TestRunLazy(t *testing.T) {
+	t.Setenv(EnvWasm, "")
+	for _, tc := range []struct {
+		name, event, wantErr string
+		want                 []Request
+	}{
+		{"reads an object", `{"id":"EV_1","meet":{"roomId":"r1"}}`, "",
+			[]Request{{Method: "POST", URL: "https://example.com/r1", IdempotencyKey: "EV_1"}}},
+		{"the object's error fails the call", `{"id":"EV_1","meet":{"roomId":5}}`, "meet.roomId", nil},
+		{"a broken top level fails before the handler", `{"id":5}`, "decode event", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := RunLazy(func(ev *sdk.LazyEvent) error {
+				m, err := ev.Meet()
+				if err != nil {
+					return err
+				}
+				return sdk.POST("https://example.com/" + m.RoomID).IdempotencyKey(ev.ID).Send()
+			}, Event(tc.event))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want one with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(res.Requests, tc.want) {
+				t.Fatalf("requests\n got %+v\nwant %+v", res.Requests, tc.want)
+			}
+		})
+	}
+}

@@ -51,10 +51,11 @@ func Event(tb testing.TB, name string) []byte {
 
 // Native runs each case through sdktest (natively, or against the .wasm
 // that LKEDGE_PLUGIN_WASM names) and compares it with its golden file.
-func Native(t *testing.T, handler func(*sdk.Event) error, cases []Case) {
+// The handler is one for sdk.HandleLazy, as the built-in plugins' are.
+func Native(t *testing.T, handler func(*sdk.LazyEvent) error, cases []Case) {
 	for _, tc := range cases {
 		t.Run(tc.Name, func(t *testing.T) {
-			res, err := sdktest.Run(handler, sdktest.Event(Event(t, tc.Event)), sdktest.Config(tc.Config))
+			res, err := sdktest.RunLazy(handler, sdktest.Event(Event(t, tc.Event)), sdktest.Config(tc.Config))
 			out := sdktest.Output{}
 			if res != nil {
 				out.Result = *res

@@ -132,3 +132,44 @@ func TestEnum(t *testing.T) {
 		}
 	}
 }
+
+// spanCases add to validCases what Span must get right: brackets and
+// escapes inside strings, long strings around the eight-byte steps, and
+// values followed by more.
+var spanCases = []string{
+	`{"a":"}"}`, `["]"]`, `{"a":"\"}"}`, `{"a":"\\"}`, `["\\\"]"]`, `{"a":"` + strings.Repeat(`x\"`, 9) + `}"} ,1`,
+	`[{"a":[1,{"b":"[["}]},2] x`, `{"a":"12345678"}`, `{"a":"1234567\\"}`, "{\n  \"a\" : [ 1 ,\t2 ]\n}  ",
+	`{`, `[}`, `{"a":"x}`, `{"a":"\`, `{]`, `"str" 1`, `-1.5e3]`, `tru`,
+}
+
+// TestSpan checks Span against Raw: on one well-formed value they return
+// the same bytes and leave the decoder at the same place; on anything else
+// Span must only stay within the input.
+func TestSpan(t *testing.T) {
+	for _, in := range append(validCases, spanCases...) {
+		checkSpan(t, []byte(in))
+	}
+}
+
+func FuzzSpan(f *testing.F) {
+	for _, in := range append(validCases, spanCases...) {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkSpan(t, b) })
+}
+
+func checkSpan(t *testing.T, b []byte) {
+	t.Helper()
+	sd, rd := NewDecoder(b), NewDecoder(b)
+	span, spanErr := sd.Span()
+	raw, rawErr := rd.Raw()
+	if sd.Offset() > len(b) || len(span) > len(b) {
+		t.Fatalf("Span(%.60q) went past the input", b)
+	}
+	if rawErr != nil {
+		return // malformed: Span may end anywhere, or fail
+	}
+	if spanErr != nil || string(span) != string(raw) || sd.Offset() != rd.Offset() {
+		t.Fatalf("Span(%.60q) = %.60q at %d, %v; Raw = %.60q at %d", b, span, sd.Offset(), spanErr, raw, rd.Offset())
+	}
+}
