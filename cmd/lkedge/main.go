@@ -25,7 +25,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -200,21 +199,6 @@ func durationText(_ []string, a slog.Attr) slog.Attr {
 	return a
 }
 
-// pluginProcs gives plugin calls scheduler room of their own: a wasm call
-// keeps its goroutine's P until it returns or looks at the clock, so with
-// GOMAXPROCS at the core count a busy plugin takes a P from the accept
-// path whatever its thread's nice value. With one P more per plugin slot,
-// the kernel shares the cores by priority instead (docs/design.md). The
-// slot count is fixed here, from the cores Go would use, before the
-// process asks for more.
-func pluginProcs(cfg *config.Config) {
-	procs := runtime.GOMAXPROCS(0)
-	if cfg.PluginConcurrency == 0 {
-		cfg.PluginConcurrency = max(1, procs-1)
-	}
-	runtime.GOMAXPROCS(procs + cfg.PluginConcurrency)
-}
-
 func serve(args []string) error {
 	cfg, fs, err := loadConfig("serve", args, nil)
 	if err != nil {
@@ -225,7 +209,6 @@ func serve(args []string) error {
 	}
 	log := newLogger(cfg)
 	slog.SetDefault(log)
-	pluginProcs(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -6,28 +6,34 @@ import (
 	"testing"
 )
 
-func TestDoRunsInIdleClass(t *testing.T) {
+func TestDoRunsOnLoweredThread(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("the idle class exists on Linux only")
+		t.Skip("thread priority is set on Linux only")
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	p := New()
-	for i := range 3 { // a new worker, then an idle one reused
-		var idle bool
-		var err error
-		p.Do(func() { idle, err = idleClass() })
-		if err != nil || !idle {
-			t.Fatalf("call %d: fn ran outside the idle class (%v)", i, err)
+	before, err := threadNice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ asked, want int }{{10, 10}, {25, 19}} {
+		p := New(tc.asked)
+		for range 3 { // a new worker, then an idle one reused
+			var got int
+			var gerr error
+			p.Do(func() { got, gerr = threadNice() })
+			if gerr != nil || got != max(tc.want, before) {
+				t.Fatalf("New(%d): fn ran at nice %d (%v), want %d", tc.asked, got, gerr, max(tc.want, before))
+			}
 		}
 	}
-	if idle, _ := idleClass(); idle {
-		t.Error("the caller's thread went into the idle class")
+	if after, _ := threadNice(); after != before {
+		t.Errorf("the caller's thread went from nice %d to %d", before, after)
 	}
 }
 
 func TestDoRunsConcurrently(t *testing.T) {
-	p := New()
+	p := New(10)
 	const n = 4
 	var started, release sync.WaitGroup
 	started.Add(n)
