@@ -114,7 +114,8 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 
 // profile writes a CPU profile of each process, taken over the middle of
 // a run of the given seconds, to LKEDGE_BENCH_PROFILE-<index>.pprof when
-// that variable names a path prefix: where its CPU goes under the load.
+// that variable names a path prefix: where its CPU goes under the load
+// (with LKEDGE_BENCH_PROFILE_KIND=allocs, what it allocates instead).
 func profile(b *testing.B, reps []*testserver.LKEdgeProcess, seconds int) {
 	prefix := os.Getenv("LKEDGE_BENCH_PROFILE")
 	if prefix == "" || seconds < 4 {
@@ -124,7 +125,11 @@ func profile(b *testing.B, reps []*testserver.LKEdgeProcess, seconds int) {
 	var wg sync.WaitGroup
 	for i, r := range reps {
 		wg.Go(func() {
-			res, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.AdminURL, seconds-3))
+			kind := "profile"
+			if os.Getenv("LKEDGE_BENCH_PROFILE_KIND") == "allocs" {
+				kind = "allocs"
+			}
+			res, err := http.Get(fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", r.AdminURL, kind, seconds-3))
 			if err != nil {
 				b.Errorf("profile replica %d: %v", i, err)
 				return
