@@ -31,7 +31,6 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/lkedge/lkedge/host/deliver"
-	"github.com/lkedge/lkedge/host/dispatch/internal/lowprio"
 	"github.com/lkedge/lkedge/host/egress"
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/plugin"
@@ -107,12 +106,6 @@ const (
 // deserve more.
 const callAttempts = 2
 
-// pluginNice is the nice value of the threads plugin calls run on: the
-// kernel then gives a competing thread of nice 0 about nine times the CPU
-// of a plugin's, so a plugin gets what the accept path and the deliveries
-// leave over.
-const pluginNice = 10
-
 // Dispatcher runs the plugin stage. It is safe for concurrent use.
 type Dispatcher struct {
 	opts    Options
@@ -132,10 +125,6 @@ type Dispatcher struct {
 	db    *bolt.DB
 	ownDB bool                // opened from Options.Tasks, so closed by Close
 	slots *semaphore.Weighted // the Concurrency bound
-	// prio runs the calls on threads of lower CPU priority, so that the
-	// accept path and the deliveries go first when they compete with a
-	// plugin for a core.
-	prio *lowprio.Pool
 	// slotWaiters counts the calls waiting for a slot, which a running call
 	// lets go first at its next look at the clock.
 	slotWaiters atomic.Int32
@@ -199,7 +188,7 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 	if opts.HoldBackoff <= 0 {
 		opts.HoldBackoff = defaultHoldBackoff
 	}
-	d := &Dispatcher{opts: opts, log: opts.Logger, prio: lowprio.New(pluginNice), secrets: map[string]map[string]pluginconf.SecretRef{}, m: newMetrics(opts.Registerer),
+	d := &Dispatcher{opts: opts, log: opts.Logger, secrets: map[string]map[string]pluginconf.SecretRef{}, m: newMetrics(opts.Registerer),
 		slots: semaphore.NewWeighted(int64(opts.Concurrency)), queues: map[string]*queue{}, idle: make(chan struct{}),
 		byEvent: map[string]int{}, removed: make(chan struct{}), health: map[string]*health{}}
 	d.ctx, d.cancel = context.WithCancel(context.Background())

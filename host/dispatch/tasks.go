@@ -330,12 +330,7 @@ func (d *Dispatcher) pumpLocked() {
 // call's requests are stored, so the next call on kq stores after it.
 func (d *Dispatcher) work(q *queue, kq *keyQueue, t *task) {
 	defer d.wg.Done()
-	var (
-		out  outcome
-		wait time.Duration
-		ds   []deliver.Delivery
-	)
-	d.prio.Do(func() { out, wait, ds = d.run(t) })
+	out, wait, ds := d.run(t)
 	d.mu.Lock()
 	q.running--
 	d.pumpLocked()
