@@ -115,7 +115,8 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 // profile writes a CPU profile of each process, taken over the middle of
 // a run of the given seconds, to LKEDGE_BENCH_PROFILE-<index>.pprof when
 // that variable names a path prefix: where its CPU goes under the load
-// (with LKEDGE_BENCH_PROFILE_KIND=allocs, what it allocates instead).
+// (with LKEDGE_BENCH_PROFILE_KIND=allocs, what it allocates instead; with
+// trace, an execution trace).
 func profile(b *testing.B, reps []*testserver.LKEdgeProcess, seconds int) {
 	prefix := os.Getenv("LKEDGE_BENCH_PROFILE")
 	if prefix == "" || seconds < 4 {
@@ -126,8 +127,8 @@ func profile(b *testing.B, reps []*testserver.LKEdgeProcess, seconds int) {
 	for i, r := range reps {
 		wg.Go(func() {
 			kind := "profile"
-			if os.Getenv("LKEDGE_BENCH_PROFILE_KIND") == "allocs" {
-				kind = "allocs"
+			if k := os.Getenv("LKEDGE_BENCH_PROFILE_KIND"); k == "allocs" || k == "trace" {
+				kind = k
 			}
 			res, err := http.Get(fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", r.AdminURL, kind, seconds-3))
 			if err != nil {
