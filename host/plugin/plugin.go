@@ -63,7 +63,8 @@ type Limits struct {
 	// may grow to, in bytes, a table entry counting 8 bytes (default
 	// 64 MiB; a Go plugin needs at least 4 MiB).
 	Memory uint64
-	// Timeout is the wall time one call may take (default 1 s).
+	// Timeout is the wall time one call may take (default 1 s); a call
+	// running longer than runStretch spends most of the rest paused.
 	Timeout time.Duration
 	// Instances is how many calls may run at once, each in its own warm
 	// instance (default 2).
@@ -589,7 +590,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 // arm sets the call's deadline limit from now and returns the context the
 // guest runs under.
 func (inst *instance) arm(ctx context.Context, c *call, limit time.Duration) (context.Context, context.CancelFunc) {
-	c.deadline = time.Now().Add(limit).UnixNano()
+	now := time.Now()
+	c.deadline = now.Add(limit).UnixNano()
+	c.pauseAt = now.Add(runStretch).UnixNano()
 	inst.deadline.Store(c.deadline)
 	ctx = context.WithValue(ctx, callKey{}, c)
 	if inst.p.stop == stopContextDone {
