@@ -27,10 +27,10 @@ var hostileModes = []string{"loop", "sleep", "membomb", "panic", "deadlock", "fl
 // BenchmarkHostilePlugins runs a real `lkedge serve` with a well-behaved
 // plugin, alone ("quiet") and next to a stream of hostile plugins on every
 // event ("hostile"), and sends webhooks at a fixed rate (LKEDGE_BENCH_RATE,
-// default 50/s, for LKEDGE_BENCH_SECONDS, default 20: a p99 of fewer samples is a handful of outliers). It reports the p50
-// and p99 of the time to answer a webhook (accept) and of the time from
-// the answer to the well-behaved plugin's request at its destination
-// (deliver). Run both in one invocation and compare:
+// default 50/s, for LKEDGE_BENCH_SECONDS, default 20: the p99 of fewer
+// samples is a handful of outliers). It reports the p50 and p99 of the
+// time to answer a webhook (accept) and of the time from the answer to the
+// well-behaved plugin's request at its destination (deliver). Run both in one invocation and compare:
 //
 //	go test -run '^$' -bench HostilePlugins -benchtime 1x -count 3 ./host/service
 func BenchmarkHostilePlugins(b *testing.B) {
