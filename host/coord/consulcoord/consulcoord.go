@@ -53,6 +53,23 @@ const maxWait = 30 * time.Second
 // a zero, which Consul reads as its 15 s default.
 const noLockDelay = time.Millisecond
 
+// idleConns is how many idle connections to Consul the default transport
+// keeps. Go's default transport keeps two per host; with a replica's
+// blocking queries, admissions and turns in flight at once, every request
+// past two closed its connection on return and the next one dialed anew:
+// about one new connection per event, in lkedge and in Consul. Consul
+// takes at most 200 connections from one address by default
+// (limits.http_max_conns_per_client), so a few replicas on one host stay
+// under it.
+const idleConns = 32
+
+// pooledTransport is the default Options.Transport.
+func pooledTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = idleConns
+	return t
+}
+
 // Options configures the backend.
 type Options struct {
 	// Address and Token of the Consul agent (CONSUL_HTTP_ADDR,
@@ -63,8 +80,9 @@ type Options struct {
 	// 10 s): a Consul that takes a connection but never answers (restarting,
 	// no leader yet) must not stall event processing.
 	CallTimeout time.Duration
-	// Transport carries the HTTP requests (default: Go's default transport);
-	// set it for custom TLS, or to observe the calls.
+	// Transport carries the HTTP requests (default: a transport of its own
+	// that keeps up to idleConns idle connections to Consul); set it for
+	// custom TLS, or to observe the calls.
 	Transport http.RoundTripper
 	// Prefix of every key lkedge writes (default "lkedge/").
 	Prefix string
@@ -162,6 +180,9 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Transport == nil {
+		opts.Transport = pooledTransport()
 	}
 	client := func(timeout time.Duration) (*api.Client, error) {
 		return api.NewClient(&api.Config{Address: opts.Address, Token: opts.Token, HttpClient: &http.Client{Timeout: timeout, Transport: opts.Transport}})
