@@ -45,11 +45,19 @@ type cachedToken struct {
 	renewAt time.Time
 }
 
+// idleConns is how many idle connections to LiveKit the client keeps. Go's
+// default transport keeps two per host, and the pipeline's workers call
+// LiveKit at once (data messages, room lookups): every call past two closed
+// its connection on return and the next one dialed anew.
+const idleConns = 32
+
 // New returns a client for the LiveKit server at baseURL (http or https).
 // timeout bounds every call, so a hung LiveKit never stalls the pipeline;
 // while LiveKit cannot be connected to, calls fail fast (ErrUnreachable).
 func New(baseURL, key, secret string, timeout time.Duration) *Client {
-	b := &breaker{base: http.DefaultTransport.(*http.Transport).Clone(), now: time.Now}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = idleConns
+	b := &breaker{base: base, now: time.Now}
 	hc := &http.Client{Timeout: timeout, Transport: b}
 	return &Client{
 		rooms:   livekit.NewRoomServiceProtobufClient(baseURL, hc),
