@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lkedge/lkedge/host/internal/proccpu"
 	"github.com/lkedge/lkedge/host/internal/testserver"
 )
 
@@ -154,29 +155,34 @@ func profile(b *testing.B, reps []*testserver.LKEdgeProcess, seconds int) {
 type cpuShares struct {
 	start  time.Time
 	groups map[string][]int
-	ticks  map[string]int
+	used   map[string]time.Duration
 }
 
 func newCPUShares(groups map[string][]int) *cpuShares {
-	c := &cpuShares{start: time.Now(), groups: groups, ticks: map[string]int{}}
+	c := &cpuShares{start: time.Now(), groups: groups, used: map[string]time.Duration{}}
 	for name, pids := range groups {
-		for _, pid := range pids {
-			c.ticks[name] += processTicks(pid)
-		}
+		c.used[name] = groupCPU(pids)
 	}
 	return c
 }
 
-// report adds a cpu-<group>-% metric per group. Clock ticks are 1/100 s.
+// report adds a cpu-<group>-% metric per group.
 func (c *cpuShares) report(b *testing.B) {
-	secs := time.Since(c.start).Seconds()
+	wall := time.Since(c.start)
 	for name, pids := range c.groups {
-		n := -c.ticks[name]
-		for _, pid := range pids {
-			n += processTicks(pid)
-		}
-		b.ReportMetric(float64(n)/secs, "cpu-"+name+"-%")
+		b.ReportMetric(100*float64(groupCPU(pids)-c.used[name])/float64(wall), "cpu-"+name+"-%")
 	}
+}
+
+// groupCPU is the CPU time the processes have used so far; a process that
+// is gone counts nothing.
+func groupCPU(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, _ := proccpu.Of(pid)
+		sum += d
+	}
+	return sum
 }
 
 // reportStages reports the mean time per event of each processing stage
