@@ -802,7 +802,10 @@ func (rw *rewrite) nameMap(p []byte, indirect bool) ([]byte, error) {
 		}
 		out = append(out, p[start:r.off]...)
 	}
-	return out, nil
+	// Bytes past the map stay: wazero reads the subsections it decodes
+	// without their sizes, so it reads these as the next subsections, and
+	// must read the same after the rewrite.
+	return append(out, p[r.off:]...), nil
 }
 
 func appendI32Const(b []byte, v uint32) []byte {

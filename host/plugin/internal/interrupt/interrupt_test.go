@@ -896,6 +896,28 @@ func TestBrokenNamesDropped(t *testing.T) {
 	}
 }
 
+// TestNameMapTrailingBytesKept: wazero reads a function-names subsection
+// without its size, so bytes that follow the map inside the subsection are
+// read as the next subsections. Here they make wazero skip what would
+// otherwise be read as a broken module name (found by FuzzInstrument); a
+// rewrite that kept only the map made the module invalid.
+func TestNameMapTrailingBytesKept(t *testing.T) {
+	f := sec(secType, vec(funcType(nil, nil)))
+	fn := sec(secFunction, vec(leb(0)))
+	code := sec(secCode, vec(body(nil)))
+	names := vec(cat(leb(0), str("f")))
+	skip := []byte{0x30, 5}                   // an unknown subsection of 5 bytes...
+	badModuleName := []byte{0, 3, 48, 48, 48} // ...which hide a module name of 48 bytes in 3
+	wasm := module(f, fn, code, custom("name", cat(sec(1, cat(names, skip)), badModuleName)))
+	if _, err := instantiate(t, wasm, nil); err != nil {
+		t.Fatalf("wazero refuses the original, the case proves nothing: %v", err)
+	}
+	out := mustInstrument(t, wasm, 3)
+	if _, err := instantiate(t, out, nil); err != nil {
+		t.Fatalf("rewritten module refused: %v", err)
+	}
+}
+
 // TestNoPanicOnDamage cuts and corrupts every seed module at every byte:
 // whatever the rewrite makes of that, it must not panic, and it must not
 // touch its input, which the caller may still hold.
