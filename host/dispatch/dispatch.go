@@ -87,17 +87,18 @@ type Options struct {
 	// the first wait between tries, doubling up to a minute (default 1 s).
 	HoldAttempts int
 	HoldBackoff  time.Duration
+	// FinishedInterval is how long a finished call's task may wait before
+	// it leaves the file in a commit of its own, when no sink's commit took
+	// it along first (default 100 ms).
+	FinishedInterval time.Duration
 }
 
 const (
-	defaultMaxQueued    = 10000
-	defaultHoldAttempts = 5
-	defaultHoldBackoff  = time.Second
-	maxHoldBackoff      = time.Minute
-	// finishedInterval is how long a finished task may wait before it
-	// leaves the file in a commit of its own (flushFinished), when no
-	// sink's commit took it along first.
-	finishedInterval = 100 * time.Millisecond
+	defaultMaxQueued        = 10000
+	defaultHoldAttempts     = 5
+	defaultHoldBackoff      = time.Second
+	maxHoldBackoff          = time.Minute
+	defaultFinishedInterval = 100 * time.Millisecond
 )
 
 // callAttempts is how often a failed plugin call is tried, each time in a
@@ -187,6 +188,9 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 	}
 	if opts.HoldBackoff <= 0 {
 		opts.HoldBackoff = defaultHoldBackoff
+	}
+	if opts.FinishedInterval <= 0 {
+		opts.FinishedInterval = defaultFinishedInterval
 	}
 	d := &Dispatcher{opts: opts, log: opts.Logger, secrets: map[string]map[string]pluginconf.SecretRef{}, m: newMetrics(opts.Registerer),
 		slots: semaphore.NewWeighted(int64(opts.Concurrency)), queues: map[string]*queue{}, idle: make(chan struct{}),

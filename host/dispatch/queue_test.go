@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/store"
@@ -458,5 +460,46 @@ func TestHoldKeepsTheRoomInOrder(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(d.m.failedTasks); got != 0 {
 		t.Errorf("lkedge_plugin_tasks_failed = %v, want 0: the call succeeded in the end", got)
+	}
+}
+
+// TestSinkTakesFinishedTasksAlong: the sink's commit of new tasks also
+// removes the tasks of the calls finished since the last commit, so under
+// load a finished call costs no commit of its own.
+func TestSinkTakesFinishedTasksAlong(t *testing.T) {
+	hook := newHookServer(t)
+	dir := setupEmitter(t, "plugins:\n  - name: hook\n    wasm: emitter.wasm\n    events: [\"*\"]\n"+
+		"    config: {url: \""+hook.URL+"/hook\"}\n    allow: [\"config:url\"]\n")
+	opts := testOptions(dir, &outbox{}, slog.New(slog.DiscardHandler))
+	opts.FinishedInterval = time.Hour // only a commit made anyway removes them
+	d := newDispatcherOpts(t, opts)
+	inFile := func() (ids []string) {
+		t.Helper()
+		err := d.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketTasks).ForEach(func(_, v []byte) error {
+				var rec struct {
+					EventID string `json:"event_id"`
+				}
+				err := json.Unmarshal(v, &rec)
+				ids = append(ids, rec.EventID)
+				return err
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if err := handle(t, d, eventIn(t, "participant_joined", "EV_first", "room-a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := inFile(); !slices.Equal(got, []string{"EV_first"}) {
+		t.Fatalf("tasks in the file after the first call: %q, want its finished task still there", got)
+	}
+	if err := handle(t, d, eventIn(t, "participant_joined", "EV_second", "room-b")); err != nil {
+		t.Fatal(err)
+	}
+	if got := inFile(); !slices.Equal(got, []string{"EV_second"}) {
+		t.Errorf("tasks in the file after the second event: %q, want only the second's (the first's removed by its commit)", got)
 	}
 }

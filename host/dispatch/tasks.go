@@ -419,10 +419,11 @@ func deleteTasks(tx *bolt.Tx, ts []*task) error {
 	return nil
 }
 
-// flushLoop runs flushFinished every finishedInterval until stop closes.
+// flushLoop runs flushFinished every Options.FinishedInterval until stop
+// closes.
 func (d *Dispatcher) flushLoop(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTicker(finishedInterval)
+	t := time.NewTicker(d.opts.FinishedInterval)
 	defer t.Stop()
 	for {
 		select {
