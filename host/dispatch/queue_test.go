@@ -161,9 +161,8 @@ func TestConcurrencyBound(t *testing.T) {
 			hook := newHookServer(t)
 			var yaml strings.Builder
 			yaml.WriteString("plugins:\n")
-			// The calls keep the CPU busy (a sleeping call gives its slot
-			// up), a fixed amount of work each, however the slots are
-			// shared out while they run.
+			// The calls spin (a sleeping call gives its slot up), long
+			// enough for the gauge to see them at once.
 			const plugins, events, spin = 3, 8, 20_000_000
 			for i := range plugins {
 				fmt.Fprintf(&yaml, "  - name: p%d\n    wasm: emitter.wasm\n    events: [\"*\"]\n    config: {url: \"%s/p%d\", spin: \"%d\"}\n"+
@@ -214,11 +213,12 @@ func TestConcurrencyBound(t *testing.T) {
 			if got > float64(bound) || got < float64(bound) {
 				t.Errorf("at most %v calls ran at once, want the bound %d reached and never passed", got, bound)
 			}
-			// Within the bound the calls cannot all end sooner (with a
-			// margin for the measured call's own noise).
-			if least := time.Duration(plugins*events/bound) * one * 7 / 10; elapsed < least {
-				t.Errorf("%d calls of %s each took %s with %d at a time, less than %s", plugins*events, one, elapsed, bound, least)
-			}
+			// No lower bound on the elapsed time: it assumed a call keeps a
+			// core busy for all of its time, but a call running longer than
+			// the plugin package's run stretch spends most of it paused
+			// (holding its slot), and how the pauses of many calls fall
+			// differs from one call alone. The sampled gauge above is the
+			// check.
 			t.Logf("one call %s; %d calls with %d at a time %s", one, plugins*events, bound, elapsed)
 		})
 	}
