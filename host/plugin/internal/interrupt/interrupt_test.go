@@ -1004,6 +1004,12 @@ func FuzzInstrument(f *testing.F) {
 		f.Add(wasm)
 	}
 	f.Add(bulkModule())
+	// Imports from two modules neither of which is there: wazero names
+	// either one, at random.
+	f.Add(module(
+		sec(secType, vec(funcType(nil, nil))),
+		sec(secImport, vec(importFunc("env", "f", 0), importFunc("hist", "g", 0))),
+	))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00"))
 	f.Add([]byte("\x00asm\x02\x00\x00\x00"))
 	ctx := context.Background()
@@ -1026,6 +1032,10 @@ func FuzzInstrument(f *testing.F) {
 		if err := compile(ctx, rt, out); err != nil {
 			t.Fatalf("wazero accepts the module but not its rewrite: %v", err)
 		}
+		want := append(imports(ctx, t, rt, wasm), "func "+Module+"."+Name+" [] [i32]", "func "+Module+"."+GrowName+" [i32 i32] [i32]")
+		if got := imports(ctx, t, rt, out); !slices.Equal(got, want) {
+			t.Errorf("imports changed:\n got %q\nwant %q", got, want)
+		}
 		before, after := behave(t, wasm), behave(t, out)
 		for i := range min(len(before), len(after)) {
 			if before[i] != after[i] {
@@ -1033,6 +1043,35 @@ func FuzzInstrument(f *testing.F) {
 			}
 		}
 	})
+}
+
+// imports lists the functions and memories wasm imports, as wazero reads
+// them: functions first, in index order, then memories.
+func imports(ctx context.Context, t *testing.T, rt wazero.Runtime, wasm []byte) []string {
+	c, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var list []string
+	for _, f := range c.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		list = append(list, fmt.Sprintf("func %s.%s %v %v", mod, name, names(f.ParamTypes()), names(f.ResultTypes())))
+	}
+	for _, m := range c.ImportedMemories() {
+		mod, name, _ := m.Import()
+		max, _ := m.Max()
+		list = append(list, fmt.Sprintf("memory %s.%s %d-%d", mod, name, m.Min(), max))
+	}
+	return list
+}
+
+func names(types []api.ValueType) []string {
+	var n []string
+	for _, t := range types {
+		n = append(n, api.ValueTypeName(t))
+	}
+	return n
 }
 
 // withoutCustom is wasm without its custom sections, or wasm itself if it
@@ -1075,10 +1114,6 @@ func behave(t *testing.T, wasm []byte) []string {
 		NewFunctionBuilder().WithFunc(chk.grow).Export(GrowName).
 		Instantiate(ctx); err != nil {
 		t.Fatal(err)
-	}
-	outcome := func(err error) string {
-		msg, _, _ := strings.Cut(err.Error(), "\n")
-		return startIndex.ReplaceAllString(msg, "start function[...]")
 	}
 	timed := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 100*time.Millisecond) }
 	cctx, cancel := timed()
