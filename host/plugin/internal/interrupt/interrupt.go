@@ -741,7 +741,13 @@ func (rw *rewrite) custom(p []byte) ([]byte, error) {
 }
 
 // names renumbers the subsections of the name section p, which r has read
-// up to its first subsection.
+// up to its first subsection. It refuses a subsection of names whose
+// content is not exactly its size. wazero reads the subsections it decodes
+// (0, 1 and 2) without their sizes, so it reads what follows such content,
+// or what its size hides, as further subsections, while it counts its way
+// to the section's end by the sizes: only where content and sizes agree
+// does the renumbered section read as the original does. Toolchains write
+// them so; custom drops any other name section.
 func (rw *rewrite) names(p []byte, r reader) ([]byte, error) {
 	out := append([]byte(nil), p[:r.off]...)
 	for r.off < len(p) {
@@ -757,7 +763,12 @@ func (rw *rewrite) names(p []byte, r reader) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if id >= 1 && id <= 3 { // function, local and label names
+		switch id {
+		case 0: // the module name
+			if err = wholeName(sub); err != nil {
+				return nil, fmt.Errorf("name subsection 0: %w", err)
+			}
+		case 1, 2, 3: // function, local and label names
 			if sub, err = rw.nameMap(sub, id != 1); err != nil {
 				return nil, fmt.Errorf("name subsection %d: %w", id, err)
 			}
@@ -802,10 +813,22 @@ func (rw *rewrite) nameMap(p []byte, indirect bool) ([]byte, error) {
 		}
 		out = append(out, p[start:r.off]...)
 	}
-	// Bytes past the map stay: wazero reads the subsections it decodes
-	// without their sizes, so it reads these as the next subsections, and
-	// must read the same after the rewrite.
-	return append(out, p[r.off:]...), nil
+	if r.off != len(p) {
+		return nil, errTrailing
+	}
+	return out, nil
+}
+
+// wholeName checks that p is one name and nothing else.
+func wholeName(p []byte) error {
+	r := reader{b: p}
+	if _, err := r.name(); err != nil {
+		return err
+	}
+	if r.off != len(p) {
+		return errTrailing
+	}
+	return nil
 }
 
 func appendI32Const(b []byte, v uint32) []byte {
