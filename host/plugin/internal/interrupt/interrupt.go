@@ -372,7 +372,9 @@ func checkFunctionTypes(p []byte, types uint32) error {
 }
 
 // countImports counts the imports, refusing a function import whose type
-// is past the module's types.
+// is past the module's types, and bytes after the last import (the new
+// imports go after it, so the rewrite would drop them, and wazero refuses
+// them).
 func countImports(s *section, types uint32) (n, funcs, globals uint32, err error) {
 	if s == nil {
 		return 0, 0, 0, nil
@@ -416,6 +418,9 @@ func countImports(s *section, types uint32) (n, funcs, globals uint32, err error
 		if err != nil {
 			return
 		}
+	}
+	if r.off != len(s.payload) {
+		return 0, 0, 0, errTrailing
 	}
 	return n, funcs, globals, nil
 }

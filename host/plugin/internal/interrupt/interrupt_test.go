@@ -822,6 +822,7 @@ func TestRejectsGarbage(t *testing.T) {
 		{"section size over u32", cat(module(), []byte{secType, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F}), 3, "u32"},
 		{"empty type section", module(sec(secType)), 3, "type section"},
 		{"import count past the end", module(sec(secImport, leb(2), importFunc("a", "b", 0))), 3, "import section"},
+		{"import trailing bytes", module(sec(secImport, vec(), []byte{0x11, 0})), 3, "trailing bytes"},
 		{"unknown import kind", module(sec(secImport, vec(cat(str("a"), str("b"), []byte{0x07, 0})))), 3, "unknown import kind"},
 		{"global without end", module(sec(secGlobal, vec([]byte{i32, 0x00, 0x41, 0x01}))), 3, "global section"},
 		{"export cut", module(sec(secExport, vec(str("f")))), 3, "section 7"},
