@@ -401,8 +401,8 @@ func countImports(s *section, types uint32) (n, funcs, globals uint32, err error
 			if t, err = r.u32(); err == nil && t >= types {
 				err = fmt.Errorf("imported function has type %d, past the module's %d types", t, types)
 			}
-		case 0x01: // table: reftype, limits
-			if _, err = r.byte(); err == nil {
+		case 0x01: // table: reftype (two bytes or more for a typed reference), limits
+			if err = r.valType(); err == nil {
 				err = r.limits()
 			}
 		case 0x02: // memory: limits

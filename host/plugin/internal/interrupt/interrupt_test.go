@@ -988,6 +988,13 @@ func FuzzInstrument(f *testing.F) {
 		f.Add(wasm)
 	}
 	f.Add(bulkModule())
+	// A table of a typed reference, (ref null func) in two bytes, before a
+	// function import: the rewrite once read it as one byte, and then
+	// misread the imports after it.
+	f.Add(module(
+		sec(secType, vec(funcType(nil, nil))),
+		sec(secImport, vec(cat(str("host"), str("t"), []byte{0x01, 0x63, 0x70, 0x00, 0x01}), importFunc("host", "nop", 0))),
+	))
 	// Imports from two modules neither of which is there: wazero names
 	// either one, at random.
 	f.Add(module(
