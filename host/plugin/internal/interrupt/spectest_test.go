@@ -31,7 +31,7 @@ var (
 	// run to run (FuzzInstrument failed in CI on "module[env]" against
 	// "module[hist]" for one module); an outcome keeps only the kind, and
 	// FuzzInstrument compares the import lists themselves.
-	importFailure = regexp.MustCompile(`^(module\[.*\] not instantiated|".*" is not exported in module ".*"|export ".*" in module ".*" is a .*|import (func|table|memory|global)\[.*)$`)
+	importFailure = regexp.MustCompile(`(?s)^(module\[.*\] not instantiated|".*" is not exported in module ".*"|export ".*" in module ".*" is a .*|import (func|table|memory|global)\[.*)$`)
 )
 
 // outcome is what a failure says, comparable across the written and the
@@ -39,10 +39,10 @@ var (
 // function's index (the rewrite's imports move it) and, for an import that
 // does not resolve, without which one.
 func outcome(err error) string {
-	msg, _, _ := strings.Cut(err.Error(), "\n")
-	if importFailure.MatchString(msg) {
+	if importFailure.MatchString(err.Error()) { // names may hold line breaks
 		return "an import does not resolve"
 	}
+	msg, _, _ := strings.Cut(err.Error(), "\n")
 	return startIndex.ReplaceAllString(msg, "start function[...]")
 }
 
