@@ -28,7 +28,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lkedge/lkedge/host/egress"
-	"github.com/lkedge/lkedge/host/internal/boltbatch"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -214,7 +213,7 @@ type DeadLetter struct {
 // Outbox is the durable queue of deliveries and the sender working it off.
 // It is safe for concurrent use.
 type Outbox struct {
-	db   *boltbatch.DB
+	db   *bolt.DB
 	path string
 	opts Options
 	log  *slog.Logger
@@ -274,6 +273,13 @@ func Open(path string, opts Options) (*Outbox, error) {
 		}
 		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
 	}
+	// Enqueues and delivery results from many goroutines share one
+	// commit (two fsyncs). At a few thousand events per second they arrive
+	// one at a time, so the wait for company sets how many share it: 3 ms
+	// costs clearly less CPU per delivery than 1 ms (BenchmarkDeliverRate,
+	// docs/benchmarks.md), while bbolt's default 10 ms would be most of an
+	// event's latency.
+	db.MaxBatchDelay = 3 * time.Millisecond
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		_ = db.Close()
@@ -287,7 +293,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 		return nil, fmt.Errorf("outbox: clients: %w", err)
 	}
 	o := &Outbox{
-		db:      boltbatch.New(db),
+		db:      db,
 		path:    path,
 		opts:    opts,
 		log:     opts.Logger,
@@ -363,7 +369,7 @@ func (o *Outbox) Close() error {
 // buckets in, so that its writes share the outbox's commits (and fsyncs).
 // Other users must leave the outbox's buckets alone and stop using it
 // before Close.
-func (o *Outbox) DB() *boltbatch.DB { return o.db }
+func (o *Outbox) DB() *bolt.DB { return o.db }
 
 // Pending returns the number of deliveries not yet delivered or
 // dead-lettered, in-flight ones included.

@@ -27,12 +27,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/lkedge/lkedge/host/deliver"
 	"github.com/lkedge/lkedge/host/egress"
 	"github.com/lkedge/lkedge/host/event"
-	"github.com/lkedge/lkedge/host/internal/boltbatch"
 	"github.com/lkedge/lkedge/host/plugin"
 	"github.com/lkedge/lkedge/host/pluginconf"
 	"github.com/lkedge/lkedge/host/store"
@@ -67,7 +67,7 @@ type Options struct {
 	// the sink's write shares its commits with the outbox's. The
 	// Dispatcher does not close it. When DB is nil the file Tasks is
 	// opened (and closed) instead; one of them is required.
-	DB    *boltbatch.DB
+	DB    *bolt.DB
 	Tasks string
 	// Concurrency bounds the plugin calls running at once, all plugins
 	// together, so that wasm never takes every core from accepting
@@ -123,7 +123,7 @@ type Dispatcher struct {
 	storeCfg  *storeConfig
 
 	// The task queues (tasks.go). ctx ends the workers at Close.
-	db    *boltbatch.DB
+	db    *bolt.DB
 	ownDB bool                // opened from Options.Tasks, so closed by Close
 	slots *semaphore.Weighted // the Concurrency bound
 	// slotWaiters counts the calls waiting for a slot, which a running call

@@ -14,7 +14,6 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/lkedge/lkedge/host/deliver"
-	"github.com/lkedge/lkedge/host/internal/boltbatch"
 	"github.com/lkedge/lkedge/host/plugin"
 	"github.com/lkedge/lkedge/host/pluginconf"
 )
@@ -91,7 +90,7 @@ func (d *Dispatcher) openTasks() error {
 	db, path := d.opts.DB, d.opts.Tasks
 	if db == nil {
 		var err error
-		bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 		if err != nil {
 			if errors.Is(err, berrors.ErrTimeout) {
 				return fmt.Errorf("plugin task file %s is in use by another process: %w", path, err)
@@ -99,7 +98,7 @@ func (d *Dispatcher) openTasks() error {
 			return fmt.Errorf("open plugin task file %s: %w", path, err)
 		}
 		// As the outbox: concurrent sinks and finished tasks share a commit.
-		db = boltbatch.New(bdb)
+		db.MaxBatchDelay = 3 * time.Millisecond
 		d.ownDB = true
 	}
 	d.db = db
