@@ -98,6 +98,11 @@ type rewrite struct {
 	scratch       uint32 // a global holding a bulk operation's size
 }
 
+// reader reads p refusing heap types past the module's own types.
+func (rw *rewrite) reader(p []byte) reader {
+	return reader{b: p, types: rw.types, limitTypes: true}
+}
+
 // added is how many functions the rewrite imports.
 const added = 2
 
@@ -131,11 +136,11 @@ func Instrument(wasm []byte, budget uint32) ([]byte, error) {
 	// The new types, globals and imports are appended after their kind's
 	// existing entries, so that only defined functions shift (by two).
 	types := find(secs, secType)
-	ntypes, err := vecLen(types)
+	entries, ntypes, err := countTypes(types)
 	if err != nil {
 		return nil, fmt.Errorf("type section: %w", err)
 	}
-	secs = upsert(secs, secType, appendVecItems(types, ntypes,
+	secs = upsert(secs, secType, appendVecItems(types, entries,
 		[]byte{0x60, 0x00, 0x01, 0x7F},             // () -> i32
 		[]byte{0x60, 0x02, 0x7F, 0x7F, 0x01, 0x7F}, // (i32, i32) -> i32
 	))
@@ -178,6 +183,8 @@ func Instrument(wasm []byte, budget uint32) ([]byte, error) {
 		s := &secs[i]
 		var p []byte
 		switch s.id {
+		case secTable:
+			p, err = rw.tables(s.payload)
 		case secExport:
 			p, err = rw.exports(s.payload)
 		case secStart:
@@ -325,6 +332,50 @@ func upsert(secs []section, id byte, payload []byte) []section {
 	return secs
 }
 
+// countTypes returns how many entries the type section has and how many
+// types they define: a recursive group (0x4e, which wazero reads) is one
+// entry of several types. It refuses a reference to a type not yet
+// defined, except within its own group, as wazero does: those would reach
+// the types the rewrite appends.
+func countTypes(s *section) (entries, types uint32, err error) {
+	if s == nil {
+		return 0, 0, nil
+	}
+	r := reader{b: s.payload, limitTypes: true}
+	if entries, err = r.u32(); err != nil {
+		return 0, 0, err
+	}
+	for range entries {
+		group, rec := uint32(1), false
+		if r.off < len(r.b) && r.b[r.off] == 0x4e {
+			r.off++
+			rec = true
+			if group, err = r.u32(); err != nil {
+				return 0, 0, err
+			}
+		}
+		if uint64(types)+uint64(group) > 1<<32-1 {
+			return 0, 0, errors.New("too many types")
+		}
+		// A group's types may name each other; a type alone, only the
+		// ones before it.
+		r.types = types
+		if rec {
+			r.types = types + group
+		}
+		for range group {
+			if err := r.funcType(); err != nil {
+				return 0, 0, err
+			}
+		}
+		types += group
+	}
+	if r.off != len(r.b) {
+		return 0, 0, errTrailing
+	}
+	return entries, types, nil
+}
+
 func vecLen(s *section) (uint32, error) {
 	if s == nil {
 		return 0, nil
@@ -379,7 +430,7 @@ func countImports(s *section, types uint32) (n, funcs, globals uint32, err error
 	if s == nil {
 		return 0, 0, 0, nil
 	}
-	r := reader{b: s.payload}
+	r := reader{b: s.payload} // wazero does not check an imported table's heap type
 	if n, err = r.u32(); err != nil {
 		return 0, 0, 0, err
 	}
@@ -427,7 +478,7 @@ func countImports(s *section, types uint32) (n, funcs, globals uint32, err error
 
 // globals renumbers ref.func in the initializers of the global section.
 func (rw *rewrite) globals(p []byte) ([]byte, uint32, error) {
-	r := reader{b: p}
+	r := rw.reader(p)
 	n, err := r.u32()
 	if err != nil {
 		return nil, 0, err
@@ -450,6 +501,34 @@ func (rw *rewrite) globals(p []byte) ([]byte, uint32, error) {
 		return nil, 0, errTrailing
 	}
 	return out, n, nil
+}
+
+// tables renumbers ref.func in the initializer expressions of the table
+// section (tables of the function-references proposal may have one).
+func (rw *rewrite) tables(p []byte) ([]byte, error) {
+	r := rw.reader(p)
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	out := appendU32(nil, n)
+	for range n {
+		start := r.off
+		_, init, err := r.tableType()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p[start:r.off]...)
+		if init {
+			if out, err = rw.expr(out, &r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if r.off != len(p) {
+		return nil, errTrailing
+	}
+	return out, nil
 }
 
 func (rw *rewrite) exports(p []byte) ([]byte, error) {
@@ -505,7 +584,7 @@ func (rw *rewrite) start(p []byte) ([]byte, error) {
 // elements renumbers the function indices of element segments, in all
 // eight encodings of the format.
 func (rw *rewrite) elements(p []byte) ([]byte, error) {
-	r := reader{b: p}
+	r := rw.reader(p)
 	n, err := r.u32()
 	if err != nil {
 		return nil, err
@@ -636,7 +715,7 @@ func (rw *rewrite) instr(out []byte, r *reader, op byte) ([]byte, error) {
 }
 
 func (rw *rewrite) code(p []byte) ([]byte, error) {
-	r := reader{b: p}
+	r := rw.reader(p)
 	n, err := r.u32()
 	if err != nil {
 		return nil, err
@@ -668,7 +747,7 @@ func (rw *rewrite) code(p []byte) ([]byte, error) {
 // the body opens with a loop, whose own check comes first anyway, as in
 // every function Go compiles) and after every loop's block type.
 func (rw *rewrite) body(out, b []byte) ([]byte, error) {
-	r := reader{b: b}
+	r := rw.reader(b)
 	groups, err := r.u32()
 	if err != nil {
 		return nil, err

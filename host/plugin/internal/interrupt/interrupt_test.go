@@ -368,10 +368,68 @@ func namedModule() []byte {
 
 func seedModules() map[string][]byte {
 	return map[string][]byte{
-		"features": featuresModule(),
-		"spin":     spinModule(),
-		"named":    namedModule(),
-		"empty":    module(),
+		"table init": tableInitModule(),
+		"rec group":  recGroupModule(),
+		"features":   featuresModule(),
+		"spin":       spinModule(),
+		"named":      namedModule(),
+		"empty":      module(),
+	}
+}
+
+// tableInitModule has a table whose initializer (function-references
+// proposal: 0x40 0x00 before the table type) puts function 1 in every
+// slot; g calls slot 0, which returns 42. Function indices: 0 g, 1 answer.
+func tableInitModule() []byte {
+	return module(
+		sec(secType, vec(funcType(nil, []byte{i32}))),
+		sec(secFunction, vec(leb(0), leb(0))),
+		sec(secTable, vec(cat([]byte{0x40, 0x00, funcref, 0x00, 0x01}, constExpr(op(opRefFunc, 1))))),
+		sec(secExport, vec(export("g", 0, 0))),
+		sec(secElement, vec(cat(leb(3), []byte{0x00}, vec(leb(1))))), // declares function 1
+		sec(secCode, vec(body(nil, i32Const(0), op(opCallIndirect, 0, 0)), body(nil, i32Const(42)))),
+	)
+}
+
+// recGroupModule has a recursive type group (0x4e) of two types, one
+// entry of the type section: the types the rewrite appends are 2 and 3,
+// not 1 and 2. f has type 1 and returns 7.
+func recGroupModule() []byte {
+	return module(
+		sec(secType, cat(leb(1), []byte{0x4e}, vec(funcType(nil, nil), funcType(nil, []byte{i32})))),
+		sec(secFunction, vec(leb(1))),
+		sec(secExport, vec(export("f", 0, 0))),
+		sec(secCode, vec(body(nil, i32Const(7)))),
+	)
+}
+
+// TestTableInitRenumbered: a table initializer's ref.func is renumbered
+// (it named the grow check's import after the rewrite), and Tables reads
+// the table's size past its initializer.
+func TestTableInitRenumbered(t *testing.T) {
+	wasm := tableInitModule()
+	m, err := instantiate(t, mustInstrument(t, wasm, 3), &checker{fallback: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := call(t, m, "g"); err != nil || got != 42 {
+		t.Errorf("g() = %d, %v; want 42", got, err)
+	}
+	tables, err := Tables(wasm)
+	if err != nil || len(tables) != 1 || tables[0] != (Table{Min: 1}) {
+		t.Errorf("Tables = %+v, %v; want one table of 1 entry, no maximum", tables, err)
+	}
+}
+
+// TestRecGroupCounted: the rewrite's types go after every type of a
+// recursive group, so its imports get the signatures they need.
+func TestRecGroupCounted(t *testing.T) {
+	m, err := instantiate(t, mustInstrument(t, recGroupModule(), 3), &checker{fallback: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := call(t, m, "f"); err != nil || got != 7 {
+		t.Errorf("f() = %d, %v; want 7", got, err)
 	}
 }
 
@@ -1307,6 +1365,10 @@ func TestRefusesIndicesPastOwn(t *testing.T) {
 		{"block of the check's type", withBody(op(opBlock, 1), i32Const(0), []byte{opEnd}, []byte{0x1A}), "block type 1 is past the module's 1 types"},
 		{"function of the check's type", module(void, sec(secFunction, vec(leb(1))), sec(secCode, vec(body(nil, i32Const(0))))), "function 0 has type 1"},
 		{"import of the grow check's type", module(void, sec(secImport, vec(importFunc(Module, GrowName, 2)))), "imported function has type 2"},
+		// (ref null 1): a typed reference to the check's type (FuzzInstrument).
+		{"local of a reference to the check's type", module(void, fn, sec(secCode, vec(body(cat(leb(1), leb(1), []byte{0x63, 0x01}))))), "names type 1, past the 1 types it may name"},
+		{"ref.null of the check's type", withBody([]byte{0xD0, 0x01}, []byte{0x1A}), "names type 1, past the 1 types it may name"},
+		{"a type naming the next", module(sec(secType, vec(funcType([]byte{0x63, 0x01}, nil), funcType(nil, nil)))), "names type 1, past the 0 types it may name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()

@@ -6,9 +6,13 @@ import (
 )
 
 // reader decodes the parts of the binary format the rewrite needs to walk.
+// With limitTypes set, it refuses a heap type naming a type at or past
+// types: the rewrite appends types, which would make such a module valid.
 type reader struct {
-	b   []byte
-	off int
+	b          []byte
+	off        int
+	types      uint32
+	limitTypes bool
 }
 
 func (r *reader) byte() (byte, error) {
@@ -103,9 +107,26 @@ func (r *reader) valType() error {
 		return err
 	}
 	if c == 0x63 || c == 0x64 {
-		_, err = r.leb(5) // s33 heap type
+		err = r.heapType()
 	}
 	return err
+}
+
+// heapType skips a heap type: an s33, negative for an abstract type (one
+// byte), else a type index.
+func (r *reader) heapType() error {
+	start := r.off
+	v, err := r.leb(5)
+	if err != nil {
+		return err
+	}
+	if r.b[r.off-1]&0x40 != 0 { // negative: sign bit of the last byte
+		return nil
+	}
+	if r.limitTypes && v >= uint64(r.types) {
+		return fmt.Errorf("heap type at %d names type %d, past the %d types it may name", start, v, r.types)
+	}
+	return nil
 }
 
 func (r *reader) blockType() error {
@@ -117,12 +138,73 @@ func (r *reader) blockType() error {
 	case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
 		return nil
 	case 0x63, 0x64:
-		_, err = r.leb(5)
-		return err
+		return r.heapType()
 	}
 	r.off--
 	_, err = r.leb(5) // s33 type index
 	return err
+}
+
+// funcType skips a function type, 0x60 and its parameter and result
+// types.
+func (r *reader) funcType() error {
+	c, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if c != 0x60 {
+		return fmt.Errorf("type form 0x%02x, not a function type", c)
+	}
+	for range 2 {
+		n, err := r.u32()
+		if err != nil {
+			return err
+		}
+		for range n {
+			if err := r.valType(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// tableType skips a table type, with the initializer expression of the
+// function-references proposal (0x40 0x00 prefix) when it has one, which
+// it returns unread at r.off: init tells whether one follows.
+func (r *reader) tableType() (t Table, init bool, err error) {
+	if r.off < len(r.b) && r.b[r.off] == 0x40 {
+		r.off++
+		c, err := r.byte()
+		if err != nil {
+			return Table{}, false, err
+		}
+		if c != 0x00 {
+			return Table{}, false, fmt.Errorf("table prefix 0x40 0x%02x", c)
+		}
+		init = true
+	}
+	if err := r.valType(); err != nil {
+		return Table{}, false, err
+	}
+	t, err = r.tableLimits()
+	return t, init, err
+}
+
+// skipExpr skips a constant expression and its end.
+func (r *reader) skipExpr() error {
+	for {
+		op, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if op == 0x0B {
+			return nil
+		}
+		if err := r.skipImmediates(op); err != nil {
+			return err
+		}
+	}
 }
 
 func (r *reader) u32s(n int) error {
@@ -184,8 +266,7 @@ func (r *reader) skipImmediates(op byte) error {
 		_, err := r.bytes(8)
 		return err
 	case op == 0xD0: // ref.null: a heap type
-		_, err := r.leb(5)
-		return err
+		return r.heapType()
 	case op == 0xFC:
 		return r.skipFC()
 	case op == 0xFD:

@@ -67,10 +67,10 @@ func Tables(wasm []byte) ([]Table, error) {
 			return nil, fmt.Errorf("table section: %w", err)
 		}
 		for range n {
-			if err := r.valType(); err != nil {
-				return nil, fmt.Errorf("table section: %w", err)
+			t, init, err := r.tableType()
+			if err == nil && init {
+				err = r.skipExpr()
 			}
-			t, err := r.tableLimits()
 			if err != nil {
 				return nil, fmt.Errorf("table section: %w", err)
 			}
