@@ -103,6 +103,9 @@ func (rw *rewrite) reader(p []byte) reader {
 	return reader{b: p, types: rw.types, limitTypes: true}
 }
 
+// addedTypes is how many types the rewrite appends.
+const addedTypes = 2
+
 // added is how many functions the rewrite imports.
 const added = 2
 
@@ -334,34 +337,26 @@ func upsert(secs []section, id byte, payload []byte) []section {
 
 // countTypes returns how many entries the type section has and how many
 // types they define: a recursive group (0x4e, which wazero reads) is one
-// entry of several types. It refuses a reference to a type not yet
-// defined, except within its own group, as wazero does: those would reach
-// the types the rewrite appends.
+// entry of several types. A type may only name types before it or in its
+// own group, so none can name the types the rewrite appends after them.
 func countTypes(s *section) (entries, types uint32, err error) {
 	if s == nil {
 		return 0, 0, nil
 	}
-	r := reader{b: s.payload, limitTypes: true}
+	r := reader{b: s.payload}
 	if entries, err = r.u32(); err != nil {
 		return 0, 0, err
 	}
 	for range entries {
-		group, rec := uint32(1), false
+		group := uint32(1)
 		if r.off < len(r.b) && r.b[r.off] == 0x4e {
 			r.off++
-			rec = true
 			if group, err = r.u32(); err != nil {
 				return 0, 0, err
 			}
 		}
 		if uint64(types)+uint64(group) > 1<<32-1 {
 			return 0, 0, errors.New("too many types")
-		}
-		// A group's types may name each other; a type alone, only the
-		// ones before it.
-		r.types = types
-		if rec {
-			r.types = types + group
 		}
 		for range group {
 			if err := r.funcType(); err != nil {
@@ -753,12 +748,15 @@ func (rw *rewrite) body(out, b []byte) ([]byte, error) {
 		return nil, err
 	}
 	for range groups {
-		if _, err := r.u32(); err != nil {
+		n, err := r.u32()
+		if err != nil {
 			return nil, err
 		}
+		r.limitTypes = n > 0 // wazero does not check the type of no locals
 		if err := r.valType(); err != nil {
 			return nil, err
 		}
+		r.limitTypes = true
 	}
 	out = append(out, b[:r.off]...)
 	if r.off >= len(b) || b[r.off] != 0x03 {

@@ -1366,9 +1366,8 @@ func TestRefusesIndicesPastOwn(t *testing.T) {
 		{"function of the check's type", module(void, sec(secFunction, vec(leb(1))), sec(secCode, vec(body(nil, i32Const(0))))), "function 0 has type 1"},
 		{"import of the grow check's type", module(void, sec(secImport, vec(importFunc(Module, GrowName, 2)))), "imported function has type 2"},
 		// (ref null 1): a typed reference to the check's type (FuzzInstrument).
-		{"local of a reference to the check's type", module(void, fn, sec(secCode, vec(body(cat(leb(1), leb(1), []byte{0x63, 0x01}))))), "names type 1, past the 1 types it may name"},
-		{"ref.null of the check's type", withBody([]byte{0xD0, 0x01}, []byte{0x1A}), "names type 1, past the 1 types it may name"},
-		{"a type naming the next", module(sec(secType, vec(funcType([]byte{0x63, 0x01}, nil), funcType(nil, nil)))), "names type 1, past the 0 types it may name"},
+		{"local of a reference to the check's type", module(void, fn, sec(secCode, vec(body(cat(leb(1), leb(1), []byte{0x63, 0x01}))))), "names type 1, past the module's 1 types"},
+		{"ref.null of the check's type", withBody([]byte{0xD0, 0x01}, []byte{0x1A}), "names type 1, past the module's 1 types"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()

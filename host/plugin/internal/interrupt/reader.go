@@ -6,8 +6,11 @@ import (
 )
 
 // reader decodes the parts of the binary format the rewrite needs to walk.
-// With limitTypes set, it refuses a heap type naming a type at or past
-// types: the rewrite appends types, which would make such a module valid.
+// With limitTypes set, it refuses a heap type naming one of the types the
+// rewrite appends after the module's types: such a module is invalid, and
+// the rewrite would make it valid. (A name further on stays invalid
+// after the rewrite, and wazero does not check every place a heap type can
+// appear, so those are left to wazero.)
 type reader struct {
 	b          []byte
 	off        int
@@ -123,8 +126,8 @@ func (r *reader) heapType() error {
 	if r.b[r.off-1]&0x40 != 0 { // negative: sign bit of the last byte
 		return nil
 	}
-	if r.limitTypes && v >= uint64(r.types) {
-		return fmt.Errorf("heap type at %d names type %d, past the %d types it may name", start, v, r.types)
+	if r.limitTypes && v >= uint64(r.types) && v < uint64(r.types)+addedTypes {
+		return fmt.Errorf("heap type at %d names type %d, past the module's %d types", start, v, r.types)
 	}
 	return nil
 }
