@@ -187,9 +187,12 @@ func groupCPU(pids []int) time.Duration {
 
 // reportStages reports the mean time per event of each processing stage
 // (lkedge_process_seconds), summed over the replicas, so that a missed
-// latency says where the time went.
+// latency says where the time went, and how often the Meet logic's
+// remembered recording state saved a store read (rec-cache-hit-%): only
+// when the recording's previous event was handled by the same replica.
 func reportStages(b *testing.B, reps []*testserver.LKEdgeProcess) {
 	sum, count := map[string]float64{}, map[string]float64{}
+	var hits, lookups float64
 	for _, r := range reps {
 		res, err := http.Get(r.URL + "/metrics")
 		if err != nil {
@@ -201,6 +204,16 @@ func reportStages(b *testing.B, reps []*testserver.LKEdgeProcess) {
 			b.Fatalf("scrape %s: %v", r.URL, err)
 		}
 		for line := range strings.Lines(string(body)) {
+			if rest, ok := strings.CutPrefix(line, `lkedge_meet_cache_total{cache="recording",result="`); ok {
+				result, value, _ := strings.Cut(rest, `"} `)
+				if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+					lookups += v
+					if result == "hit" {
+						hits += v
+					}
+				}
+				continue
+			}
 			name, rest, ok := strings.Cut(line, `{stage="`)
 			if !ok {
 				continue
@@ -222,6 +235,9 @@ func reportStages(b *testing.B, reps []*testserver.LKEdgeProcess) {
 		if n > 0 {
 			b.ReportMetric(sum[stage]/n*1000, stage+"-ms")
 		}
+	}
+	if lookups > 0 {
+		b.ReportMetric(100*hits/lookups, "rec-cache-hit-%")
 	}
 }
 
