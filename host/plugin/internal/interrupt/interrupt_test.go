@@ -15,55 +15,32 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/lkedge/lkedge/host/plugin/internal/wasmtest"
 	"github.com/lkedge/lkedge/host/plugin/plugintest"
 )
 
 // ---------------------------------------------------------------------------
-// A tiny assembler. The modules are built by hand (there is no wat2wasm here,
-// and no new dependency); its encoders are written independently of the
-// package's own, so a mistake there cannot hide one in the rewrite.
+// The assembler: package wasmtest, whose encoders are written apart from
+// this package's own, so a mistake there cannot hide one in the rewrite.
 
-func leb(v uint64) []byte {
-	var b []byte
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if v == 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
-func sleb(v int64) []byte {
-	var b []byte
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
-func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
-
-// vec is a vector: its length, then its items.
-func vec(items ...[]byte) []byte { return cat(leb(uint64(len(items))), cat(items...)) }
-
-func str(s string) []byte { return cat(leb(uint64(len(s))), []byte(s)) }
-
-func sec(id byte, payload ...[]byte) []byte {
-	p := cat(payload...)
-	return cat([]byte{id}, leb(uint64(len(p))), p)
-}
+var (
+	leb        = wasmtest.Leb
+	sleb       = wasmtest.Sleb
+	cat        = wasmtest.Cat
+	vec        = wasmtest.Vec
+	str        = wasmtest.Str
+	sec        = wasmtest.Sec
+	module     = wasmtest.Module
+	funcType   = wasmtest.FuncType
+	op         = wasmtest.Op
+	i32Const   = wasmtest.I32Const
+	constExpr  = wasmtest.ConstExpr
+	body       = wasmtest.Body
+	importFunc = wasmtest.ImportFunc
+	export     = wasmtest.Export
+)
 
 func custom(name string, payload []byte) []byte { return sec(secCustom, str(name), payload) }
-
-func module(sections ...[]byte) []byte {
-	return cat([]byte("\x00asm\x01\x00\x00\x00"), cat(sections...))
-}
 
 // Value types, element kinds and section ids the package does not name.
 const (
@@ -73,10 +50,6 @@ const (
 	secMemory = 5
 	secData   = 11
 )
-
-func funcType(params, results []byte) []byte {
-	return cat([]byte{0x60}, leb(uint64(len(params))), params, leb(uint64(len(results))), results)
-}
 
 // Opcodes the test modules use.
 const (
@@ -108,38 +81,6 @@ const (
 	fcTableInit    = 12
 	blockEmpty     = 0x40
 )
-
-// op is an instruction with u32 immediates.
-func op(code byte, imm ...uint32) []byte {
-	b := []byte{code}
-	for _, v := range imm {
-		b = append(b, leb(uint64(v))...)
-	}
-	return b
-}
-
-func i32Const(v int32) []byte { return cat([]byte{0x41}, sleb(int64(v))) }
-
-// constExpr is a constant expression with its end.
-func constExpr(code ...[]byte) []byte { return cat(cat(code...), []byte{opEnd}) }
-
-// body is a function body with its size, its locals (count, type pairs)
-// and its final end.
-func body(locals []byte, code ...[]byte) []byte {
-	if locals == nil {
-		locals = leb(0)
-	}
-	b := cat(locals, cat(code...), []byte{opEnd})
-	return cat(leb(uint64(len(b))), b)
-}
-
-func importFunc(mod, name string, typ uint32) []byte {
-	return cat(str(mod), str(name), []byte{0x00}, leb(uint64(typ)))
-}
-
-func export(name string, kind byte, idx uint32) []byte {
-	return cat(str(name), []byte{kind}, leb(uint64(idx)))
-}
 
 // ---------------------------------------------------------------------------
 // The test modules.
