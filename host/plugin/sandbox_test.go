@@ -110,6 +110,29 @@ func TestLoadRefusesIndicesPastItsOwn(t *testing.T) {
 	}
 }
 
+// TestTableInitializerKeepsItsFunction: a table whose initializer
+// expression (function-references proposal) holds the plugin's own
+// lkedge_abi_v1. Left unrenumbered by the rewrite, the index named the
+// host's interrupt_check import instead: the slot then held a host
+// function the guest could call at will, and here the call_indirect of a
+// () -> () trapped on the check's () -> i32. Through the real host, the
+// plugin's call must reach its own function and succeed.
+func TestTableInitializerKeepsItsFunction(t *testing.T) {
+	ctx := context.Background()
+	c := crafted{memPages: 1, // no imports: lkedge_abi_v1 is function 0
+		tables:  [][]byte{Cat([]byte{0x40, 0x00, FuncRef, 0x00, 0x01}, ConstExpr(Op(OpRefFunc, 0)))},
+		onEvent: [][]byte{I32Const(0), Op(0x11, tVoid, 0), I32Const(0)}, // call_indirect slot 0, then status 0
+	}
+	p, err := Load(ctx, c.wasm(), Options{Name: "tabled", Limits: Limits{Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	if _, err := p.Call(ctx, readEvent(t), nil); err != nil {
+		t.Errorf("Call = %v, want the plugin's own function called through its table", err)
+	}
+}
+
 // TestBulkMemoryStoppedAtLimit: one memory.fill of 16 MiB per loop turn
 // passes one budget check per turn; unless the fill is charged by its
 // size, the loop runs thousands of fills before the guest looks at the
