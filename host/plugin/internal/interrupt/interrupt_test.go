@@ -970,8 +970,9 @@ func TestGoModule(t *testing.T) {
 	}
 }
 
-// FuzzInstrument: no input makes the rewrite panic; a module wazero
-// accepts is still accepted after the rewrite (so the rewrite never turns
+// FuzzInstrument: no input makes the rewrite or Tables panic; Tables reads
+// every module wazero accepts; a module wazero accepts is still accepted
+// after the rewrite (so the rewrite never turns
 // a working plugin into a refused one) and behaves the same: instantiated
 // and its exported functions called with zero arguments by wazero's
 // interpreter, as written and rewritten, it gives the same results and the
@@ -1007,6 +1008,7 @@ func FuzzInstrument(f *testing.F) {
 	defer rt.Close(ctx)
 	f.Fuzz(func(t *testing.T, wasm []byte) {
 		out, ierr := Instrument(wasm, 3)
+		_, terr := Tables(wasm)
 		if hugeCount(wasm) {
 			return // see hugeCount: too costly for wazero, not for the rewrite
 		}
@@ -1018,6 +1020,9 @@ func FuzzInstrument(f *testing.F) {
 		}
 		if ierr != nil {
 			t.Fatalf("wazero accepts the module, the rewrite refuses it: %v", ierr)
+		}
+		if terr != nil {
+			t.Fatalf("wazero accepts the module, Tables cannot read its tables: %v", terr)
 		}
 		if err := compile(ctx, rt, out); err != nil {
 			t.Fatalf("wazero accepts the module but not its rewrite: %v", err)
