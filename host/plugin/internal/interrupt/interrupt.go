@@ -98,7 +98,8 @@ type rewrite struct {
 	scratch       uint32 // a global holding a bulk operation's size
 }
 
-// reader reads p refusing heap types past the module's own types.
+// reader reads p refusing heap types that name the types the rewrite
+// appends (see reader).
 func (rw *rewrite) reader(p []byte) reader {
 	return reader{b: p, types: rw.types, limitTypes: true}
 }
