@@ -23,7 +23,9 @@ import (
 // at random for every webhook (so most of a room's consecutive events land
 // on different replicas and wait for each other's turns). Rooms run
 // recording lifecycles; the rate is LKEDGE_BENCH_RATE events/s (default
-// 200) for LKEDGE_BENCH_SECONDS (default 10). It reports p50 and p99 in ms.
+// 200) for LKEDGE_BENCH_SECONDS (default 10), over LKEDGE_BENCH_REPLICAS
+// replicas (default 3; 1 shows what Consul coordination costs one process).
+// It reports p50 and p99 in ms.
 //
 //	go test -run '^$' -bench ReplicasTimeToNotify -benchtime 1x ./host/service
 func BenchmarkReplicasTimeToNotify(b *testing.B) {
@@ -34,16 +36,20 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 	c.env["ORDER_TEST_MEET_KEY"] = "bench-secret"
 	c.env["LKEDGE_LOG_LEVEL"] = "warn"
 	var reps []*testserver.LKEdgeProcess
-	for _, id := range []string{"a", "b", "c"} {
-		reps = append(reps, c.replica(b, id))
+	for i := range envInt("LKEDGE_BENCH_REPLICAS", 3) {
+		reps = append(reps, c.replica(b, string(rune('a'+i))))
 	}
 	const rooms = 100
 	putRooms(b, c.s3, "lat", rooms)
 	sender := &liveKitSender{reps: reps, client: &http.Client{Timeout: 10 * time.Second}, rng: rand.New(rand.NewPCG(200, 3))}
 	var mu sync.Mutex
 	answered := map[string]time.Time{}
+	var pids []int
+	for _, r := range reps {
+		pids = append(pids, r.PID())
+	}
 	cpu := newCPUShares(map[string][]int{
-		"replicas": {reps[0].PID(), reps[1].PID(), reps[2].PID()},
+		"replicas": pids,
 		"consul":   {c.consul.PID()}, "s3": {c.gw.PID()}, "harness": {os.Getpid()},
 	})
 	for b.Loop() {

@@ -103,6 +103,9 @@ func (s *liveKitSender) pick() (int, int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.rng.IntN(len(s.reps))
+	if len(s.reps) == 1 {
+		return i, i, false // no other replica to send a duplicate to
+	}
 	j := (i + 1 + s.rng.IntN(len(s.reps)-1)) % len(s.reps)
 	return i, j, s.rng.Float64() < s.twice
 }
