@@ -158,15 +158,21 @@ func (r *reader) funcType() error {
 	if c != 0x60 {
 		return fmt.Errorf("type form 0x%02x, not a function type", c)
 	}
-	for range 2 {
-		n, err := r.u32()
-		if err != nil {
+	if err := r.valTypes(); err != nil { // parameters
+		return err
+	}
+	return r.valTypes() // results
+}
+
+// valTypes skips a vector of value types.
+func (r *reader) valTypes() error {
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	for range n {
+		if err := r.valType(); err != nil {
 			return err
-		}
-		for range n {
-			if err := r.valType(); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
@@ -243,17 +249,8 @@ func (r *reader) skipImmediates(op byte) error {
 		return r.u32s(int(n) + 1)
 	case op == 0x11, op == 0x13:
 		return r.u32s(2)
-	case op == 0x1C:
-		n, err := r.u32()
-		if err != nil {
-			return err
-		}
-		for range n {
-			if err := r.valType(); err != nil {
-				return err
-			}
-		}
-		return nil
+	case op == 0x1C: // select with types
+		return r.valTypes()
 	case op >= 0x28 && op <= 0x3E:
 		return r.memarg()
 	case op == 0x41:
