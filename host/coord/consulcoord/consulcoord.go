@@ -118,9 +118,9 @@ type Coordinator struct {
 	// heartbeat fails cannot tell a dead peer from a Consul that takes no
 	// writes, so it ends nobody and counts silence from then on.
 	healthy time.Time
-	mine    map[string]map[coord.Ticket]bool // tickets this process holds, per sequence key
-	absent  map[string]time.Time             // replicas first seen without membership
-	heard   map[string]heartbeat             // other replicas' membership keys, as watchMembers last saw them
+	mine    map[string]map[coord.Ticket]*held // tickets this process holds, per sequence key
+	absent  map[string]time.Time              // replicas first seen without membership
+	heard   map[string]heartbeat              // other replicas' membership keys, as watchMembers last saw them
 
 	// halt stops the renewal and the membership watch and waits for them.
 	halt    func()
@@ -196,7 +196,7 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 		return nil, fmt.Errorf("consul: %w", err)
 	}
 	c := &Coordinator{c: call, watch: watch, opts: opts, log: opts.Logger.With("component", "consul"),
-		mine: map[string]map[coord.Ticket]bool{}, absent: map[string]time.Time{}, heard: map[string]heartbeat{}}
+		mine: map[string]map[coord.Ticket]*held{}, absent: map[string]time.Time{}, heard: map[string]heartbeat{}}
 	if err := c.Ping(ctx); err != nil {
 		return nil, err
 	}

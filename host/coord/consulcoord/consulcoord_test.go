@@ -60,6 +60,7 @@ func TestConsul(t *testing.T) {
 			"LostReplicaGivenUp":           testLostReplicaGivenUp,
 			"RenewalHangsFenceOnTime":      testRenewalHangsFenceOnTime,
 			"Prune":                        testPrune,
+			"TurnKnownAtAdmission":         testTurnKnownAtAdmission,
 		} {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
@@ -531,5 +532,101 @@ func testRenewalHangsFenceOnTime(t *testing.T, agent *testserver.Consul) {
 		}
 	case <-time.After(a.opts.SessionTTL):
 		t.Fatalf("not fenced within the session TTL (%s) of hanging renewals", a.opts.SessionTTL)
+	}
+}
+
+// seqReads counts the reads of sequence keys, which a turn makes unless its
+// admission already showed the ticket next.
+type seqReads struct{ n atomic.Int64 }
+
+func (s *seqReads) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/seq/") {
+		s.n.Add(1)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// testTurnKnownAtAdmission: a ticket issued when none of its key was
+// pending is next, and its turn reads nothing while the session it was
+// issued under lives. A later ticket of the key, and a first ticket whose
+// session was lost before its turn (its ticket may have been given up),
+// read the sequence; the latter comes back late once given up.
+func testTurnKnownAtAdmission(t *testing.T, agent *testserver.Consul) {
+	reads := &seqReads{}
+	a := newCoord(t, agent.Addr, func(o *Options) { o.Transport = reads })
+	b := newCoord(t, agent.Addr, nil)
+	ctx := context.Background()
+	turn := func(c *Coordinator, key string, tk coord.Ticket) (coord.Turn, int64) {
+		t.Helper()
+		before := reads.n.Load()
+		tu, err := c.Turn(ctx, key, tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tu, reads.n.Load() - before
+	}
+
+	tk1, err := a.Admit(ctx, "EV_k1", "room:k", "a/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk2, err := a.Admit(ctx, "EV_k2", "room:k", "a/2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu1, n := turn(a, "room:k", tk1)
+	if n != 0 || tu1.Late() {
+		t.Fatalf("first ticket: %d reads, late %v; want 0 reads, on time", n, tu1.Late())
+	}
+	finish(t, tu1)
+	tu2, n := turn(a, "room:k", tk2)
+	if n == 0 || tu2.Late() {
+		t.Fatalf("second ticket: %d reads, late %v; want a read, on time", n, tu2.Late())
+	}
+	finish(t, tu2)
+
+	// The session is lost after the admission: b's later ticket gives the
+	// first up, and a's turn must read that rather than trust its admission.
+	tk3, err := a.Admit(ctx, "EV_k3", "room:k", "a/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.c.Session().Destroy(sid(a), nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sid(a) != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("a did not notice its session was destroyed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tk4, err := b.Admit(ctx, "EV_k4", "room:k", "b/4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	finish(t, mustTurnWithin(t, b, "room:k", tk4, b.opts.FenceDelay+5*time.Second))
+	tu3, n := turn(a, "room:k", tk3)
+	if n == 0 || !tu3.Late() {
+		t.Fatalf("ticket given up after its session was lost: %d reads, late %v; want a read, late", n, tu3.Late())
+	}
+	finish(t, tu3)
+}
+
+func mustTurnWithin(t *testing.T, c *Coordinator, key string, tk coord.Ticket, d time.Duration) coord.Turn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	tu, err := c.Turn(ctx, key, tk)
+	if err != nil {
+		t.Fatalf("turn of %s %v within %s: %v", key, tk, d, err)
+	}
+	return tu
+}
+
+func finish(t *testing.T, tu coord.Turn) {
+	t.Helper()
+	if err := tu.Done(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

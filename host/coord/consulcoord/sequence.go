@@ -74,7 +74,8 @@ func (c *Coordinator) Admit(ctx context.Context, eventID, orderKey, owner string
 	}
 	// A ticket is only safe while this replica is a member: without a
 	// membership key, others would give the ticket up.
-	if _, err := c.session(ctx); err != nil {
+	l, err := c.session(ctx)
+	if err != nil {
 		return coord.Ticket{}, err
 	}
 	bucket := time.Now().UnixNano() / int64(c.opts.ClaimBucket)
@@ -100,7 +101,7 @@ func (c *Coordinator) Admit(ctx context.Context, eventID, orderKey, owner string
 					return coord.Ticket{}, coord.ErrDuplicate
 				}
 				t := coord.Ticket{Epoch: cv.Epoch, N: cv.Ticket}
-				c.remember(orderKey, t)
+				c.remember(orderKey, t, &held{})
 				return t, nil
 			}
 		}
@@ -111,12 +112,13 @@ func (c *Coordinator) Admit(ctx context.Context, eventID, orderKey, owner string
 		} else {
 			st = seqState{Epoch: newEpoch(), Owners: map[string]string{}}
 		}
+		first := st.Done == st.Issued // no ticket of the key pending: this one is next
 		st.Issued++
 		t := coord.Ticket{Epoch: st.Epoch, N: st.Issued}
 		st.Owners[strconv.FormatUint(t.N, 10)] = c.opts.Replica
 		seqVal, _ := json.Marshal(st)
 		claimVal, _ := json.Marshal(claimValue{Owner: owner, Epoch: t.Epoch, Ticket: t.N})
-		ok, _, _, err = c.c.Txn().Txn(api.TxnOps{
+		ok, wrote, _, err := c.c.Txn().Txn(api.TxnOps{
 			{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: seqK, Value: seqVal, Index: index}},
 			{KV: &api.KVTxnOp{Verb: api.KVCheckNotExists, Key: prev}},
 			{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: cur, Value: claimVal, Index: 0}},
@@ -127,7 +129,12 @@ func (c *Coordinator) Admit(ctx context.Context, eventID, orderKey, owner string
 			return coord.Ticket{}, fmt.Errorf("consul: admit %s: %w", eventID, err)
 		}
 		if ok {
-			c.remember(orderKey, t)
+			h := &held{}
+			if first && len(wrote.Results) > 0 && wrote.Results[0].KV != nil {
+				h.lease = l
+				h.seen = &api.KVPair{Key: seqK, Value: seqVal, ModifyIndex: wrote.Results[0].KV.ModifyIndex}
+			}
+			c.remember(orderKey, t, h)
 			return t, nil
 		}
 		// Another admission of the key, or of the event, came first: read again.
@@ -144,17 +151,27 @@ func txnErrors(resp *api.TxnResponse) string {
 
 func (c *Coordinator) seqKey(orderKey string) string { return c.key("seq", segment(orderKey)) }
 
+// held is a ticket this process admitted. When the admission found no
+// ticket of the key pending, the ticket was next as it was issued, and
+// stays next while the lease it was issued under lives (only a replica
+// whose membership is gone has its tickets given up): seen is then the
+// sequence as written, and the turn needs no read.
+type held struct {
+	lease *lease
+	seen  *api.KVPair
+}
+
 // remember notes a ticket this process holds, so it never gives up its own
 // pending events; forget drops it once done.
-func (c *Coordinator) remember(orderKey string, t coord.Ticket) {
+func (c *Coordinator) remember(orderKey string, t coord.Ticket, h *held) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.mine[orderKey]
 	if m == nil {
-		m = map[coord.Ticket]bool{}
+		m = map[coord.Ticket]*held{}
 		c.mine[orderKey] = m
 	}
-	m[t] = true
+	m[t] = h
 }
 
 func (c *Coordinator) forget(orderKey string, t coord.Ticket) {
@@ -169,7 +186,25 @@ func (c *Coordinator) forget(orderKey string, t coord.Ticket) {
 func (c *Coordinator) holds(orderKey string, t coord.Ticket) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.mine[orderKey][t]
+	return c.mine[orderKey][t] != nil
+}
+
+// nextAtAdmission returns the sequence as this process wrote it when it
+// issued t, if t was next then and the lease it was issued under is still
+// this replica's, once: a second turn for t reads the key.
+func (c *Coordinator) nextAtAdmission(orderKey string, t coord.Ticket, l *lease) *api.KVPair {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.mine[orderKey][t]
+	if h == nil || h.seen == nil {
+		return nil
+	}
+	seen := h.seen
+	h.seen = nil
+	if h.lease != l || l.ctx.Err() != nil {
+		return nil
+	}
+	return seen
 }
 
 // goneIn is how long until replica counts as gone: FenceDelay while it
@@ -212,6 +247,9 @@ func (c *Coordinator) Turn(ctx context.Context, orderKey string, t coord.Ticket)
 		l, err := c.session(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if seen := c.nextAtAdmission(orderKey, t, l); seen != nil {
+			return &turn{c: c, key: orderKey, t: t, lease: l, seen: seen}, nil
 		}
 		pair, meta, err := c.watch.KV().Get(seqK, (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx))
 		if err != nil {
