@@ -25,7 +25,10 @@ import (
 // recording lifecycles; the rate is LKEDGE_BENCH_RATE events/s (default
 // 200) for LKEDGE_BENCH_SECONDS (default 10), over LKEDGE_BENCH_REPLICAS
 // replicas (default 3; 1 shows what Consul coordination costs one process).
-// It reports p50 and p99 in ms.
+// It reports p50 and p99 in ms. With LKEDGE_BENCH_LATENCIES set to a path,
+// it also writes one line per webhook there, so that runs can be pooled and
+// a slow stretch placed in time: when the sender had its 200 (ms since the
+// start), the time to the application (ms), and the idempotency key.
 //
 //	go test -run '^$' -bench ReplicasTimeToNotify -benchtime 1x ./host/service
 func BenchmarkReplicasTimeToNotify(b *testing.B) {
@@ -92,12 +95,7 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 	var lat []time.Duration
 	for {
 		lat = lat[:0]
-		got := map[string]time.Time{}
-		for _, h := range app.hooks() {
-			if _, ok := got[h.key]; !ok {
-				got[h.key] = h.at
-			}
-		}
+		got := firstArrivals(app.hooks())
 		for key, at := range answered {
 			if arrived, ok := got[key]; ok {
 				lat = append(lat, max(0, arrived.Sub(at)))
@@ -110,6 +108,9 @@ func BenchmarkReplicasTimeToNotify(b *testing.B) {
 	}
 	if len(lat) != len(answered) {
 		b.Fatalf("%d of %d webhooks reached the application", len(lat), len(answered))
+	}
+	if path := os.Getenv("LKEDGE_BENCH_LATENCIES"); path != "" {
+		writeLatencies(b, path, cpu.start, answered, app.hooks())
 	}
 	slices.Sort(lat)
 	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
@@ -253,4 +254,35 @@ func envInt(name string, def int) int {
 		return n
 	}
 	return def
+}
+
+// writeLatencies writes, for each answered webhook, the ms from start to its
+// 200, the ms from the 200 to its first arrival at the application, and its
+// idempotency key, in the order of the 200s.
+func writeLatencies(b *testing.B, path string, start time.Time, answered map[string]time.Time, hooks []meetHook) {
+	first := firstArrivals(hooks)
+	keys := make([]string, 0, len(answered))
+	for k := range answered {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y string) int { return answered[x].Compare(answered[y]) })
+	var out strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&out, "%d %d %s\n", answered[k].Sub(start).Milliseconds(), first[k].Sub(answered[k]).Milliseconds(), k)
+	}
+	if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
+		b.Errorf("latencies: %v", err)
+	}
+}
+
+// firstArrivals maps each idempotency key to when the application first
+// received it.
+func firstArrivals(hooks []meetHook) map[string]time.Time {
+	first := map[string]time.Time{}
+	for _, h := range hooks {
+		if _, ok := first[h.key]; !ok {
+			first[h.key] = h.at
+		}
+	}
+	return first
 }
