@@ -130,7 +130,7 @@ func (c *Coordinator) Admit(ctx context.Context, eventID, orderKey, owner string
 		}
 		if ok {
 			h := &held{}
-			if first && len(wrote.Results) > 0 && wrote.Results[0].KV != nil {
+			if first && wrote != nil && len(wrote.Results) > 0 && wrote.Results[0].KV != nil {
 				h.lease = l
 				h.seen = &api.KVPair{Key: seqK, Value: seqVal, ModifyIndex: wrote.Results[0].KV.ModifyIndex}
 			}
