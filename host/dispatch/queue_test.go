@@ -162,8 +162,9 @@ func TestConcurrencyBound(t *testing.T) {
 			var yaml strings.Builder
 			yaml.WriteString("plugins:\n")
 			// The calls spin (a sleeping call gives its slot up), long
-			// enough for the gauge to see them at once.
-			const plugins, events, spin = 3, 8, 20_000_000
+			// enough for the gauge to see them at once: tens of ms each,
+			// paused most of it (the plugin package's run stretch).
+			const plugins, events, spin = 3, 8, 5_000_000
 			for i := range plugins {
 				fmt.Fprintf(&yaml, "  - name: p%d\n    wasm: emitter.wasm\n    events: [\"*\"]\n    config: {url: \"%s/p%d\", spin: \"%d\"}\n"+
 					"    limits: {instances: 4, timeout: 10s}\n    allow: [\"config:url\"]\n", i, hook.URL, i, spin)
