@@ -162,7 +162,7 @@ func TestConcurrencyBound(t *testing.T) {
 			var yaml strings.Builder
 			yaml.WriteString("plugins:\n")
 			// The calls spin (a sleeping call gives its slot up), long
-			// enough for the gauge to see them at once: tens of ms each,
+			// enough for the gauge to see them at once: about 0.1 s each,
 			// paused most of it (the plugin package's run stretch).
 			const plugins, events, spin = 3, 8, 5_000_000
 			for i := range plugins {
