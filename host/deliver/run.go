@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lkedge/lkedge/host/egress"
+	"github.com/lkedge/lkedge/host/internal/reuse"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -90,7 +91,7 @@ func (o *Outbox) Run(ctx context.Context) {
 		o.mu.Unlock()
 		for _, st := range starts {
 			o.wg.Add(1)
-			go o.attempt(ctx, st)
+			reuse.Go(func() { o.attempt(ctx, st) })
 		}
 		var fire <-chan time.Time
 		if !wake.IsZero() {

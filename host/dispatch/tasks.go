@@ -14,6 +14,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/lkedge/lkedge/host/deliver"
+	"github.com/lkedge/lkedge/host/internal/reuse"
 	"github.com/lkedge/lkedge/host/plugin"
 	"github.com/lkedge/lkedge/host/pluginconf"
 )
@@ -320,7 +321,8 @@ func (d *Dispatcher) pumpLocked() {
 			q.ready = q.ready[1:]
 			q.running++
 			d.wg.Add(1)
-			go d.work(q, kq, kq.tasks[0])
+			t := kq.tasks[0]
+			reuse.Go(func() { d.work(q, kq, t) })
 		}
 	}
 }

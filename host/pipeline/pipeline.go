@@ -18,6 +18,7 @@ import (
 
 	"github.com/lkedge/lkedge/host/coord"
 	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/internal/reuse"
 	"github.com/lkedge/lkedge/host/metrics"
 )
 
@@ -254,7 +255,11 @@ func (p *Pipeline) startLocked(key string, ks *keyState) {
 	}
 	ks.running = true
 	ctx := p.runCtx
-	p.runners.Go(func() { p.drain(ctx, key, ks) })
+	p.runners.Add(1)
+	reuse.Go(func() {
+		defer p.runners.Done()
+		p.drain(ctx, key, ks)
+	})
 }
 
 // drain processes the admitted events of one key in ticket order until none
