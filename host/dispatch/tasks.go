@@ -44,10 +44,19 @@ type taskRecord struct {
 
 // task is a stored task and its place in memory.
 type task struct {
-	seq     uint64
-	rec     taskRecord
-	durable bool // its write is committed; until then it must not run
+	seq uint64
+	rec taskRecord
+	// durable: its write is committed. It may run before: its call's
+	// requests then go into the outbox in the same commit as the task
+	// (bbolt's batch) instead of in one of their own.
+	durable bool
 	dup     bool // already stored (a replayed event): not stored again
+	taken   bool // a worker runs it, and removes it (under d.mu)
+	// stored is closed once add has its write's outcome; nil for a task
+	// read from the file. unstored: the write failed or found the task
+	// already stored, so this copy's run counts for nothing (under d.mu).
+	stored   chan struct{}
+	unstored bool
 }
 
 func (t *task) id() []byte { return []byte(t.rec.EventID + "\x00" + t.rec.Plugin) }
@@ -200,7 +209,7 @@ func (d *Dispatcher) removeLocked(t *task) {
 
 // kick schedules kq if its first task may run.
 func (q *queue) kick(kq *keyQueue) {
-	if !kq.scheduled && len(kq.tasks) > 0 && kq.tasks[0].durable {
+	if !kq.scheduled && len(kq.tasks) > 0 {
 		kq.scheduled = true
 		q.ready = append(q.ready, kq)
 	}
@@ -228,6 +237,17 @@ func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
 		kept = append(kept, t)
 	}
 	ts = kept
+	// The calls may start before the write below commits: a call done
+	// within bbolt's wait for company stores its requests in the same
+	// commit. Should the write fail, the event's retry stores the task
+	// again and calls again, and the outbox keeps the first request of
+	// each id: at least once, as after a crash.
+	for _, t := range ts {
+		t.stored = make(chan struct{})
+		q := d.queues[t.rec.Plugin]
+		q.kick(q.keys[t.rec.Key])
+	}
+	d.pumpLocked()
 	d.mu.Unlock()
 	if len(ts) == 0 {
 		return nil
@@ -259,11 +279,18 @@ func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, t := range ts {
-		if err != nil || t.dup {
-			d.removeLocked(t)
-		} else {
+		switch {
+		case err == nil && !t.dup:
 			t.durable = true
+		case t.taken:
+			// Its worker removes it. Requests it stored stay: their ids
+			// are the ones the event's retry, or the stored copy, asks
+			// for again, so the outbox keeps them once.
+			t.unstored = true
+		default:
+			d.removeLocked(t)
 		}
+		close(t.stored)
 	}
 	// A removed task may have been the one the next stored task of its
 	// key waited for.
@@ -319,9 +346,18 @@ func (d *Dispatcher) pumpLocked() {
 		for q.running < limit && len(q.ready) > 0 {
 			kq := q.ready[0]
 			q.ready = q.ready[1:]
+			if len(kq.tasks) == 0 {
+				// Its only task was not stored after all (add).
+				kq.scheduled = false
+				if q.keys[kq.key] == kq {
+					delete(q.keys, kq.key)
+				}
+				continue
+			}
 			q.running++
 			d.wg.Add(1)
 			t := kq.tasks[0]
+			t.taken = true
 			reuse.Go(func() { d.work(q, kq, t) })
 		}
 	}
@@ -339,6 +375,22 @@ func (d *Dispatcher) work(q *queue, kq *keyQueue, t *task) {
 	d.mu.Unlock()
 	if len(ds) > 0 {
 		out, wait = d.store(t, ds)
+	}
+	if t.stored != nil {
+		// Mostly no wait: the requests just stored shared add's commit.
+		<-t.stored
+	}
+	d.mu.Lock()
+	unstored := t.unstored
+	d.mu.Unlock()
+	if unstored && out != taskAborted {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		kq.scheduled = false
+		d.removeLocked(t)
+		q.kick(kq)
+		d.pumpLocked()
+		return
 	}
 	switch out {
 	case taskDone, taskSkipped, taskDropped:
