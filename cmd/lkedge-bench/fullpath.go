@@ -225,6 +225,11 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time
 	phase := func(name string, n, rate int) error {
 		reqs := make([][]request, conns)
 		ids := make([][]string, conns)
+		// order[c][j] is the place of connection c's j-th request among all
+		// n: at a fixed rate, requests leave one every 1/rate in that order,
+		// evenly spaced as in the accept path's open loop, not all
+		// connections at once.
+		order := make([][]int, conns)
 		for i := range n {
 			r := i % fullRooms
 			c := r % conns
@@ -237,6 +242,7 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time
 				return err
 			}
 			reqs[c] = append(reqs[c], request{body: []byte(body), auth: []byte(tok)})
+			order[c] = append(order[c], i)
 			ids[c] = append(ids[c], fmt.Sprintf("EV_fp%d", st))
 		}
 		got0 := sk.got.Load()
@@ -250,7 +256,7 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time
 		start := time.Now()
 		var interval time.Duration
 		if rate > 0 {
-			interval = time.Second * time.Duration(conns) / time.Duration(rate)
+			interval = time.Second / time.Duration(rate)
 		}
 		var wg sync.WaitGroup
 		for ci := range conns {
@@ -260,7 +266,7 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time
 				for i, r := range reqs[ci] {
 					at := time.Now()
 					if interval > 0 {
-						at = start.Add(time.Duration(i) * interval)
+						at = start.Add(time.Duration(order[ci][i]) * interval)
 						time.Sleep(time.Until(at))
 					}
 					if post(c, lk.url, r) {
