@@ -4,8 +4,8 @@
 // A new goroutine starts with a small stack. The work lkedge starts one
 // for per event (the Meet stage through aws-sdk-go-v2's deep middleware
 // chain, a plugin call through wazero, a delivery through net/http) grows
-// it several times, and every growth copies the stack: in a profile of
-// the full path that copying was about a seventh of lkedge's CPU. A kept
+// it several times, and every growth copies the stack, which took a large
+// share of lkedge's CPU on the full path (docs/benchmarks.md). A kept
 // goroutine keeps its grown stack until the garbage collector shrinks it
 // while it waits, so the copies happen about once per collection instead
 // of once per event. The pool is ants' (github.com/panjf2000/ants), with
