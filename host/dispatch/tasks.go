@@ -53,8 +53,9 @@ type task struct {
 	dup     bool // already stored (a replayed event): not stored again
 	taken   bool // a worker runs it, and removes it (under d.mu)
 	// stored is closed once add has its write's outcome; nil for a task
-	// read from the file. unstored: the write failed or found the task
-	// already stored, so this copy's run counts for nothing (under d.mu).
+	// read from the file. unstored (set before stored is closed): the
+	// write failed or found the task already stored, so this copy's run
+	// counts for nothing.
 	stored   chan struct{}
 	unstored bool
 }
@@ -378,12 +379,10 @@ func (d *Dispatcher) work(q *queue, kq *keyQueue, t *task) {
 	}
 	if t.stored != nil {
 		// Mostly no wait: the requests just stored shared add's commit.
+		// Once it is closed, unstored is settled.
 		<-t.stored
 	}
-	d.mu.Lock()
-	unstored := t.unstored
-	d.mu.Unlock()
-	if unstored && out != taskAborted {
+	if t.unstored && out != taskAborted {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		kq.scheduled = false
