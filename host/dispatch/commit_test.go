@@ -2,11 +2,13 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lkedge/lkedge/host/deliver"
@@ -89,5 +91,60 @@ func TestUnstoredTaskRunsOnce(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFailedCallBeforeItsTaskIsStored: a call that fails, and is given up
+// under failure: hold, while the sink's write of its task still waits for
+// company. The write stores the task as the sink received it (the worker
+// meanwhile counts the attempt on its own copy), and the task ends up in
+// the failed tasks only, once.
+func TestFailedCallBeforeItsTaskIsStored(t *testing.T) {
+	hook := newHookServer(t)
+	dir := setupEmitter(t, "plugins:\n  - name: hook\n    wasm: emitter.wasm\n    events: [\"*\"]\n"+
+		"    config: {url: \""+hook.URL+"/hook\", fail_id: EV_fails}\n    allow: [\"config:url\"]\n    failure: hold\n")
+	out, err := deliver.Open(filepath.Join(dir, "outbox.db"), deliver.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
+	opts.Tasks, opts.DB = "", out.DB()
+	opts.HoldAttempts = 1
+	d := newDispatcherOpts(t, opts)
+	if err := handle(t, d, eventIn(t, "participant_joined", "EV_warm", "room-warm")); err != nil {
+		t.Fatal(err)
+	}
+	out.DB().MaxBatchDelay = 300 * time.Millisecond
+	if err := handle(t, d, eventIn(t, "participant_joined", "EV_fails", "room-f")); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(d.m.failedTasks); got != 1 {
+		t.Errorf("lkedge_plugin_tasks_failed = %v, want 1", got)
+	}
+	count := func(bucket []byte) (n int) {
+		t.Helper()
+		err := d.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
+				var rec taskRecord
+				if err := json.Unmarshal(v, &rec); err != nil {
+					return err
+				}
+				if rec.EventID == "EV_fails" {
+					n++
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(bucketTasks); n != 0 {
+		t.Errorf("%d tasks of EV_fails still pending in the file, want 0", n)
+	}
+	if n := count(bucketFailed); n != 1 {
+		t.Errorf("%d failed tasks of EV_fails in the file, want 1", n)
 	}
 }

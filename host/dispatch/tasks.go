@@ -58,6 +58,9 @@ type task struct {
 	// counts for nothing.
 	stored   chan struct{}
 	unstored bool
+	// enc is its record as add stores it, encoded before a worker may
+	// change the record (attempts, last error); nil once stored.
+	enc []byte
 }
 
 func (t *task) id() []byte { return []byte(t.rec.EventID + "\x00" + t.rec.Plugin) }
@@ -220,6 +223,13 @@ func (q *queue) kick(kq *keyQueue) {
 // and queues them. A plugin whose queue is full does not get the event: it
 // is the only one to lose it, and says so in the log.
 func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
+	for _, t := range ts {
+		v, err := json.Marshal(&t.rec)
+		if err != nil {
+			return fmt.Errorf("encode task %s: %w", t.id(), err)
+		}
+		t.enc = v
+	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -263,8 +273,8 @@ func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
 				t.dup = true
 				continue
 			}
-			if err := putTask(tasks, t); err != nil {
-				return err
+			if err := tasks.Put(u64(t.seq), t.enc); err != nil {
+				return fmt.Errorf("store task %s: %w", t.id(), err)
 			}
 			if err := ids.Put(t.id(), u64(t.seq)); err != nil {
 				return fmt.Errorf("index task %s: %w", t.id(), err)
@@ -280,6 +290,7 @@ func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, t := range ts {
+		t.enc = nil
 		switch {
 		case err == nil && !t.dup:
 			t.durable = true
@@ -585,6 +596,13 @@ func (d *Dispatcher) failed(l *loaded, t *task, err error, log *slog.Logger) (ou
 		log.Warn("plugin failed; its call on this event is tried again (failure: hold)", "plugin", name,
 			"attempt", t.rec.Attempts, "of", d.opts.HoldAttempts, "retry_in", wait.String(), "err", err)
 		return taskRetry, wait
+	}
+	if t.stored != nil {
+		// Kept as failed only once its own write is known to hold it.
+		<-t.stored
+		if t.unstored {
+			return taskFailed, 0 // its worker removes it
+		}
 	}
 	perr := d.db.Batch(func(tx *bolt.Tx) error {
 		if err := deleteTask(tx, t); err != nil {
