@@ -17,12 +17,14 @@ import (
 
 // sharedOutbox opens an outbox that is not running (its deliveries stay
 // pending) and a dispatcher keeping its tasks in the outbox's file, as the
-// service does, with bbolt's wait for company set to wait.
-func sharedOutbox(t *testing.T, wait time.Duration) (*deliver.Outbox, *Dispatcher) {
+// service does, with bbolt's wait for company set to wait. The plugin
+// "hook" gets config's entries beside its url and the plugin lines more;
+// tweak, if given, changes the dispatcher's options.
+func sharedOutbox(t *testing.T, wait time.Duration, config, more string, tweak func(*Options)) (*deliver.Outbox, *Dispatcher) {
 	t.Helper()
 	hook := newHookServer(t)
 	dir := setupEmitter(t, "plugins:\n  - name: hook\n    wasm: emitter.wasm\n    events: [\"*\"]\n"+
-		"    config: {url: \""+hook.URL+"/hook\"}\n    allow: [\"config:url\"]\n")
+		"    config: {url: \""+hook.URL+"/hook\""+config+"}\n    allow: [\"config:url\"]\n"+more)
 	out, err := deliver.Open(filepath.Join(dir, "outbox.db"), deliver.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +32,9 @@ func sharedOutbox(t *testing.T, wait time.Duration) (*deliver.Outbox, *Dispatche
 	t.Cleanup(func() { out.Close() })
 	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
 	opts.Tasks, opts.DB = "", out.DB()
+	if tweak != nil {
+		tweak(&opts)
+	}
 	d := newDispatcherOpts(t, opts)
 	// Warm the plugin, so that the calls below are quick.
 	if err := handle(t, d, eventIn(t, "participant_joined", "EV_warm", "room-warm")); err != nil {
@@ -46,7 +51,7 @@ func sharedOutbox(t *testing.T, wait time.Duration) (*deliver.Outbox, *Dispatche
 // call started after the task's commit, it would take another whole wait.
 func TestCallSharesTheTaskCommit(t *testing.T) {
 	const wait = time.Second
-	out, d := sharedOutbox(t, wait)
+	out, d := sharedOutbox(t, wait, "", "", nil)
 	before := out.Pending()
 	if err := d.Handle(context.Background(), []*event.Event{eventIn(t, "participant_joined", "EV_shared", "room-a")}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
@@ -66,7 +71,7 @@ func TestCallSharesTheTaskCommit(t *testing.T) {
 // and it does not remove the stored task's index entry, which its own
 // stored copy still needs.
 func TestUnstoredTaskRunsOnce(t *testing.T) {
-	out, d := sharedOutbox(t, 100*time.Millisecond)
+	out, d := sharedOutbox(t, 100*time.Millisecond, "", "", nil)
 	ev := eventIn(t, "participant_joined", "EV_twice", "room-b")
 	id := (&task{rec: taskRecord{EventID: ev.ID, Plugin: "hook"}}).id()
 	if err := d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTaskIDs).Put(id, u64(1<<40)) }); err != nil {
@@ -100,22 +105,8 @@ func TestUnstoredTaskRunsOnce(t *testing.T) {
 // meanwhile counts the attempt on its own copy), and the task ends up in
 // the failed tasks only, once.
 func TestFailedCallBeforeItsTaskIsStored(t *testing.T) {
-	hook := newHookServer(t)
-	dir := setupEmitter(t, "plugins:\n  - name: hook\n    wasm: emitter.wasm\n    events: [\"*\"]\n"+
-		"    config: {url: \""+hook.URL+"/hook\", fail_id: EV_fails}\n    allow: [\"config:url\"]\n    failure: hold\n")
-	out, err := deliver.Open(filepath.Join(dir, "outbox.db"), deliver.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
-	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
-	opts.Tasks, opts.DB = "", out.DB()
-	opts.HoldAttempts = 1
-	d := newDispatcherOpts(t, opts)
-	if err := handle(t, d, eventIn(t, "participant_joined", "EV_warm", "room-warm")); err != nil {
-		t.Fatal(err)
-	}
-	out.DB().MaxBatchDelay = 300 * time.Millisecond
+	_, d := sharedOutbox(t, 300*time.Millisecond, ", fail_id: EV_fails", "    failure: hold\n",
+		func(o *Options) { o.HoldAttempts = 1 })
 	if err := handle(t, d, eventIn(t, "participant_joined", "EV_fails", "room-f")); err != nil {
 		t.Fatal(err)
 	}
