@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/store"
@@ -23,9 +26,16 @@ import (
 // eventIn returns a copy of the test event name with its own id and room.
 func eventIn(t *testing.T, name, id, room string) *event.Event {
 	t.Helper()
-	ev := loadEvent(t, name, true)
-	ev.ID = id
-	switch wh := ev.LiveKit; {
+	b, err := os.ReadFile(filepath.Join("../../testdata/events", name+".webhook.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wh livekit.WebhookEvent
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, &wh); err != nil {
+		t.Fatal(err)
+	}
+	wh.Id = id
+	switch {
 	case wh.Room != nil:
 		wh.Room.Name = room
 	case wh.EgressInfo != nil:
@@ -33,7 +43,14 @@ func eventIn(t *testing.T, name, id, room string) *event.Event {
 	default:
 		t.Fatalf("event %s has no room", name)
 	}
-	ev.Meet.RoomID = room
+	if b, err = protojson.Marshal(&wh); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := event.FromWebhook(b, time.UnixMilli(1745318190000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Meet = &event.Meet{Owned: true, RoomID: room}
 	return ev
 }
 

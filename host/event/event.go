@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
@@ -47,10 +48,22 @@ type Event struct {
 	Type       string
 	Source     Source
 	ReceivedAt time.Time
-	// LiveKit is the verified webhook the event is or comes from.
-	LiveKit *livekit.WebhookEvent
 	// Meet is what the OpenVidu Meet logic derived; nil until it ran.
 	Meet *Meet
+
+	// wh is the verified webhook the event is or comes from.
+	wh *webhook
+}
+
+// webhook is a LiveKit webhook as received: its head, read when it
+// arrives, and the whole message, decoded on first use. Events derived
+// from a webhook share it.
+type webhook struct {
+	head
+	body []byte
+	once sync.Once
+	msg  *livekit.WebhookEvent
+	err  error
 }
 
 // Meet is lkedge's view of an event in OpenVidu Meet terms.
@@ -77,6 +90,11 @@ var unmarshalOpts = protojson.UnmarshalOptions{DiscardUnknown: true, AllowPartia
 // ErrNotWebhook is wrapped by FromWebhook's error for JSON that is not a
 // LiveKit webhook: it has no event name, or one LiveKit would not write.
 var ErrNotWebhook = errors.New("not a LiveKit webhook")
+
+// ErrMalformed is wrapped by the errors of FromWebhook and Event.LiveKit
+// for a body that is not a LiveKit webhook in protojson. Such a body stays
+// malformed: retrying cannot help.
+var ErrMalformed = errMalformed
 
 // maxTypeLen bounds an event name; LiveKit's longest is 30 bytes.
 const maxTypeLen = 64
@@ -105,50 +123,88 @@ func checkType(typ string) error {
 	return nil
 }
 
-// FromWebhook decodes a verified LiveKit webhook body (protojson, unknown
+// FromWebhook reads a verified LiveKit webhook body (protojson, unknown
 // fields ignored as LiveKit's own receiver does). A body without an event id
 // gets one derived from its content, so duplicates are still recognized.
-// JSON without a LiveKit event name is refused with ErrNotWebhook.
+// JSON without a LiveKit event name is refused with ErrNotWebhook, other
+// malformed JSON with ErrMalformed. FromWebhook keeps its own copy of body.
+//
+// Only the fields that name the event and its room are read here; the
+// rest is decoded by the first call of Event.LiveKit, so an event that
+// neither OpenVidu Meet nor a plugin reads is never decoded in full. Such a
+// body is checked as JSON, not against LiveKit's message: one that is valid
+// JSON but not valid protojson is accepted, and refused by Event.LiveKit.
+func FromWebhook(body []byte, receivedAt time.Time) (*Event, error) {
+	h, err := scanHead(body)
+	if err != nil {
+		return nil, fmt.Errorf("decode webhook: %w", err)
+	}
+	if err := checkType(h.event); err != nil {
+		return nil, err
+	}
+	if h.id == "" {
+		sum := sha256.Sum256(body)
+		h.id = "sha256:" + hex.EncodeToString(sum[:16])
+	}
+	return &Event{ID: h.id, Type: h.event, Source: SourceLiveKit, ReceivedAt: receivedAt, wh: &webhook{head: h, body: bytes.Clone(body)}}, nil
+}
+
+// LiveKit returns the verified webhook the event is or comes from, decoded
+// in full on the first call; it is shared, and must not be changed. An
+// error wraps ErrMalformed and is the same at every call.
 //
 // The secrets LiveKit puts in events are dropped here, so nothing
 // downstream can log them or hand them to a plugin: the TURN password in
 // every room object, and an ingress's stream key, which lets anyone
 // publish into the room. The journal keeps the body as received.
-func FromWebhook(body []byte, receivedAt time.Time) (*Event, error) {
-	var wh livekit.WebhookEvent
-	if err := unmarshalOpts.Unmarshal(body, &wh); err != nil {
-		return nil, fmt.Errorf("decode webhook: %w", err)
+func (e *Event) LiveKit() (*livekit.WebhookEvent, error) {
+	w := e.wh
+	if w == nil {
+		return nil, fmt.Errorf("%w: event %s carries no LiveKit webhook", ErrMalformed, e.ID)
 	}
-	if err := checkType(wh.Event); err != nil {
-		return nil, err
-	}
-	if wh.Room != nil {
-		wh.Room.TurnPassword = ""
-	}
-	if wh.IngressInfo != nil {
-		wh.IngressInfo.StreamKey = ""
-	}
-	if wh.Id == "" {
-		sum := sha256.Sum256(body)
-		wh.Id = "sha256:" + hex.EncodeToString(sum[:16])
-	}
-	return &Event{ID: wh.Id, Type: wh.Event, Source: SourceLiveKit, ReceivedAt: receivedAt, LiveKit: &wh}, nil
+	w.once.Do(func() {
+		var msg livekit.WebhookEvent
+		if err := unmarshalOpts.Unmarshal(w.body, &msg); err != nil {
+			w.err = fmt.Errorf("%w: decode webhook: %w", ErrMalformed, err)
+			return
+		}
+		if msg.Room != nil {
+			msg.Room.TurnPassword = ""
+		}
+		if msg.IngressInfo != nil {
+			msg.IngressInfo.StreamKey = ""
+		}
+		if msg.Id == "" {
+			msg.Id = w.id // derived from the body
+		}
+		w.msg = &msg
+	})
+	return w.msg, w.err
 }
 
 // RoomName is the LiveKit room the event concerns, or "".
 func (e *Event) RoomName() string {
-	wh := e.LiveKit
+	w := e.wh
 	switch {
-	case wh == nil:
+	case w == nil:
 		return ""
-	case wh.Room != nil:
-		return wh.Room.Name
-	case wh.EgressInfo != nil:
-		return wh.EgressInfo.RoomName
-	case wh.IngressInfo != nil:
-		return wh.IngressInfo.RoomName
+	case w.room:
+		return w.roomName
+	case w.egress:
+		return w.egressRoomName
+	case w.ingress:
+		return w.ingressRoomName
 	}
 	return ""
+}
+
+// RoomMetadata is the metadata of the room object the event carries, and
+// whether it carries one.
+func (e *Event) RoomMetadata() (string, bool) {
+	if e.wh == nil || !e.wh.room {
+		return "", false
+	}
+	return e.wh.roomMetadata, true
 }
 
 // OrderKey groups events that must be handled one at a time in arrival
@@ -159,31 +215,31 @@ func (e *Event) OrderKey() string {
 	if r := e.RoomName(); r != "" {
 		return "room:" + r
 	}
-	wh := e.LiveKit
+	w := e.wh
 	switch {
-	case wh == nil:
-	case wh.EgressInfo != nil:
-		return "egress:" + wh.EgressInfo.EgressId
-	case wh.IngressInfo != nil:
-		return "ingress:" + wh.IngressInfo.IngressId
-	case wh.Participant != nil:
-		return "participant:" + wh.Participant.Identity
-	case wh.Track != nil:
-		return "track:" + wh.Track.Sid
+	case w == nil:
+	case w.egress:
+		return "egress:" + w.egressID
+	case w.ingress:
+		return "ingress:" + w.ingressID
+	case w.participant:
+		return "participant:" + w.participantIdentity
+	case w.track:
+		return "track:" + w.trackSid
 	}
 	return "event:" + e.ID
 }
 
 // Derive makes an lkedge event of the given type that follows from e.
 func (e *Event) Derive(typ string, meet *Meet) *Event {
-	return &Event{ID: e.ID + ":" + typ, Type: typ, Source: SourceLKEdge, ReceivedAt: e.ReceivedAt, LiveKit: e.LiveKit, Meet: meet}
+	return &Event{ID: e.ID + ":" + typ, Type: typ, Source: SourceLKEdge, ReceivedAt: e.ReceivedAt, Meet: meet, wh: e.wh}
 }
 
 var marshalOpts = protojson.MarshalOptions{}
 
 // MarshalJSON writes the documented event model (docs/events.md). LiveKit's
 // objects appear in LiveKit's own protojson form, minus the secrets
-// FromWebhook dropped. Nothing is HTML-escaped: meet.recording must reach
+// LiveKit drops. It decodes the webhook in full, and fails as LiveKit does. Nothing is HTML-escaped: meet.recording must reach
 // plugins byte for byte as stored, because OpenVidu Meet's webhooks carry
 // it as JSON.stringify wrote it, with <, > and & as they are, and sign
 // those bytes. (A plugin caller must not pass the event through
@@ -206,7 +262,11 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 	}
 	b.WriteString(`,"receivedAt":`)
 	b.Write(strconv.AppendInt(b.AvailableBuffer(), e.ReceivedAt.UnixMilli(), 10))
-	if wh := e.LiveKit; wh != nil {
+	if e.wh != nil {
+		wh, err := e.LiveKit()
+		if err != nil {
+			return nil, err
+		}
 		b.WriteString(`,"createdAt":`)
 		b.Write(strconv.AppendInt(b.AvailableBuffer(), wh.CreatedAt, 10))
 		var scratch []byte

@@ -126,9 +126,13 @@ func TestRecordingCacheStoreOps(t *testing.T) {
 			e.put(roomKey, roomRecord(room, false, allPrefs))
 			for i, st := range tc.steps(t) {
 				ev, _ := e.mustHandle(st.body)
+				wh, err := ev.LiveKit()
+				if err != nil {
+					t.Fatal(err)
+				}
 				if gets, puts := cs.take(mdKey); gets != st.gets || puts != st.puts {
 					t.Errorf("step %d (%s %s): %d Gets and %d Puts of the metadata, want %d and %d",
-						i, ev.Type, ev.LiveKit.EgressInfo.Status, gets, puts, st.gets, st.puts)
+						i, ev.Type, wh.EgressInfo.Status, gets, puts, st.gets, st.puts)
 				}
 				if ev.Meet.Stale != st.stale {
 					t.Errorf("step %d: Stale = %v, want %v", i, ev.Meet.Stale, st.stale)

@@ -128,10 +128,16 @@ func (h *Handler) Handle(ctx context.Context, ev *event.Event, log *slog.Logger)
 		log.Debug("event skipped: not related to OpenVidu Meet")
 		return nil, nil
 	}
-	wh := ev.LiveKit
+	// Only Meet's events are decoded in full; a body that fails here was
+	// valid JSON but not LiveKit's message, and stays so: the error wraps
+	// event.ErrMalformed, which the pipeline does not retry.
+	wh, err := ev.LiveKit()
+	if err != nil {
+		return nil, err
+	}
 	switch wh.Event {
 	case "egress_started", "egress_updated", "egress_ended":
-		return nil, h.recordingEgress(ctx, ev, log)
+		return nil, h.recordingEgress(ctx, ev, wh.EgressInfo, log)
 	case "participant_joined":
 		if wh.Room != nil {
 			h.participantJoined(ctx, wh.Room, wh.Participant, log)
@@ -139,7 +145,7 @@ func (h *Handler) Handle(ctx context.Context, ev *event.Event, log *slog.Logger)
 		return nil, nil
 	case "room_finished":
 		if wh.Room != nil {
-			return h.roomFinished(ctx, ev, log)
+			return h.roomFinished(ctx, ev, wh.Room.Name, log)
 		}
 	}
 	return nil, nil
@@ -149,17 +155,10 @@ func (h *Handler) Handle(ctx context.Context, ev *event.Event, log *slog.Logger)
 // QUIRK 1 fixed: an egress event still belongs to Meet when its LiveKit room
 // is gone (or LiveKit cannot answer) but the Meet room record exists.
 func (h *Handler) owned(ctx context.Context, ev *event.Event, log *slog.Logger) (bool, error) {
-	wh := ev.LiveKit
-	if wh.Room != nil {
-		return h.createdByMeet(wh.Room.Metadata, log), nil
+	if metadata, ok := ev.RoomMetadata(); ok {
+		return h.createdByMeet(metadata, log), nil
 	}
-	var name string
-	switch {
-	case wh.EgressInfo != nil:
-		name = wh.EgressInfo.RoomName
-	case wh.IngressInfo != nil:
-		name = wh.IngressInfo.RoomName
-	}
+	name := ev.RoomName() // of the egress or ingress
 	if name == "" {
 		return false, nil
 	}
@@ -224,8 +223,7 @@ func (h *Handler) createdByMeet(metadata string, log *slog.Logger) bool {
 // recordingEgress handles egress_started/updated/ended (§5.1). Storage
 // writes come first so that a retry after a storage failure never repeats
 // a data message.
-func (h *Handler) recordingEgress(ctx context.Context, ev *event.Event, log *slog.Logger) error {
-	eg := ev.LiveKit.EgressInfo
+func (h *Handler) recordingEgress(ctx context.Context, ev *event.Event, eg *livekit.EgressInfo, log *slog.Logger) error {
 	if !IsRecordingEgress(eg) {
 		log.Debug("egress is not a recording; ignored", "egress", eg.GetEgressId())
 		return nil
@@ -625,8 +623,7 @@ func (h *Handler) participantJoined(ctx context.Context, room *livekit.Room, p *
 // roomFinished releases the recording lock and, if the Meet room was marked
 // for deletion, deletes it — awaited and retried (QUIRK 4 fixed) — then
 // emits roomFinished for the plugins (QUIRK 3: the reference never did).
-func (h *Handler) roomFinished(ctx context.Context, ev *event.Event, log *slog.Logger) ([]*event.Event, error) {
-	name := ev.LiveKit.Room.Name
+func (h *Handler) roomFinished(ctx context.Context, ev *event.Event, name string, log *slog.Logger) ([]*event.Event, error) {
 	room, err := h.getRoom(ctx, name)
 	if errors.Is(err, errBadRoom) {
 		log.Error("room finished; its Meet room record is unreadable, so it is not deleted", "err", err)

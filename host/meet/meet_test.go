@@ -711,7 +711,11 @@ func TestLockRelease(t *testing.T) {
 			if held := e.lockHeld(room); held == tc.release {
 				t.Errorf("lock held = %v, want released %v", held, tc.release)
 			}
-			if IsRecordingEgress(ev.LiveKit.EgressInfo) && string(e.get(mdKey)) != string(ev.Meet.Recording) {
+			wh, err := ev.LiveKit()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if IsRecordingEgress(wh.EgressInfo) && string(e.get(mdKey)) != string(ev.Meet.Recording) {
 				t.Errorf("metadata %s not written (want %s)", e.get(mdKey), ev.Meet.Recording)
 			}
 		})
@@ -884,7 +888,12 @@ func TestRoomFinished(t *testing.T) {
 				t.Fatalf("derived %d events, want 1", len(derived))
 			}
 			d := derived[0]
-			if d.Type != event.TypeRoomFinished || d.ID != "EV_rf:roomFinished" || d.Source != event.SourceLKEdge || d.LiveKit != ev.LiveKit {
+			dwh, derr := d.LiveKit()
+			wh, err := ev.LiveKit()
+			if derr != nil || err != nil || dwh != wh {
+				t.Errorf("the derived event's webhook %p (%v) is not its source's %p (%v)", dwh, derr, wh, err)
+			}
+			if d.Type != event.TypeRoomFinished || d.ID != "EV_rf:roomFinished" || d.Source != event.SourceLKEdge {
 				t.Errorf("derived event %q %q %q", d.ID, d.Type, d.Source)
 			}
 			if d.Meet == nil || !d.Meet.Owned || d.Meet.RoomID != room || d.Meet.Deleted != tc.deleted {

@@ -445,8 +445,8 @@ func (p *Pipeline) handle(ctx context.Context, it item, st *attempt, log *slog.L
 		if ctx.Err() != nil {
 			return false
 		}
-		if st.tries >= p.opts.MaxAttempts {
-			break
+		if st.tries >= p.opts.MaxAttempts || errors.Is(err, event.ErrMalformed) {
+			break // a body that does not decode never will
 		}
 		metrics.EventsProcessed.WithLabelValues("retried").Inc()
 		log.Warn("event processing failed; retrying", "attempt", st.tries, "retry_in", st.wait.String(), "err", err)
@@ -458,7 +458,7 @@ func (p *Pipeline) handle(ctx context.Context, it item, st *attempt, log *slog.L
 		st.wait = min(st.wait*2, p.opts.MaxBackoff)
 	}
 	metrics.EventsProcessed.WithLabelValues("failed").Inc()
-	log.Error("event processing gave up", "attempts", p.opts.MaxAttempts, "err", err)
+	log.Error("event processing gave up", "attempts", st.tries, "err", err)
 	if ferr := p.journal.Fail(jctx, it.seq, err.Error()); ferr != nil {
 		log.Error("recording the failed event failed", "err", ferr)
 	}

@@ -377,6 +377,14 @@ func TestRetryAndFailure(t *testing.T) {
 			wantOutcomes: outcomes{retried: 2, failed: 1},
 		},
 		{
+			name: "a malformed body is failed at once", maxAttempts: 3,
+			stage: func(int) error {
+				return fmt.Errorf("%w: decode webhook: bad room", event.ErrMalformed)
+			},
+			wantStage: 1, wantSinkOK: 0, wantFail: "malformed webhook: decode webhook: bad room",
+			wantOutcomes: outcomes{failed: 1},
+		},
+		{
 			name: "sink always fails", maxAttempts: 2,
 			stage:     func(int) error { return nil },
 			sinkErr:   func(int) error { return errors.New("plugin host down") },

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/livekit/protocol/livekit"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/lkedge/lkedge/host/event"
@@ -66,6 +67,9 @@ func (f *failedEvents) register(mux *http.ServeMux) {
 			return
 		}
 		ev, err := event.FromWebhook(rec.Body, rec.ReceivedAt)
+		if err == nil {
+			_, err = ev.LiveKit()
+		}
 		if err != nil {
 			http.Error(w, fmt.Sprintf("event %s no longer decodes, not retried: %v", rec.ID, err), http.StatusUnprocessableEntity)
 			return
@@ -117,7 +121,11 @@ func describeFailed(rec journal.FailedRecord, full bool) failedEvent {
 	}
 	if err == nil {
 		var b []byte
-		if b, err = protojson.Marshal(ev.LiveKit); err == nil {
+		var wh *livekit.WebhookEvent
+		if wh, err = ev.LiveKit(); err == nil {
+			b, err = protojson.Marshal(wh)
+		}
+		if err == nil {
 			fe.Webhook = b
 			return fe
 		}
