@@ -45,11 +45,13 @@ unit: clang
 	cd sdk && $(GO) test -race -count=1 ./...
 
 ## fuzz: short runs of the fuzz targets on top of their seed corpora: the
-## webhook endpoint, the webhook's head read against protojson, the wasm
-## rewrite behind the plugin time limit, and the SDK's event decoders.
+## webhook endpoint, the webhook's head read against protojson, the token
+## check against golang-jwt, the wasm rewrite behind the plugin time limit,
+## and the SDK's event decoders.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./host/ingest
 	$(GO) test -run '^$$' -fuzz '^FuzzHead$$' -fuzztime $(FUZZTIME) ./host/event
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./host/webhook
 	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime $(FUZZTIME) ./host/plugin/internal/interrupt
 	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) .
 	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseLazy$$' -fuzztime $(FUZZTIME) .
