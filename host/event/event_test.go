@@ -205,3 +205,34 @@ func BenchmarkMarshalJSON(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFromWebhook is what ingest does with every webhook's body, and
+// what reading it in full adds (the Meet logic on a Meet room, a plugin).
+func BenchmarkFromWebhook(b *testing.B) {
+	for _, name := range []string{"egress_updated", "participant_joined"} {
+		body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "events", name+".webhook.json"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name+"/head", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := FromWebhook(body, time.UnixMilli(1745318193000)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/full", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ev, err := FromWebhook(body, time.UnixMilli(1745318193000))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := ev.LiveKit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
