@@ -182,7 +182,6 @@ func (c *InProcess) Dropped() uint64 {
 	return c.dropped.Load()
 }
 
-// claimWindow is how long an in-process claim on an event id is remembered.
 // admitWindow is how long an admitted event id is remembered.
 const admitWindow = 10 * time.Minute
 

@@ -94,7 +94,7 @@ var ErrNotWebhook = errors.New("not a LiveKit webhook")
 // ErrMalformed is wrapped by the errors of FromWebhook and Event.LiveKit
 // for a body that is not a LiveKit webhook in protojson. Such a body stays
 // malformed: retrying cannot help.
-var ErrMalformed = errMalformed
+var ErrMalformed = errors.New("malformed webhook")
 
 // maxTypeLen bounds an event name; LiveKit's longest is 30 bytes.
 const maxTypeLen = 64
@@ -163,6 +163,7 @@ func (e *Event) LiveKit() (*livekit.WebhookEvent, error) {
 		return nil, fmt.Errorf("%w: event %s carries no LiveKit webhook", ErrMalformed, e.ID)
 	}
 	w.once.Do(func() {
+		defer func() { w.body = nil }() // read once, whatever the outcome
 		var msg livekit.WebhookEvent
 		if err := unmarshalOpts.Unmarshal(w.body, &msg); err != nil {
 			w.err = fmt.Errorf("%w: decode webhook: %w", ErrMalformed, err)

@@ -1,7 +1,6 @@
 package event
 
 import (
-	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -32,11 +31,8 @@ type head struct {
 	trackSid                   string
 }
 
-// errMalformed is what scanHead's errors wrap besides the reason.
-var errMalformed = errors.New("malformed webhook")
-
-// parsers keeps fastjson's parsers, which reuse their value trees: a scan
-// allocates nothing once they are warm.
+// parsers keeps fastjson's parsers, which reuse their value trees: once
+// they are warm, a scan allocates only the strings it copies out.
 var parsers fastjson.ParserPool
 
 // field is one string field scanHead reads: its JSON and proto names and
@@ -86,11 +82,11 @@ func scanHead(body []byte) (head, error) {
 	defer parsers.Put(p)
 	v, err := p.ParseBytes(body)
 	if err != nil {
-		return head{}, fmt.Errorf("%w: %w", errMalformed, err)
+		return head{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	o, err := v.Object()
 	if err != nil {
-		return head{}, fmt.Errorf("%w: the body is not a JSON object", errMalformed)
+		return head{}, fmt.Errorf("%w: the body is not a JSON object", ErrMalformed)
 	}
 	var h head
 	var seen [2]uint64 // by index: top fields, then objects
@@ -119,7 +115,7 @@ func scanHead(body []byte) (head, error) {
 // twice, even under its two names.
 func once(seen *uint64, i int, name string) error {
 	if *seen&(1<<i) != 0 {
-		return fmt.Errorf("%w: duplicate field %q", errMalformed, name)
+		return fmt.Errorf("%w: duplicate field %q", ErrMalformed, name)
 	}
 	*seen |= 1 << i
 	return nil
@@ -134,11 +130,11 @@ func readString(h *head, v *fastjson.Value, f field, seen *uint64, i int) error 
 		return nil
 	case fastjson.TypeString:
 	default:
-		return fmt.Errorf("%w: %s is not a string", errMalformed, f.json)
+		return fmt.Errorf("%w: %s is not a string", ErrMalformed, f.json)
 	}
 	b := v.GetStringBytes()
 	if !utf8.Valid(b) {
-		return fmt.Errorf("%w: %s is not valid UTF-8", errMalformed, f.json)
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrMalformed, f.json)
 	}
 	*f.dst(h) = string(b)
 	return nil
@@ -153,7 +149,7 @@ func readObject(h *head, v *fastjson.Value, ob object, seen *uint64, i int) erro
 		return nil
 	case fastjson.TypeObject:
 	default:
-		return fmt.Errorf("%w: %s is not an object", errMalformed, ob.json)
+		return fmt.Errorf("%w: %s is not an object", ErrMalformed, ob.json)
 	}
 	*ob.present(h) = true
 	var inner uint64
