@@ -296,11 +296,15 @@ func (d *Dispatcher) Loaded() []string { return d.current.Load().names(false) }
 // value.
 func (d *Dispatcher) Dormant() []string { return d.current.Load().names(true) }
 
-// stamp summarizes the files a load depends on: cheap to compute every
-// poll, and different whenever an edit could matter.
-func (d *Dispatcher) fileStamp(f *pluginconf.File) string {
+// stamp summarizes files a load depends on: cheap to compute every poll,
+// and different whenever an edit could matter. A file is stamped before it
+// is read: stamped after, an edit landing between the read and the stamp
+// would never be loaded (a poll that read plugins.yaml half written kept
+// the finished file's stamp, and with it the old version, until the next
+// edit).
+func stamp(paths ...string) string {
 	var b bytes.Buffer
-	for _, path := range append([]string{d.opts.Path}, wasmPaths(f)...) {
+	for _, path := range paths {
 		if st, err := os.Stat(path); err == nil {
 			fmt.Fprintf(&b, "%s|%d|%d;", path, st.Size(), st.ModTime().UnixNano())
 		} else {
@@ -327,16 +331,18 @@ func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	cur := d.current.Load()
-	if !strict && d.stamp == d.fileStamp(cur.file()) && !cur.woken(ctx) {
+	confStamp := stamp(d.opts.Path)
+	if !strict && d.stamp == confStamp+stamp(wasmPaths(cur.file())...) && !cur.woken(ctx) {
 		return nil
 	}
 	f, err := d.readFile()
 	if err != nil {
-		d.stamp = d.fileStamp(cur.file()) // do not retry until the files change again
+		// Do not retry until the files change again.
+		d.stamp = confStamp + stamp(wasmPaths(cur.file())...)
 		d.m.reloads.WithLabelValues("failed").Inc()
 		return err
 	}
-	stamp := d.fileStamp(f)
+	stamped := confStamp + stamp(wasmPaths(f)...) // before load reads the modules
 	next := &set{}
 	var errs []error
 	var retired []*loaded
@@ -371,7 +377,7 @@ func (d *Dispatcher) reload(ctx context.Context, strict bool) error {
 		}
 	}
 	d.current.Store(next)
-	d.stamp = stamp
+	d.stamp = stamped
 	if compiled {
 		// Loading a plugin leaves tens of MB of garbage (decoding,
 		// compiling or reading the cache, starting its first instance)

@@ -568,3 +568,41 @@ func TestOffUntilConfiguredCostsNothing(t *testing.T) {
 		t.Errorf("turned on, the plugin asked for %+v", ds)
 	}
 }
+
+// TestReloadLoadsTheLastEdit: plugins.yaml replaced again and again, a
+// broken version before each good one, while the dispatcher polls every
+// millisecond. A poll that read one version and stamped the next kept the
+// running version until the next edit (TestReload hit it under load); the
+// last edit must always be the one running. The plugins are off until
+// configured, so a reload compiles nothing.
+func TestReloadLoadsTheLastEdit(t *testing.T) {
+	conf := func(name string) string {
+		return `plugins:
+  - name: ` + name + `
+    wasm: typical.wasm
+    events: ["*"]
+    config: {url: {env: LKEDGE_TEST_UNSET_URL}}
+    requires: [url]
+`
+	}
+	dir := setup(t, conf("v0"))
+	opts := testOptions(dir, &outbox{}, slog.New(slog.DiscardHandler))
+	opts.Poll = time.Millisecond
+	d := newDispatcherOpts(t, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	for i := 1; i <= 300; i++ {
+		writeFile(t, filepath.Join(dir, "plugins.yaml"), "plugins: [")
+		time.Sleep(time.Duration(i%3) * time.Millisecond)
+		want := fmt.Sprintf("v%d", i)
+		writeFile(t, filepath.Join(dir, "plugins.yaml"), conf(want))
+		deadline := time.Now().Add(2 * time.Second)
+		for got := d.Dormant(); len(got) != 1 || got[0] != want; got = d.Dormant() {
+			if time.Now().After(deadline) {
+				t.Fatalf("edit %d: running %v, want [%s]", i, got, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
