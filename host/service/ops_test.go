@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -189,69 +188,5 @@ func TestFailedEventsAPI(t *testing.T) {
 	}
 	if code, body := call("GET", "/events/failed"); code != 200 || strings.Contains(body, "EV_fail") || !strings.Contains(body, "EV_turn") {
 		t.Fatalf("list after the retry: %d %q, want only EV_turn", code, body)
-	}
-}
-
-// TestBodyThatIsJSONButNotAWebhook: a signed body is read in full only
-// when someone needs it. One that is valid JSON but not LiveKit's message
-// (a number as a string) is answered 200; in a room Meet does not own and
-// with no plugin it is processed as any other, in a Meet room it is failed
-// at its first attempt (retrying cannot mend it) and shown with its decode
-// error, and a retry is refused.
-func TestBodyThatIsJSONButNotAWebhook(t *testing.T) {
-	f := newFixture(t)
-	rec := newRecorder()
-	svc, err := New(context.Background(), f.cfg, Options{Logger: slog.New(slog.DiscardHandler), Sink: rec.sink,
-		Pipeline: pipeline.Options{MaxAttempts: 5, Backoff: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx, time.Second) }()
-	t.Cleanup(func() { cancel(); <-done })
-	url, admin := "http://"+svc.Addr().String(), "http://"+svc.AdminAddr().String()
-
-	for _, body := range []string{
-		`{"event":"participant_joined","id":"EV_odd","room":{"name":"elsewhere-4","emptyTimeout":"soon"}}`,
-		`{"event":"participant_joined","id":"EV_bad","room":{"name":"meet-4","metadata":"{\"createdBy\":\"openviduMeet\"}","emptyTimeout":"soon"}}`,
-	} {
-		if code := post(t, url, []byte(body)); code != http.StatusOK {
-			t.Fatalf("%s: status %d, want 200", body, code)
-		}
-	}
-	if evs := rec.wait(t, 1); evs[0].ID != "EV_odd" || evs[0].Meet == nil || evs[0].Meet.Owned {
-		t.Fatalf("the sink got %s (%+v), want EV_odd, not Meet's", evs[0].ID, evs[0].Meet)
-	}
-	get := func(method, path string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, admin+path, nil)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
-	}
-	var list []map[string]any
-	// Well within the 1 s backoff a second attempt would wait.
-	for deadline := time.Now().Add(900 * time.Millisecond); len(list) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		_, body := get("GET", "/events/failed")
-		if err := json.Unmarshal([]byte(body), &list); err != nil {
-			t.Fatalf("list %q: %v", body, err)
-		}
-	}
-	if len(list) != 1 || list[0]["id"] != "EV_bad" || !strings.Contains(fmt.Sprint(list[0]["reason"]), "malformed webhook") {
-		t.Fatalf("failed list = %v, want EV_bad, malformed, after one attempt", list)
-	}
-	if code, body := get("GET", "/events/failed/show?id=EV_bad"); code != 200 || !strings.Contains(body, "decode_error") {
-		t.Fatalf("show: %d %s", code, body)
-	}
-	if code, body := get("POST", "/events/failed/retry?id=EV_bad"); code != http.StatusUnprocessableEntity {
-		t.Fatalf("retry: %d %s, want 422", code, body)
-	}
-	if got := rec.wait(t, 1); len(got) != 1 {
-		t.Fatalf("the sink got %d events, want EV_odd alone", len(got))
 	}
 }
