@@ -208,6 +208,10 @@ func TestRecordingFlow(t *testing.T) {
 		t.Errorf("final metadata\n got %s\nwant %s", got, want)
 	}
 
+	// The sink sees the last event before the pipeline counts it done.
+	eventually(t, 5*time.Second, "the backlog drained", func() bool {
+		return testutil.ToFloat64(metrics.Backlog) == 0
+	})
 	for path, wantCode := range map[string]int{"/healthz": 200, "/metrics": 200, "/nope": 404} {
 		res, err := http.Get(url + path)
 		if err != nil {
