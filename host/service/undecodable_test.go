@@ -12,7 +12,6 @@ import (
 
 	"github.com/lkedge/lkedge/host/internal/testserver"
 	"github.com/lkedge/lkedge/host/livekitapi/livekittest"
-	"github.com/lkedge/lkedge/host/webhook"
 )
 
 // TestBodyThatIsJSONButNotAWebhook drives the real binary: a signed body
@@ -40,20 +39,8 @@ func TestBodyThatIsJSONButNotAWebhook(t *testing.T) {
 		`{"event":"participant_joined","id":"EV_odd","room":{"name":"elsewhere-4","emptyTimeout":"soon"},"participant":{"identity":"ana"}}`,
 		`{"event":"egress_updated","id":"EV_bad","egressInfo":{"egressId":"EG_4","roomName":"meet-4","status":"EGRESS_ACTIVE","startedAt":"soon"}}`,
 	} {
-		tok, err := webhook.Sign([]byte(body), "devkey", "secret", time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest(http.MethodPost, proc.URL+"/livekit/webhook", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/webhook+json")
-		req.Header.Set("Authorization", tok)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			t.Fatalf("%s: status %d, want 200", body, res.StatusCode)
+		if code := post(t, proc.URL, []byte(body)); code != http.StatusOK {
+			t.Fatalf("%s: status %d, want 200", body, code)
 		}
 	}
 	// The commands docs/operations.md shows, pointed at this process's
