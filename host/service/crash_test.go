@@ -35,13 +35,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	const rooms = 60
 	for r := range rooms {
 		id := fmt.Sprintf("crash-%d", r)
-		path := filepath.Join(dir, "openvidu", "openvidu-meet", "rooms", id, id+".json")
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(`{"roomId":"`+id+`"}`), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeRoomRecord(t, dir, id, `{"roomId":"`+id+`"}`)
 	}
 	// The outbound side: the typical test plugin posts a signed JSON
 	// notification for every egress event to a local sink.

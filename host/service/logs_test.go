@@ -63,12 +63,7 @@ func duplicateKey(t *testing.T, line string) string {
 func TestLogLines(t *testing.T) {
 	dir := t.TempDir()
 	rooms := filepath.Join(dir, "openvidu", "openvidu-meet", "rooms")
-	if err := os.MkdirAll(filepath.Join(rooms, room), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rooms, room, room+".json"), []byte(roomJSON), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeRoomRecord(t, dir, room, roomJSON)
 	// A record that is a symbolic link to itself: reading it fails (ELOOP),
 	// neither source can confirm the room, and the event is retried.
 	if err := os.MkdirAll(filepath.Join(rooms, "room-dir"), 0o755); err != nil {

@@ -81,14 +81,21 @@ func newFixture(t *testing.T) *fixture {
 	cfg := loadConfig(t, map[string]string{
 		"LIVEKIT_URL": lk.URL(), "LKEDGE_LISTEN": "127.0.0.1:0", "LKEDGE_ADMIN_LISTEN": "127.0.0.1:0", "LKEDGE_STORE": "file://" + dir, "LKEDGE_DATA_DIR": dir,
 	})
-	roomFile := filepath.Join(dir, "openvidu", "openvidu-meet", "rooms", room, room+".json")
-	if err := os.MkdirAll(filepath.Dir(roomFile), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(roomFile, []byte(roomJSON), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeRoomRecord(t, dir, room, roomJSON)
 	return &fixture{dir: dir, lk: lk, cfg: cfg}
+}
+
+// writeRoomRecord puts OpenVidu Meet's record of room id into the file
+// store at dir, as Meet does when it creates the room.
+func writeRoomRecord(t testing.TB, dir, id, record string) {
+	t.Helper()
+	path := filepath.Join(dir, "openvidu", "openvidu-meet", "rooms", id, id+".json")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(record), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // start runs a service on the fixture until the test ends or stop is called.

@@ -3,9 +3,7 @@ package service
 import (
 	"bytes"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,13 +23,7 @@ func TestBodyThatIsJSONButNotAWebhook(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	lk := livekittest.New(t, "devkey", "secret")
-	record := filepath.Join(dir, "openvidu", "openvidu-meet", "rooms", "meet-4", "meet-4.json")
-	if err := os.MkdirAll(filepath.Dir(record), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(record, []byte(`{"roomId":"meet-4"}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeRoomRecord(t, dir, "meet-4", `{"roomId":"meet-4"}`)
 	proc := testserver.StartLKEdge(t, map[string]string{
 		"LIVEKIT_URL": lk.URL(), "LKEDGE_STORE": "file://" + dir, "LKEDGE_DATA_DIR": dir,
 	})
