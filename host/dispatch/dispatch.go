@@ -299,9 +299,8 @@ func (d *Dispatcher) Dormant() []string { return d.current.Load().names(true) }
 // stamp summarizes files a load depends on: cheap to compute every poll,
 // and different whenever an edit could matter. A file is stamped before it
 // is read: stamped after, an edit landing between the read and the stamp
-// would never be loaded (a poll that read plugins.yaml half written kept
-// the finished file's stamp, and with it the old version, until the next
-// edit).
+// would never be loaded (a poll that read the old plugins.yaml and stamped
+// the new one kept the old version until the next edit).
 func stamp(paths ...string) string {
 	var b bytes.Buffer
 	for _, path := range paths {
