@@ -170,6 +170,38 @@ func BenchmarkInstanceMemory(b *testing.B) {
 	}
 }
 
+// BenchmarkLoad is what a loaded plugin of each module in
+// LKEDGE_BENCH_MODULES keeps on the Go heap (its compiled module and one
+// warm instance, measured once, after a collection), and what one more
+// instance costs to start, per iteration.
+func BenchmarkLoad(b *testing.B) {
+	mods := benchModules(b)
+	for _, name := range slices.Sorted(maps.Keys(mods)) {
+		wasm := mods[name]
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			p, err := Load(ctx, wasm, Options{Name: name, Config: benchConfig})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(ctx)
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			for b.Loop() {
+				inst, err := p.newInstance(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inst.close()
+			}
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB/plugin")
+		})
+	}
+}
+
 // benchConfig is the config of the modules of LKEDGE_BENCH_MODULES: a URL
 // for all, and enabled for openvidu-webhook, which otherwise sends nothing.
 var benchConfig = map[string]string{"url": "https://example.com/hook", "enabled": "true"}
