@@ -29,6 +29,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/lkedge/lkedge/host/plugin/internal/datapack"
 	"github.com/lkedge/lkedge/host/plugin/internal/interrupt"
 	"github.com/lkedge/lkedge/host/plugin/internal/linmem"
 )
@@ -195,6 +196,9 @@ func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 	}
 	p.tables = tables
+	if wasm, err = datapack.Pack(wasm); err != nil {
+		return nil, fmt.Errorf("plugin %s: data section: %w", p.name, err)
+	}
 	p.stop = testStopMode
 	if p.stop == stopInterrupt {
 		if wasm, err = interrupt.Instrument(wasm, checkBudget); err != nil {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/lkedge/lkedge/host/plugin/internal/datapack"
 )
 
 // The WebAssembly specification's test suite, as wazero ships it in its
@@ -143,6 +145,23 @@ func wazeroDir(t *testing.T) string {
 	return dir
 }
 
+// packed counts the modules whose data segments datapack.Pack merged.
+var packed atomic.Int64
+
+// hostRewrite is what package plugin does to a module wazero accepts:
+// datapack.Pack merges its data segments, then Instrument adds the checks.
+// Run together here, the spec suite is the oracle for both.
+func hostRewrite(wasm []byte) ([]byte, error) {
+	p, err := datapack.Pack(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("datapack: %w", err)
+	}
+	if len(p) != len(wasm) {
+		packed.Add(1)
+	}
+	return Instrument(p, 1000)
+}
+
 // specRun runs one script in a fresh runtime of wazero's interpreter,
 // with every module the script instantiates rewritten or not, and returns
 // what each command gave, for the other run to match.
@@ -188,7 +207,7 @@ func specRun(t *testing.T, dir, script string, rewrite bool) []string {
 			if err := compile(ctx, rt, wasm); err != nil {
 				return nil, err // refused as written: nothing to rewrite
 			}
-			if wasm, err = Instrument(wasm, 1000); err != nil {
+			if wasm, err = hostRewrite(wasm); err != nil {
 				t.Errorf("%s:%d: wazero accepts the module, the rewrite refuses it: %v", script, c.Line, err)
 				return nil, err
 			}
@@ -240,7 +259,7 @@ func specRun(t *testing.T, dir, script string, rewrite bool) []string {
 			if compile(ctx, rt, wasm) == nil {
 				continue
 			}
-			if after, err := Instrument(wasm, 1000); err == nil && compile(ctx, rt, after) == nil {
+			if after, err := hostRewrite(wasm); err == nil && compile(ctx, rt, after) == nil {
 				t.Errorf("%s:%d: %s module wazero refuses is valid after the rewrite", script, c.Line, c.Type)
 			}
 			continue
@@ -311,7 +330,10 @@ func TestSpecSuite(t *testing.T) {
 		t.Fatalf("no spec scripts in %s: %v", dir, err)
 	}
 	var modules atomic.Int64
-	t.Cleanup(func() { t.Logf("%d scripts, %d modules accepted and compared", len(scripts), modules.Load()) })
+	t.Cleanup(func() {
+		t.Logf("%d scripts, %d modules accepted and compared, %d of them with data segments merged",
+			len(scripts), modules.Load(), packed.Load())
+	})
 	for _, path := range scripts {
 		script := filepath.Base(path)
 		t.Run(strings.TrimSuffix(script, ".json"), func(t *testing.T) {
