@@ -127,6 +127,9 @@ func TestRetryFailed(t *testing.T) {
 		if ids := pendingIDs(t, j); !slices.Equal(ids, []string{"EV_retry"}) {
 			t.Fatalf("pending = %v, want [EV_retry]", ids)
 		}
+		if r, err := j.Read(rec.Seq); err != nil || r.ID != "EV_retry" || string(r.Body) != `{"event":"room_started"}` {
+			t.Fatalf("Read of the retried record = %+v, %v", r, err)
+		}
 		failed, err := j.Failed()
 		if err != nil || len(failed) != 1 || failed[0].ID != "EV_other" {
 			t.Fatalf("failed = %+v, %v; want only EV_other", failed, err)

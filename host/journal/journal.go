@@ -387,6 +387,35 @@ func (j *Journal) Pending() ([]Record, error) {
 	return recs, errors.Join(errs...)
 }
 
+// Read returns the pending record seq, read back from the log: a caller
+// holding many accepted events may keep only their seqs, and read each
+// when it is processed.
+//
+// It reads outside the journal's lock, which a commit holds through its
+// fdatasync: the record's segment stays open while the record is pending,
+// and a Close meanwhile makes the read fail.
+func (j *Journal) Read(seq uint64) (Record, error) {
+	j.mu.Lock()
+	closed := j.closed
+	loc, ok := j.pending[seq]
+	j.mu.Unlock()
+	if closed {
+		return Record{}, fmt.Errorf("journal: read seq %d: %w", seq, ErrClosed)
+	}
+	if !ok {
+		return Record{}, fmt.Errorf("journal: read seq %d: %w", seq, errNotPending)
+	}
+	v, err := readAt(loc.seg.f, loc.off, loc.n)
+	if err != nil {
+		return Record{}, fmt.Errorf("journal: read seq %d: %w", seq, err)
+	}
+	rec, err := decodeRecord(seq, v)
+	if err != nil {
+		return Record{}, fmt.Errorf("journal: read seq %d: %w", seq, err)
+	}
+	return rec, nil
+}
+
 // Failed returns the records whose processing was given up (and not
 // retried since), in Seq order. Like Pending, it returns the decodable
 // records along with an error naming each seq whose record is corrupt.

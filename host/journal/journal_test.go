@@ -118,6 +118,13 @@ func TestAppendPendingDoneRoundTrip(t *testing.T) {
 			if p.Seq != rec.Seq || p.ID != rec.ID || !p.ReceivedAt.Equal(rec.ReceivedAt) || !bytes.Equal(p.Body, tt.body) {
 				t.Fatalf("Pending[0] = %+v, want %+v", p, rec)
 			}
+			r, err := j.Read(rec.Seq)
+			if err != nil {
+				t.Fatalf("Read: %v", err)
+			}
+			if r.Seq != rec.Seq || r.ID != rec.ID || !r.ReceivedAt.Equal(rec.ReceivedAt) || !bytes.Equal(r.Body, tt.body) {
+				t.Fatalf("Read = %+v, want %+v", r, rec)
+			}
 			if err := j.Done(ctx, rec.Seq); err != nil {
 				t.Fatalf("Done: %v", err)
 			}
@@ -126,6 +133,9 @@ func TestAppendPendingDoneRoundTrip(t *testing.T) {
 			}
 			if err := j.Done(ctx, rec.Seq); err == nil || !errors.Is(err, errNotPending) {
 				t.Fatalf("second Done = %v, want not-pending error", err)
+			}
+			if _, err := j.Read(rec.Seq); !errors.Is(err, errNotPending) {
+				t.Fatalf("Read after Done = %v, want not-pending error", err)
 			}
 		})
 	}
@@ -418,6 +428,8 @@ func TestFail(t *testing.T) {
 		{"fail again", func() error { return j.Fail(ctx, a.Seq, "x") }},
 		{"done after fail", func() error { return j.Done(ctx, a.Seq) }},
 		{"fail unknown seq", func() error { return j.Fail(ctx, 9999, "x") }},
+		{"read failed", func() error { _, err := j.Read(a.Seq); return err }},
+		{"read unknown seq", func() error { _, err := j.Read(9999); return err }},
 	} {
 		if err := tc.call(); !errors.Is(err, errNotPending) {
 			t.Errorf("%s: err = %v, want not-pending", tc.name, err)
@@ -483,6 +495,9 @@ func TestPendingAfterReopen(t *testing.T) {
 		g, w := got[i], want[i]
 		if g.Seq != w.Seq || g.ID != w.ID || !g.ReceivedAt.Equal(w.ReceivedAt) || !bytes.Equal(g.Body, w.Body) {
 			t.Errorf("Pending[%d] = %+v, want %+v", i, g, w)
+		}
+		if r, err := j.Read(w.Seq); err != nil || r.ID != w.ID || !bytes.Equal(r.Body, w.Body) {
+			t.Errorf("Read(%d) = %+v, %v; want %+v", w.Seq, r, err, w)
 		}
 	}
 	failed, err := j.Failed()
@@ -577,6 +592,7 @@ func TestMethodsAfterClose(t *testing.T) {
 		{"Done", func() error { return j.Done(ctx, rec.Seq) }},
 		{"Fail", func() error { return j.Fail(ctx, rec.Seq, "x") }},
 		{"Pending", func() error { _, err := j.Pending(); return err }},
+		{"Read", func() error { _, err := j.Read(rec.Seq); return err }},
 		{"Failed", func() error { _, err := j.Failed(); return err }},
 		{"prune", func() error { _, err := j.prune(ctx); return err }},
 	}

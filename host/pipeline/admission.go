@@ -63,7 +63,7 @@ func (p *Pipeline) admitKey(ctx context.Context, key, upTo string) error {
 
 		owner := p.opts.Replica + "/" + strconv.FormatUint(it.seq, 10)
 		start := time.Now()
-		t, err := p.opts.Sequencer.Admit(ctx, it.ev.ID, key, owner)
+		t, err := p.opts.Sequencer.Admit(ctx, it.id, key, owner)
 		metrics.ProcessSeconds.WithLabelValues("admit").Observe(time.Since(start).Seconds())
 		if err != nil && !errors.Is(err, coord.ErrDuplicate) {
 			metrics.CoordinationErrors.Inc()
@@ -77,19 +77,19 @@ func (p *Pipeline) admitKey(ctx context.Context, key, upTo string) error {
 			_, still := p.waiting[upTo]
 			p.mu.Unlock()
 			if still {
-				return fmt.Errorf("admit event %s: %w", it.ev.ID, err)
+				return fmt.Errorf("admit event %s: %w", it.id, err)
 			}
 			return nil
 		}
 
 		p.mu.Lock()
 		ks.unadmitted = ks.unadmitted[1:]
-		delete(p.waiting, it.ev.ID)
+		delete(p.waiting, it.id)
 		if errors.Is(err, coord.ErrDuplicate) {
 			p.finishedLocked(1)
 		} else {
 			it.ticket = t
-			ks.queue = append(ks.queue, it)
+			p.queuedLocked(ks, it)
 			p.startLocked(key, ks)
 		}
 		p.mu.Unlock()

@@ -70,7 +70,14 @@ type Options struct {
 	// leave in order even though each replica sends its own.
 	Settle        func(ctx context.Context, eventIDs []string)
 	SettleTimeout time.Duration // default 5 s
-	Logger        *slog.Logger
+	// Reload reads an accepted event back from the journal by its seq.
+	// When it is set, admitted events beyond the first InMemory waiting to
+	// be processed keep only their seq, id and ticket, and are read back
+	// when their turn comes: a backlog of MaxBacklog events then holds
+	// about 100 bytes each rather than the whole webhook, read and kept.
+	Reload   func(seq uint64) (*event.Event, error)
+	InMemory int // admitted events waiting with their event in memory (default 1024)
+	Logger   *slog.Logger
 }
 
 // Pipeline is the keyed executor. Create it with New, start it with Run.
@@ -89,6 +96,9 @@ type Pipeline struct {
 	keys    map[string]*keyState
 	waiting map[string]string // unadmitted event id -> order key
 	backlog int
+	// inMemory counts the queued (admitted, waiting) events that keep
+	// their event; the others are read back (Options.Reload).
+	inMemory int
 	// reserved counts slots taken by webhooks being recorded: the bound
 	// holds even when many arrive at once.
 	reserved int
@@ -110,7 +120,8 @@ type keyState struct {
 }
 
 type item struct {
-	ev     *event.Event
+	ev     *event.Event // nil once admitted past Options.InMemory: read back
+	id     string       // the event's id
 	seq    uint64
 	ticket coord.Ticket
 }
@@ -122,6 +133,9 @@ func New(stage Stage, sink Sink, j Journal, opts Options) *Pipeline {
 	}
 	if opts.MaxBacklog <= 0 {
 		opts.MaxBacklog = 10000
+	}
+	if opts.InMemory <= 0 {
+		opts.InMemory = 1024
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 10
@@ -184,7 +198,7 @@ func (p *Pipeline) add(ev *event.Event, seq uint64, force bool) error {
 		ks = &keyState{}
 		p.keys[key] = ks
 	}
-	ks.unadmitted = append(ks.unadmitted, item{ev: ev, seq: seq})
+	ks.unadmitted = append(ks.unadmitted, item{ev: ev, id: ev.ID, seq: seq})
 	p.waiting[ev.ID] = key
 	return nil
 }
@@ -270,6 +284,9 @@ func (p *Pipeline) drain(ctx context.Context, key string, ks *keyState) {
 		if len(ks.queue) == 0 || ctx.Err() != nil {
 			if n := len(ks.queue); n > 0 {
 				// Shutting down: leave the rest in the journal for replay.
+				for _, it := range ks.queue {
+					p.dequeuedLocked(it)
+				}
 				ks.queue = nil
 				p.finishedLocked(n)
 			}
@@ -280,13 +297,33 @@ func (p *Pipeline) drain(ctx context.Context, key string, ks *keyState) {
 		}
 		it := ks.queue[0]
 		ks.queue = ks.queue[1:]
+		p.dequeuedLocked(it)
 		p.mu.Unlock()
 
-		p.process(ctx, it)
+		p.process(ctx, key, it)
 
 		p.mu.Lock()
 		p.finishedLocked(1)
 		p.mu.Unlock()
+	}
+}
+
+// queuedLocked puts an admitted event in its key's queue, without its
+// event past Options.InMemory when it can be read back. Call with p.mu held.
+func (p *Pipeline) queuedLocked(ks *keyState, it item) {
+	if p.opts.Reload != nil && p.inMemory >= p.opts.InMemory {
+		it.ev = nil
+	} else {
+		p.inMemory++
+	}
+	ks.queue = append(ks.queue, it)
+}
+
+// dequeuedLocked counts an event out of its key's queue. Call with p.mu
+// held.
+func (p *Pipeline) dequeuedLocked(it item) {
+	if it.ev != nil {
+		p.inMemory--
 	}
 }
 
@@ -312,11 +349,11 @@ const maxCoordBackoff = time.Second
 // is unreachable: an outage is no fault of the event, which waits safely in
 // the journal, so it does not use up the event's attempts. It returns ctx's
 // error on shutdown.
-func (p *Pipeline) turn(ctx context.Context, it item, log *slog.Logger) (coord.Turn, error) {
+func (p *Pipeline) turn(ctx context.Context, key string, it item, log *slog.Logger) (coord.Turn, error) {
 	wait := min(p.opts.Backoff, maxCoordBackoff)
 	for {
 		start := time.Now()
-		tu, err := p.opts.Sequencer.Turn(ctx, it.ev.OrderKey(), it.ticket)
+		tu, err := p.opts.Sequencer.Turn(ctx, key, it.ticket)
 		metrics.ProcessSeconds.WithLabelValues("turn").Observe(time.Since(start).Seconds())
 		if err == nil {
 			return tu, nil
@@ -343,12 +380,20 @@ const doneTimeout = 30 * time.Second
 // process runs one admitted event in its turn through the stage and the
 // sink with retries, then records the outcome in the journal and the turn
 // as done. If this replica loses its coordination session meanwhile, the
-// work stops and the event waits for a turn again.
-func (p *Pipeline) process(ctx context.Context, it item) {
-	log := eventLogger(p.log, it.ev)
+// work stops and the event waits for a turn again. An event that cannot be
+// read back from the journal is failed in its turn, so that the key's
+// later events go on.
+func (p *Pipeline) process(ctx context.Context, key string, it item) {
+	var log *slog.Logger
+	if it.ev != nil {
+		log = eventLogger(p.log, it.ev)
+	} else {
+		log = p.log.With("event_id", it.id)
+	}
 	var st attempt
+	var readErr error
 	for {
-		tu, err := p.turn(ctx, it, log)
+		tu, err := p.turn(ctx, key, it, log)
 		if err != nil {
 			return // shutting down: the event stays pending and is replayed
 		}
@@ -365,9 +410,21 @@ func (p *Pipeline) process(ctx context.Context, it item) {
 			<-p.workers
 			return
 		}
+		if it.ev == nil && readErr == nil {
+			// Read back only now: waiting for its turn and a worker, the
+			// event held its place alone.
+			if it.ev, readErr = p.readBack(it); readErr == nil {
+				log = eventLogger(p.log, it.ev)
+			}
+		}
 		wctx, cancel := context.WithCancel(ctx)
 		stopFence := context.AfterFunc(tu.Context(), cancel)
-		finished := p.handle(wctx, it, &st, log)
+		var finished bool
+		if readErr != nil {
+			finished = p.giveUp(ctx, it, &st, fmt.Errorf("read the event back from the journal: %w", readErr), log)
+		} else {
+			finished = p.handle(wctx, it, &st, log)
+		}
 		stopFence()
 		cancel()
 		<-p.workers
@@ -399,7 +456,7 @@ func (p *Pipeline) settle(ctx context.Context, it item, st *attempt, log *slog.L
 	if p.opts.Settle == nil {
 		return
 	}
-	ids := []string{it.ev.ID}
+	ids := []string{it.id}
 	for _, d := range st.derived {
 		ids = append(ids, d.ID)
 	}
@@ -427,9 +484,6 @@ type attempt struct {
 // ends (false: shutdown or fencing; the event stays pending).
 func (p *Pipeline) handle(ctx context.Context, it item, st *attempt, log *slog.Logger) bool {
 	ev := it.ev
-	// The outcome is recorded even when shutdown has begun: a finished event
-	// left pending would be processed a second time after the restart.
-	jctx := context.WithoutCancel(ctx)
 	if st.wait == 0 {
 		st.wait = p.opts.Backoff
 	}
@@ -457,9 +511,29 @@ func (p *Pipeline) handle(ctx context.Context, it item, st *attempt, log *slog.L
 		}
 		st.wait = min(st.wait*2, p.opts.MaxBackoff)
 	}
+	return p.giveUp(ctx, it, st, err, log)
+}
+
+// readBack reads an event admitted without it (Options.InMemory) back from
+// the journal.
+func (p *Pipeline) readBack(it item) (*event.Event, error) {
+	ev, err := p.opts.Reload(it.seq)
+	if err != nil {
+		return nil, err
+	}
+	if ev.ID != it.id {
+		return nil, fmt.Errorf("journal seq %d holds event %s", it.seq, ev.ID)
+	}
+	return ev, nil
+}
+
+// giveUp records the event as failed in the journal and reports it
+// finished. It does so even when shutdown has begun: a finished event left
+// pending would be processed a second time after the restart.
+func (p *Pipeline) giveUp(ctx context.Context, it item, st *attempt, err error, log *slog.Logger) bool {
 	metrics.EventsProcessed.WithLabelValues("failed").Inc()
 	log.Error("event processing gave up", "attempts", st.tries, "err", err)
-	if ferr := p.journal.Fail(jctx, it.seq, err.Error()); ferr != nil {
+	if ferr := p.journal.Fail(context.WithoutCancel(ctx), it.seq, err.Error()); ferr != nil {
 		log.Error("recording the failed event failed", "err", ferr)
 	}
 	return true

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,18 +21,46 @@ import (
 // TestOverload floods lkedge with more webhooks than it can process: it
 // answers 503 with Retry-After instead of queueing without bound, the
 // backlog never passes its bound, and once the flood ends every accepted
-// event is processed — the senders, retrying like LiveKit's, lose nothing.
+// event is processed once, in its room's order, as its webhook said — the
+// senders, retrying like LiveKit's, lose nothing. It runs with the whole
+// backlog in memory, and with all but 4 of the waiting events read back
+// from the journal.
 func TestOverload(t *testing.T) {
+	for _, inMemory := range []int{20, 4} {
+		t.Run(fmt.Sprintf("%d in memory", inMemory), func(t *testing.T) { overload(t, inMemory) })
+	}
+}
+
+func overload(t *testing.T, inMemory int) {
 	f := newFixture(t)
 	const bound, senders, perSender = 20, 8, 60
-	var processed atomic.Int64
+	var (
+		processed atomic.Int64
+		mu        sync.Mutex
+		seen      = map[string]int{}
+		order     = map[string][]int{} // room -> event numbers, as processed
+		wrong     []string
+	)
 	slow := func(_ context.Context, evs []*event.Event, _ *slog.Logger) error {
 		time.Sleep(2 * time.Millisecond) // a slow plugin stage
+		mu.Lock()
+		for _, ev := range evs {
+			seen[ev.ID]++
+			msg, err := ev.LiveKit()
+			var s, i int
+			_, serr := fmt.Sscanf(ev.ID, "EV_flood_%d_%d", &s, &i)
+			room := msg.GetRoom().GetName()
+			if err != nil || serr != nil || msg.GetParticipant().GetIdentity() != "p" || room != fmt.Sprintf("flood-%d", s) {
+				wrong = append(wrong, ev.ID)
+			}
+			order[room] = append(order[room], i)
+		}
+		mu.Unlock()
 		processed.Add(int64(len(evs)))
 		return nil
 	}
 	svc, err := New(context.Background(), f.cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: slow,
-		Pipeline: pipeline.Options{MaxBacklog: bound, Workers: 2}})
+		Pipeline: pipeline.Options{MaxBacklog: bound, Workers: 2, InMemory: inMemory}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,8 +92,9 @@ func TestOverload(t *testing.T) {
 	for s := range senders {
 		wg.Go(func() {
 			for i := range perSender {
-				// Distinct rooms, so that ordering does not serialize them.
-				body := fmt.Appendf(nil, `{"event":"participant_joined","id":"EV_flood_%d_%d","room":{"name":"flood-%d-%d"},"participant":{"identity":"p"}}`, s, i, s, i)
+				// A room per sender: the rooms go in parallel, and each
+				// room's events wait behind one another.
+				body := fmt.Appendf(nil, `{"event":"participant_joined","id":"EV_flood_%d_%d","room":{"name":"flood-%d"},"participant":{"identity":"p"}}`, s, i, s)
 				for {
 					tok, _ := webhook.Sign(body, "devkey", "secret", time.Now())
 					req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
@@ -99,6 +129,21 @@ func TestOverload(t *testing.T) {
 	if accepted.Load() != want || processed.Load() != want {
 		t.Errorf("accepted %d, processed %d, want %d", accepted.Load(), processed.Load(), want)
 	}
+	mu.Lock()
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s processed %d times", id, n)
+		}
+	}
+	if len(wrong) > 0 {
+		t.Errorf("events not as their webhook said: %v", wrong)
+	}
+	for room, got := range order {
+		if !slices.IsSorted(got) {
+			t.Errorf("%s processed out of order: %v", room, got)
+		}
+	}
+	mu.Unlock()
 	if refused.Load() == 0 {
 		t.Error("no 503 under the flood: the bound was never reached")
 	}

@@ -174,6 +174,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	popts := opts.Pipeline
 	popts.Logger = log
 	popts.Sequencer, popts.Replica = co, replica
+	// Past the pipeline's InMemory, a waiting event is read back from the
+	// journal in its turn rather than kept: a full backlog (MaxBacklog)
+	// then holds its places, not its webhooks.
+	popts.Reload = func(seq uint64) (*event.Event, error) {
+		rec, err := j.Read(seq)
+		if err != nil {
+			return nil, err
+		}
+		return event.FromWebhook(rec.Body, rec.ReceivedAt)
+	}
 	if cfg.Consul != nil {
 		// With several replicas each sends its own notifications: a room's
 		// next event waits until this one's are delivered, so they leave

@@ -1,0 +1,140 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/pipeline"
+)
+
+// TestBacklogReadBack: admitted events past InMemory keep only their place
+// and are read back when their turn comes; they are processed as the
+// others are, in order per room, and one that cannot be read back is
+// failed in its turn without holding its room's later events.
+func TestBacklogReadBack(t *testing.T) {
+	const rooms, perRoom, inMemory = 4, 10, 3
+	body := func(room string, i int) string {
+		return fmt.Sprintf(`{"event":"room_started","id":"EV_%s_%d","room":{"name":%q,"metadata":"m%d"}}`, room, i, room, i)
+	}
+	for _, tc := range []struct {
+		name   string
+		reload bool
+		// broken gives the seq whose read back fails, and how.
+		broken     uint64
+		breakRead  func(seq uint64) (*event.Event, error)
+		wantFailed string
+	}{
+		{name: "in memory without Reload"},
+		{name: "read back", reload: true},
+		{name: "a record that cannot be read", reload: true, broken: 22,
+			breakRead:  func(uint64) (*event.Event, error) { return nil, errors.New("input/output error") },
+			wantFailed: "read the event back from the journal: input/output error"},
+		{name: "another event at the seq", reload: true, broken: 23,
+			breakRead: func(uint64) (*event.Event, error) {
+				return event.FromWebhook([]byte(`{"event":"room_started","id":"EV_other"}`), time.Now())
+			},
+			wantFailed: "read the event back from the journal: journal seq 23 holds event EV_other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bodies, ids := map[uint64]string{}, map[uint64]string{}
+			var (
+				mu       sync.Mutex
+				reloaded []uint64
+				seen     = map[string][]string{} // room -> ids, in stage order
+				bad      []string
+			)
+			opts := pipeline.Options{Workers: 1, InMemory: inMemory, Logger: quiet}
+			if tc.reload {
+				opts.Reload = func(seq uint64) (*event.Event, error) {
+					mu.Lock()
+					reloaded = append(reloaded, seq)
+					mu.Unlock()
+					if seq == tc.broken {
+						return tc.breakRead(seq)
+					}
+					return event.FromWebhook([]byte(bodies[seq]), time.Unix(1795755700, 0))
+				}
+			}
+			stage := func(_ context.Context, ev *event.Event, _ *slog.Logger) ([]*event.Event, error) {
+				// What a read-back event carries is what the webhook said.
+				msg, err := ev.LiveKit()
+				mu.Lock()
+				defer mu.Unlock()
+				md, _ := ev.RoomMetadata()
+				if err != nil || msg.GetRoom().GetName() != ev.RoomName() || md != msg.GetRoom().GetMetadata() || !strings.HasPrefix(md, "m") {
+					bad = append(bad, ev.ID)
+				}
+				seen[ev.RoomName()] = append(seen[ev.RoomName()], ev.ID)
+				return nil, nil
+			}
+			var sink recSink
+			var j fakeJournal
+			p := pipeline.New(stage, sink.sink, &j, opts)
+			// Accepted and admitted before the pipeline runs: all but
+			// inMemory wait without their event.
+			seq := uint64(0)
+			for i := range perRoom {
+				for r := range rooms {
+					seq++
+					room := fmt.Sprintf("room%d", r)
+					bodies[seq] = body(room, i)
+					ev, err := event.FromWebhook([]byte(bodies[seq]), time.Unix(1795755700, 0))
+					if err != nil {
+						t.Fatal(err)
+					}
+					ids[seq] = ev.ID
+					if err := p.Accept(context.Background(), ev, seq); err != nil {
+						t.Fatalf("Accept(%s): %v", ev.ID, err)
+					}
+				}
+			}
+			run(t, p)
+			waitIdle(t, p)
+
+			mu.Lock()
+			defer mu.Unlock()
+			wantReloads := 0
+			if tc.reload {
+				wantReloads = rooms*perRoom - inMemory
+			}
+			if len(reloaded) != wantReloads {
+				t.Errorf("%d events read back, want %d", len(reloaded), wantReloads)
+			}
+			if len(bad) > 0 {
+				t.Errorf("events not as their webhook said: %v", bad)
+			}
+			brokenID := ids[tc.broken]
+			for r := range rooms {
+				room := fmt.Sprintf("room%d", r)
+				var want []string
+				for i := range perRoom {
+					if id := fmt.Sprintf("EV_%s_%d", room, i); id != brokenID {
+						want = append(want, id)
+					}
+				}
+				if !slices.Equal(seen[room], want) {
+					t.Errorf("%s: stage saw %v, want %v", room, seen[room], want)
+				}
+			}
+			done, failed := j.snapshot()
+			var wantFailed []failCall
+			if tc.broken != 0 {
+				wantFailed = []failCall{{tc.broken, tc.wantFailed}}
+			}
+			if !slices.Equal(failed, wantFailed) {
+				t.Errorf("failed %v, want %v", failed, wantFailed)
+			}
+			if len(done)+len(failed) != rooms*perRoom {
+				t.Errorf("%d done and %d failed of %d", len(done), len(failed), rooms*perRoom)
+			}
+		})
+	}
+}
