@@ -73,8 +73,8 @@ type Options struct {
 	// Reload reads an accepted event back from the journal by its seq.
 	// When it is set, admitted events beyond the first InMemory waiting to
 	// be processed keep only their seq, id and ticket, and are read back
-	// when their turn comes: a backlog of MaxBacklog events then holds
-	// about 100 bytes each rather than the whole webhook, read and kept.
+	// when a worker takes them: a full backlog then holds their places,
+	// not their webhooks (BenchmarkBacklogMemory).
 	Reload   func(seq uint64) (*event.Event, error)
 	InMemory int // admitted events waiting with their event in memory (default 1024)
 	Logger   *slog.Logger

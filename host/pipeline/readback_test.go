@@ -1,10 +1,13 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -134,6 +137,51 @@ func TestBacklogReadBack(t *testing.T) {
 			}
 			if len(done)+len(failed) != rooms*perRoom {
 				t.Errorf("%d done and %d failed of %d", len(done), len(failed), rooms*perRoom)
+			}
+		})
+	}
+}
+
+// BenchmarkBacklogMemory is the heap a full backlog holds per event: 10 000
+// egress_updated webhooks accepted and admitted, waiting, with every event
+// in memory and with the default InMemory and a Reload.
+func BenchmarkBacklogMemory(b *testing.B) {
+	const n = 10_000
+	body, err := os.ReadFile("../../testdata/events/egress_updated.webhook.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		reload bool
+	}{{"all in memory", false}, {"read back past InMemory", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				opts := pipeline.Options{MaxBacklog: n, Logger: quiet}
+				if tc.reload {
+					opts.Reload = func(uint64) (*event.Event, error) { return nil, errors.New("not read in this benchmark") }
+				}
+				p := pipeline.New(okStage, (&recSink{}).sink, &fakeJournal{}, opts)
+				for i := range n {
+					// Distinct ids and a room per ten events, as a busy
+					// server's would be.
+					b := bytes.Replace(body, []byte(`"id":"`), fmt.Appendf(nil, `"id":"%06d`, i), 1)
+					b = bytes.ReplaceAll(b, []byte(`"roomName":"`), fmt.Appendf(nil, `"roomName":"r%d-`, i/10))
+					ev, err := event.FromWebhook(b, time.Now())
+					if err != nil {
+						panic(err)
+					}
+					if err := p.Accept(context.Background(), ev, uint64(i+1)); err != nil {
+						panic(err)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				runtime.KeepAlive(p)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/event")
 			}
 		})
 	}
