@@ -87,10 +87,11 @@ type Pipeline struct {
 	journal Journal
 	opts    Options
 	log     *slog.Logger
-	// workers bounds the events being processed at once; an event waiting
-	// for its turn holds no slot, so rooms waiting on other replicas never
-	// starve the rooms that can go.
-	workers chan struct{}
+	// jobs feeds the Workers goroutines that process events; an event
+	// waiting for its turn holds none, so rooms waiting on other replicas
+	// never starve the rooms that can go.
+	jobs    chan func()
+	workers sync.WaitGroup
 
 	mu      sync.Mutex
 	keys    map[string]*keyState
@@ -160,8 +161,8 @@ func New(stage Stage, sink Sink, j Journal, opts Options) *Pipeline {
 	}
 	p := &Pipeline{
 		stage: stage, sink: sink, journal: j, opts: opts, log: opts.Logger,
-		workers: make(chan struct{}, opts.Workers),
-		keys:    map[string]*keyState{}, waiting: map[string]string{},
+		jobs: make(chan func()),
+		keys: map[string]*keyState{}, waiting: map[string]string{},
 		kick: make(chan struct{}, 1),
 	}
 	p.idle = sync.NewCond(&p.mu)
@@ -239,7 +240,7 @@ func (p *Pipeline) Unreserve() {
 
 // Run processes events until ctx ends; then it returns once the events being
 // processed are finished. Events still queued stay pending in the journal
-// and are replayed on the next start.
+// and are replayed on the next start. Call it once.
 func (p *Pipeline) Run(ctx context.Context) {
 	p.mu.Lock()
 	p.runCtx = ctx
@@ -247,11 +248,20 @@ func (p *Pipeline) Run(ctx context.Context) {
 		p.startLocked(key, ks)
 	}
 	p.mu.Unlock()
+	for range p.opts.Workers {
+		p.workers.Go(func() {
+			for job := range p.jobs {
+				job()
+			}
+		})
+	}
 	p.admitLoop(ctx)
 	p.mu.Lock()
 	p.stopping = true // no runner starts once Wait may have begun
 	p.mu.Unlock()
 	p.runners.Wait()
+	close(p.jobs)
+	p.workers.Wait()
 }
 
 // Close refuses further events. Call it before cancelling Run's context.
@@ -401,33 +411,26 @@ func (p *Pipeline) process(ctx context.Context, key string, it item) {
 			metrics.EventsProcessed.WithLabelValues("late").Inc()
 			log.Warn("event processed late: later events of its room were processed before it, while the replica holding it had lost its coordination session")
 		}
-		select {
-		case p.workers <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		if ctx.Err() != nil { // both were ready: shutdown wins
-			<-p.workers
-			return
-		}
-		if it.ev == nil && readErr == nil {
-			// Read back only now: waiting for its turn and a worker, the
-			// event held its place alone.
-			if it.ev, readErr = p.readBack(it); readErr == nil {
-				log = eventLogger(p.log, it.ev)
+		ran, finished := p.onWorker(ctx, func() bool {
+			if it.ev == nil && readErr == nil {
+				// Read back only now: waiting for its turn and a worker,
+				// the event held its place alone.
+				if it.ev, readErr = p.readBack(it); readErr == nil {
+					log = eventLogger(p.log, it.ev)
+				}
 			}
+			if readErr != nil {
+				return p.giveUp(ctx, it, &st, fmt.Errorf("read the event back from the journal: %w", readErr), log)
+			}
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stopFence := context.AfterFunc(tu.Context(), cancel)
+			defer stopFence()
+			return p.handle(wctx, it, &st, log)
+		})
+		if !ran {
+			return // shutting down
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		stopFence := context.AfterFunc(tu.Context(), cancel)
-		var finished bool
-		if readErr != nil {
-			finished = p.giveUp(ctx, it, &st, fmt.Errorf("read the event back from the journal: %w", readErr), log)
-		} else {
-			finished = p.handle(wctx, it, &st, log)
-		}
-		stopFence()
-		cancel()
-		<-p.workers
 		if !finished && ctx.Err() == nil && tu.Context().Err() != nil {
 			metrics.EventsProcessed.WithLabelValues("fenced").Inc()
 			log.Warn("event processing stopped: this replica lost its coordination session; waiting for the event's turn again")
@@ -512,6 +515,30 @@ func (p *Pipeline) handle(ctx context.Context, it item, st *attempt, log *slog.L
 		st.wait = min(st.wait*2, p.opts.MaxBackoff)
 	}
 	return p.giveUp(ctx, it, st, err, log)
+}
+
+// onWorker runs f on one of the Workers goroutines once one is free, and
+// reports whether it ran (not when ctx ended first) and what it returned.
+// An event's work runs there rather than on its own goroutine so that only
+// those few grow the deep stacks of the Meet logic, the store's SDK and the
+// plugin calls; the goroutines of events waiting for their turn or for a
+// worker stay small (docs/benchmarks.md, "Memory, fifth round").
+func (p *Pipeline) onWorker(ctx context.Context, f func() bool) (ran, result bool) {
+	done := make(chan bool, 1)
+	job := func() {
+		if ctx.Err() != nil { // both were ready: shutdown wins
+			close(done)
+			return
+		}
+		done <- f()
+	}
+	select {
+	case p.jobs <- job:
+	case <-ctx.Done():
+		return false, false
+	}
+	result, ran = <-done
+	return ran, result
 }
 
 // readBack reads an event admitted without it (Options.InMemory) back from
