@@ -95,13 +95,19 @@ func (s *sink) notifyTimes(answered map[string]time.Time) []time.Duration {
 	return out
 }
 
-// fullPath runs the full-path phase: a closed loop, then each fixed rate.
+// fullPath runs the full-path phase: a closed loop (unless
+// --full-closed-loop=false), then each fixed rate.
 // Each connection owns its rooms and sends their updates in order, as
 // LiveKit's per-egress queues do, so every event is a fresh recording
 // state that the plugin reports.
 // adminAddr is where the full-path lkedge serves its operator API, so a
 // profile can be taken while it runs (go tool pprof http://ADDR/debug/pprof/profile).
 var adminAddr = flag.String("full-admin", "127.0.0.1:0", "LKEDGE_ADMIN_LISTEN of the full-path lkedge")
+
+// fullClosedLoop turns the full path's closed loop off, so that the peak
+// RSS is that of the fixed rates alone: the closed loop is an overload, in
+// which the backlog grows to its bound.
+var fullClosedLoop = flag.Bool("full-closed-loop", true, "run the full path's closed loop (an overload: the backlog grows to its bound) before the fixed rates")
 
 func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time.Duration, conns int, rates []int) error {
 	for _, f := range []string{versitygwBin, pluginWasm} {
@@ -310,8 +316,10 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time
 	if err := phase("warm-up", 500, 0); err != nil {
 		return err
 	}
-	if err := phase(fmt.Sprintf("closed loop, %d conns", conns), int(4000*d.Seconds()), 0); err != nil {
-		return err
+	if *fullClosedLoop {
+		if err := phase(fmt.Sprintf("closed loop, %d conns", conns), int(4000*d.Seconds()), 0); err != nil {
+			return err
+		}
 	}
 	for _, rate := range rates {
 		if err := phase(fmt.Sprintf("open loop, %d/s", rate), int(float64(rate)*d.Seconds()), rate); err != nil {
