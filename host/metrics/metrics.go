@@ -35,6 +35,11 @@ var (
 	Backlog = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lkedge_backlog_events", Help: "Accepted events waiting to be processed.",
 	})
+	// BacklogReadBack counts waiting events read back from the journal:
+	// those admitted while more than the pipeline's InMemory waited.
+	BacklogReadBack = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lkedge_backlog_read_back_total", Help: "Waiting events read back from the journal, kept there while the backlog was long.",
+	})
 	// LiveKitErrors counts failed LiveKit server API calls by call.
 	LiveKitErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lkedge_livekit_errors_total", Help: "Failed LiveKit server API calls, by call.",
@@ -78,7 +83,7 @@ func Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		WebhooksReceived, WebhooksRejected, WebhooksDuplicate, EventsProcessed, Backlog, LiveKitErrors, StoreErrors, MeetCache,
+		WebhooksReceived, WebhooksRejected, WebhooksDuplicate, EventsProcessed, Backlog, BacklogReadBack, LiveKitErrors, StoreErrors, MeetCache,
 		AcceptSeconds, ProcessSeconds, CoordinationErrors,
 	} {
 		if err := r.Register(c); err != nil {

@@ -551,6 +551,7 @@ func (p *Pipeline) readBack(it item) (*event.Event, error) {
 	if ev.ID != it.id {
 		return nil, fmt.Errorf("journal seq %d holds event %s", it.seq, ev.ID)
 	}
+	metrics.BacklogReadBack.Inc()
 	return ev, nil
 }
 
