@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
 
 	"github.com/lkedge/lkedge/host/plugin/internal/wasmtest"
+	"github.com/lkedge/lkedge/host/plugin/plugintest"
 )
 
 // The oracle is wazero itself: a module and its packed form are
@@ -203,19 +203,18 @@ func TestPack(t *testing.T) {
 	}
 }
 
-// TestPackGoModules packs the built plugins (make plugins), the modules
-// Pack is for, and checks their memory after instantiation byte for byte.
+// TestPackGoModules packs the built-in plugins, built here with the Go
+// toolchain, the modules Pack is for, and checks their memory after
+// instantiation byte for byte.
 func TestPackGoModules(t *testing.T) {
-	paths, _ := filepath.Glob("../../../../plugins/*.wasm")
-	if len(paths) == 0 {
-		t.Skip("no built plugins: run make plugins")
+	mains, _ := filepath.Glob("../../../../plugins/*/main.go")
+	if len(mains) == 0 {
+		t.Fatal("no built-in plugins found under plugins/")
 	}
-	for _, path := range paths {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			wasm, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+	for _, main := range mains {
+		dir := filepath.Dir(main)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			wasm := plugintest.Build(t, dir)
 			before := countSegments(t, wasm)
 			after := same(t, wasm, 0)
 			t.Logf("%d segments, %d after Pack", before, after)
