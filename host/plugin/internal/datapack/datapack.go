@@ -22,6 +22,9 @@ import (
 // A segment costs wazero about 80 bytes per module and 24 per instance, so
 // joining across a gap this short never costs more than it saves; and a gap
 // this short never spans a whole page of memory the original left untouched.
+// The same bound caps what a hostile module can make Pack allocate: no more
+// than the segments it merges would cost wazero anyway (and its validation,
+// which runs first, has paid that already).
 const maxGap = 64
 
 // Section ids and the one form of segment Pack rewrites.
