@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/metrics"
 	"github.com/lkedge/lkedge/host/pipeline"
 	"github.com/lkedge/lkedge/host/webhook"
 )
@@ -59,6 +62,7 @@ func overload(t *testing.T, inMemory int) {
 		processed.Add(int64(len(evs)))
 		return nil
 	}
+	readBack := testutil.ToFloat64(metrics.BacklogReadBack)
 	svc, err := New(context.Background(), f.cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: slow,
 		Pipeline: pipeline.Options{MaxBacklog: bound, Workers: 2, InMemory: inMemory}})
 	if err != nil {
@@ -137,6 +141,13 @@ func overload(t *testing.T, inMemory int) {
 	}
 	if len(wrong) > 0 {
 		t.Errorf("events not as their webhook said: %v", wrong)
+	}
+	// With fewer kept than the bound, the rooms' waiting events must have
+	// gone through the journal, or this run proves nothing the other does not.
+	if n := testutil.ToFloat64(metrics.BacklogReadBack) - readBack; inMemory < bound && n == 0 {
+		t.Errorf("no event read back from the journal with %d of up to %d kept in memory", inMemory, bound)
+	} else {
+		t.Logf("%g events read back from the journal", n)
 	}
 	for room, got := range order {
 		if !slices.IsSorted(got) {
