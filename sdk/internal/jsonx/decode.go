@@ -67,7 +67,7 @@ func (e *Error) Error() string {
 	if len(e.path) > 0 {
 		for i := len(e.path) - 1; i >= 0; i-- {
 			p := e.path[i]
-			if i < len(e.path)-1 && p[0] != '[' {
+			if i < len(e.path)-1 && (p == "" || p[0] != '[') {
 				b.WriteByte('.')
 			}
 			b.WriteString(p)

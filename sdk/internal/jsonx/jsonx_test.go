@@ -74,18 +74,25 @@ func checkAppendString(t *testing.T, s string) {
 }
 
 func TestErrorPath(t *testing.T) {
-	d := NewDecoder([]byte(`{"a":[1,{"b":"x"}]}`))
-	err := d.Object(nil, func(key string) error {
-		return Slice(d, new([]struct{}), func(d *Decoder, _ *struct{}) error {
-			return d.Object(nil, func(string) error {
-				var n int64
-				return d.Int64(&n)
+	for _, tc := range []struct{ doc, want string }{
+		{`{"a":[1,{"b":"x"}]}`, `json: a[0]: cannot decode number into object at offset 6`},
+		{`{"a":[{"b":"x"}]}`, `json: a[0].b: cannot decode string into int64 at offset 11`},
+		// An empty key is a key: the path shows it, and writing it must not
+		// fail.
+		{`{"":[{"":"x"}]}`, `json: [0].: cannot decode string into int64 at offset 9`},
+	} {
+		d := NewDecoder([]byte(tc.doc))
+		err := d.Object(nil, func(key string) error {
+			return Slice(d, new([]struct{}), func(d *Decoder, _ *struct{}) error {
+				return d.Object(nil, func(string) error {
+					var n int64
+					return d.Int64(&n)
+				})
 			})
 		})
-	})
-	want := `json: a[0]: cannot decode number into object at offset 6`
-	if err == nil || err.Error() != want {
-		t.Fatalf("error = %v, want %s", err, want)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: error = %v, want %s", tc.doc, err, tc.want)
+		}
 	}
 }
 
