@@ -6,10 +6,12 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
-// AppendString appends s as a JSON string. Like encoding/json it replaces
-// invalid UTF-8 with U+FFFD and escapes control characters and U+2028 and
-// U+2029 (which break JavaScript that embeds the JSON); unlike it, it
-// leaves <, > and & alone, since nothing here ends up inside HTML.
+// AppendString appends s as a JSON string, byte for byte as encoding/json
+// does with HTML escaping off: invalid UTF-8 becomes U+FFFD, control
+// characters are escaped (\b, \f, \n, \r and \t in short form, as
+// JavaScript's JSON.stringify writes them too), and so are U+2028 and
+// U+2029, which break JavaScript that embeds the JSON; <, > and & are
+// left alone, since nothing here ends up inside HTML.
 func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
@@ -30,6 +32,10 @@ func AppendString(dst []byte, s string) []byte {
 				dst = append(dst, '\\', 'r')
 			case '\t':
 				dst = append(dst, '\\', 't')
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
 			default:
 				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
 			}
