@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"encoding/json"
-	"fmt"
 
 	"github.com/lkedge/lkedge/sdk/internal/jsonx"
 )
@@ -393,10 +392,10 @@ func (m *Meet) RecordingInfo() (*Recording, error) {
 	var r Recording
 	d := jsonx.NewDecoder(m.Recording)
 	if err := decodeRecording(d, &r); err != nil {
-		return nil, fmt.Errorf("decode meet.recording: %w", err)
+		return nil, wrap("decode meet.recording", err)
 	}
 	if err := d.End(); err != nil {
-		return nil, fmt.Errorf("decode meet.recording: %w", err)
+		return nil, wrap("decode meet.recording", err)
 	}
 	return &r, nil
 }
@@ -409,11 +408,11 @@ func ParseEvent(raw []byte) (*Event, error) {
 	d := jsonx.NewDecoder(raw)
 	if !d.Null() {
 		if err := decodeEvent(d, ev); err != nil {
-			return nil, fmt.Errorf("decode event: %w", err)
+			return nil, wrap("decode event", err)
 		}
 	}
 	if err := d.End(); err != nil {
-		return nil, fmt.Errorf("decode event: %w", err)
+		return nil, wrap("decode event", err)
 	}
 	return ev, nil
 }

@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"fmt"
 	"unsafe"
 
 	"github.com/lkedge/lkedge/sdk/internal/hostcall"
@@ -96,7 +95,7 @@ func get[T any](ev *LazyEvent, p **T, obj uint8, dec func(*jsonx.Decoder, *T) er
 		}
 		if err != nil {
 			*p = nil
-			return nil, fmt.Errorf("decode event: %w", jsonx.Within(err, int(s.start), objKeys[obj]))
+			return nil, wrap("decode event", jsonx.Within(err, int(s.start), objKeys[obj]))
 		}
 	}
 	ev.decoded |= 1 << obj
@@ -161,11 +160,11 @@ func ParseLazy(raw []byte) (*LazyEvent, error) {
 	d := jsonx.NewAliasingDecoder(raw)
 	if !d.Null() {
 		if err := decodeLazy(d, ev); err != nil {
-			return nil, fmt.Errorf("decode event: %w", err)
+			return nil, wrap("decode event", err)
 		}
 	}
 	if err := d.End(); err != nil {
-		return nil, fmt.Errorf("decode event: %w", err)
+		return nil, wrap("decode event", err)
 	}
 	return ev, nil
 }

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"strconv"
 
 	"github.com/lkedge/lkedge/sdk/internal/hostcall"
 	"github.com/lkedge/lkedge/sdk/internal/jsonx"
@@ -102,7 +102,7 @@ func (r *Request) JSON(v any) *Request {
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(v); err != nil {
-			r.err = fmt.Errorf("encode body: %w", err)
+			r.err = wrap("encode body", err)
 			return r
 		}
 		b = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
@@ -112,8 +112,10 @@ func (r *Request) JSON(v any) *Request {
 
 // AppendJSONString appends s to dst as a JSON string, for plugins that
 // build their bodies themselves: in a plugin, encoding/json's reflection
-// is slow even for one string. Invalid UTF-8 becomes U+FFFD;
-// control characters, U+2028 and U+2029 are escaped; <, > and & are not.
+// is slow even for one string, and a module that does not link it is
+// smaller. The bytes are encoding/json's with HTML escaping off (as JSON
+// does it): invalid UTF-8 becomes U+FFFD; control characters, U+2028 and
+// U+2029 are escaped; <, > and & are not.
 func AppendJSONString(dst []byte, s string) []byte { return jsonx.AppendString(dst, s) }
 
 // Sign has the host sign the request at send time.
@@ -175,9 +177,9 @@ func (r *Request) Send() error {
 	case hostcall.TooLarge:
 		return ErrTooLarge
 	case hostcall.NotAllowed:
-		return fmt.Errorf("%w: %s", ErrNotAllowed, r.url)
+		return detail(ErrNotAllowed, r.url)
 	default:
-		return fmt.Errorf("lkedge refused the request (status %d)", st)
+		return errors.New("lkedge refused the request (status " + strconv.Itoa(int(st)) + ")")
 	}
 }
 

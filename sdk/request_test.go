@@ -5,8 +5,11 @@ package sdk
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lkedge/lkedge/sdk/internal/hostcall"
 )
@@ -87,13 +90,15 @@ func TestSendErrors(t *testing.T) {
 		status int32
 		req    *Request
 		want   error
+		msg    string
 	}{
-		{"malformed", hostcall.Malformed, POST("x"), ErrMalformed},
-		{"too many", hostcall.TooMany, POST("https://a"), ErrTooMany},
-		{"too large", hostcall.TooLarge, POST("https://a"), ErrTooLarge},
-		{"not allowed", hostcall.NotAllowed, POST("https://a"), ErrNotAllowed},
-		{"bad raw json is refused before sending", hostcall.OK, POST("https://a").JSON(json.RawMessage(`{`)), nil},
-		{"unencodable json", hostcall.OK, POST("https://a").JSON(func() {}), nil},
+		{"malformed", hostcall.Malformed, POST("x"), ErrMalformed, ""},
+		{"too many", hostcall.TooMany, POST("https://a"), ErrTooMany, ""},
+		{"too large", hostcall.TooLarge, POST("https://a"), ErrTooLarge, ""},
+		{"not allowed", hostcall.NotAllowed, POST("https://a"), ErrNotAllowed, "destination not in the plugin's allow-list: https://a"},
+		{"unknown status", 99, POST("https://a"), nil, "lkedge refused the request (status 99)"},
+		{"bad raw json is refused before sending", hostcall.OK, POST("https://a").JSON(json.RawMessage(`{`)), nil, ""},
+		{"unencodable json", hostcall.OK, POST("https://a").JSON(func() {}), nil, "encode body: json: unsupported type: func()"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &recorder{status: tc.status}
@@ -102,7 +107,10 @@ func TestSendErrors(t *testing.T) {
 			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
 				t.Fatalf("Send = %v, want %v", err, tc.want)
 			}
-			if tc.want == nil && len(h.emitted) != 0 {
+			if tc.msg != "" && err.Error() != tc.msg {
+				t.Errorf("Send = %q, want %q", err, tc.msg)
+			}
+			if tc.status == hostcall.OK && len(h.emitted) != 0 {
 				t.Fatalf("a broken body was emitted: %s", h.emitted)
 			}
 		})
@@ -132,10 +140,50 @@ func TestConfigAndLog(t *testing.T) {
 	if v := ConfigOr("missing", "def"); v != "def" {
 		t.Errorf("ConfigOr(missing) = %q", v)
 	}
+	if _, err := Config("missing \"key\""); !errors.Is(err, ErrNoConfig) || err.Error() != `config key not set: "missing \"key\""` {
+		t.Errorf("Config(missing) = %v", err)
+	}
 	Warn("w", "k", 1, "odd")
 	Log(LevelError, "e")
 	want := []string{"w|k|1|!BADKEY|odd|", "e|"}
 	if strings.Join(h.logs, ";") != strings.Join(want, ";") {
 		t.Errorf("logs = %q, want %q", h.logs, want)
+	}
+}
+
+type stringer struct{ s string }
+
+func (s *stringer) String() string { return s.s }
+
+type both struct{}
+
+func (both) Error() string  { return "as error" }
+func (both) String() string { return "as string" }
+
+// TestLogValues checks Log's formatting against fmt's %v, the oracle, for
+// every kind it formats, and the marker for the rest.
+func TestLogValues(t *testing.T) {
+	var nilStringer *stringer
+	for _, v := range []any{
+		nil, "", "text with spaces", true, false,
+		0, -7, int8(-8), int16(1600), int32(-32), int64(-1 << 63),
+		uint(7), uint8(255), uint16(16), uint32(1 << 31), uint64(1<<64 - 1), uintptr(9),
+		float32(1.5), float32(0.1), 1e21, 0.000001, -0.0, math.Inf(1), math.NaN(), 3.0,
+		errors.New("an error"), both{}, &stringer{"a stringer"}, time.Duration(1500) * time.Millisecond,
+		time.Date(2026, 12, 6, 15, 4, 5, 0, time.UTC),
+	} {
+		want := fmt.Sprintf("%v", v)
+		if got := string(appendValue(nil, v)); got != want {
+			t.Errorf("appendValue(%#v) = %q, want %q (fmt)", v, got, want)
+		}
+	}
+	for _, v := range []any{struct{ A int }{1}, []int{1}, []byte("x"), map[string]int{}, 1 + 2i, nilStringer} {
+		want := unsupported
+		if v == any(nilStringer) {
+			want = "!PANIC"
+		}
+		if got := string(appendValue(nil, v)); got != want {
+			t.Errorf("appendValue(%#v) = %q, want %q", v, got, want)
+		}
 	}
 }

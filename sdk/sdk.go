@@ -27,7 +27,7 @@ package sdk
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 
 	"github.com/lkedge/lkedge/sdk/internal/hostcall"
 )
@@ -55,7 +55,7 @@ var ErrNoConfig = errors.New("config key not set")
 func Config(key string) (string, error) {
 	v, ok := hostcall.Current().Config(key)
 	if !ok {
-		return "", fmt.Errorf("%w: %q", ErrNoConfig, key)
+		return "", detail(ErrNoConfig, strconv.Quote(key))
 	}
 	return v, nil
 }
@@ -79,13 +79,20 @@ const (
 
 // Log writes a structured line to the host's log, with the plugin's name
 // and the event id added by the host. args are alternating keys and values.
+// Keys and values are written as fmt's %v writes them when they are
+// strings, booleans, numbers, errors, nil or types with a String method
+// (time.Duration, time.Time); any other value is written as !UNSUPPORTED,
+// since formatting it would take fmt's reflection into every plugin: pass
+// fmt.Sprint(v) for such a value.
 func Log(level int32, msg string, args ...any) {
 	var attrs []byte
 	for i := 0; i+1 < len(args); i += 2 {
-		attrs = fmt.Appendf(attrs, "%v\x00%v\x00", args[i], args[i+1])
+		attrs = append(appendValue(attrs, args[i]), 0)
+		attrs = append(appendValue(attrs, args[i+1]), 0)
 	}
 	if len(args)%2 == 1 {
-		attrs = fmt.Appendf(attrs, "!BADKEY\x00%v\x00", args[len(args)-1])
+		attrs = append(attrs, "!BADKEY\x00"...)
+		attrs = append(appendValue(attrs, args[len(args)-1]), 0)
 	}
 	hostcall.Current().Log(level, msg, attrs)
 }
