@@ -41,9 +41,7 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
+	"errors"
 	"strconv"
 	"time"
 
@@ -75,7 +73,7 @@ func handle(ev *sdk.LazyEvent) error {
 	}
 	url, err := sdk.Config("url")
 	if err != nil {
-		return fmt.Errorf("openvidu-webhook: %w", err)
+		return errors.New("openvidu-webhook: " + err.Error())
 	}
 	creationDate, err := creationDate()
 	if err != nil {
@@ -106,7 +104,7 @@ func payload(ev *sdk.LazyEvent) (string, []byte, error) {
 	}
 	m, err := ev.Meet()
 	if err != nil {
-		return "", nil, fmt.Errorf("openvidu-webhook: %w", err)
+		return "", nil, errors.New("openvidu-webhook: " + err.Error())
 	}
 	if m == nil || !m.Owned {
 		return "", nil, nil
@@ -124,13 +122,10 @@ func payload(ev *sdk.LazyEvent) (string, []byte, error) {
 		return "", nil, nil
 	}
 	// JSON.stringify's escaping: <, > and & stay as they are.
-	var roomID bytes.Buffer
-	enc := json.NewEncoder(&roomID)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m.RoomID); err != nil {
-		return "", nil, fmt.Errorf("openvidu-webhook: encode room id: %w", err)
-	}
-	return "roomFinished", fmt.Appendf(nil, `{"roomId":%s,"deleted":%t}`, bytes.TrimSpace(roomID.Bytes()), m.Deleted), nil
+	data := sdk.AppendJSONString([]byte(`{"roomId":`), m.RoomID)
+	data = append(data, `,"deleted":`...)
+	data = strconv.AppendBool(data, m.Deleted)
+	return "roomFinished", append(data, '}'), nil
 }
 
 // creationDate is now in Unix milliseconds, unless the config fixes it.
@@ -141,7 +136,7 @@ func creationDate() (int64, error) {
 	}
 	ms, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("openvidu-webhook: config creation_date %q is not Unix milliseconds: %w", v, err)
+		return 0, errors.New("openvidu-webhook: config creation_date " + strconv.Quote(v) + " is not Unix milliseconds: " + err.Error())
 	}
 	return ms, nil
 }

@@ -19,7 +19,8 @@
 package main
 
 import (
-	"fmt"
+	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,8 @@ func init() { sdk.HandleLazy(handle) }
 
 // message is a Slack message: text is what notifications and clients
 // without Block Kit show. Both are mrkdwn, where &, < and > are markup.
+// The struct tags say how appendJSON writes it, as encoding/json would
+// (TestAppendJSON): the plugin does not link encoding/json.
 type message struct {
 	Text   string  `json:"text"`
 	Blocks []block `json:"blocks"`
@@ -61,7 +64,63 @@ func handle(ev *sdk.LazyEvent) error {
 		sdk.Log(sdk.LevelDebug, "no url configured; nothing sent")
 		return nil
 	}
-	return sdk.POST(url).JSON(msg).Send()
+	return sdk.POST(url).Header("Content-Type", "application/json").Body(msg.appendJSON(nil)).Send()
+}
+
+func (m *message) appendJSON(b []byte) []byte {
+	b = append(b, `{"text":`...)
+	b = sdk.AppendJSONString(b, m.Text)
+	b = append(b, `,"blocks":`...)
+	if m.Blocks == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range m.Blocks {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = m.Blocks[i].appendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+func (k *block) appendJSON(b []byte) []byte {
+	b = append(b, `{"type":`...)
+	b = sdk.AppendJSONString(b, k.Type)
+	if k.Text != nil {
+		b = append(b, `,"text":`...)
+		b = k.Text.appendJSON(b)
+	}
+	b = appendTexts(b, "fields", k.Fields)
+	b = appendTexts(b, "elements", k.Elements)
+	return append(b, '}')
+}
+
+// appendTexts writes a list field with omitempty.
+func appendTexts(b []byte, name string, ts []text) []byte {
+	if len(ts) == 0 {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':', '[')
+	for i := range ts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = ts[i].appendJSON(b)
+	}
+	return append(b, ']')
+}
+
+func (t *text) appendJSON(b []byte) []byte {
+	b = append(b, `{"type":`...)
+	b = sdk.AppendJSONString(b, t.Type)
+	b = append(b, `,"text":`...)
+	b = sdk.AppendJSONString(b, t.Text)
+	return append(b, '}')
 }
 
 // compose builds the message for ev, or nil for an event not worth one.
@@ -71,13 +130,13 @@ func compose(ev *sdk.LazyEvent) (*message, error) {
 	}
 	m, err := ev.Meet()
 	if err != nil {
-		return nil, fmt.Errorf("slack: %w", err)
+		return nil, errors.New("slack: " + err.Error())
 	}
 	switch {
 	case ev.Type == sdk.TypeEgressEnded && m.HasRecording() && !m.Stale:
 		rec, err := m.RecordingInfo()
 		if err != nil {
-			return nil, fmt.Errorf("slack: %w", err)
+			return nil, errors.New("slack: " + err.Error())
 		}
 		return recordingMessage(rec), nil
 	case ev.Type == sdk.TypeRoomFinished && m != nil && m.Owned:
@@ -87,7 +146,7 @@ func compose(ev *sdk.LazyEvent) (*message, error) {
 			fields = append(fields, field("Room deleted", "yes, it was marked for deletion"))
 		}
 		return &message{
-			Text:   escape(fmt.Sprintf("%s: %s", title, m.RoomID)),
+			Text:   escape(title + ": " + m.RoomID),
 			Blocks: []block{header(":checkered_flag: " + title), {Type: "section", Fields: fields}},
 		}, nil
 	}
@@ -127,7 +186,7 @@ func recordingMessage(rec *sdk.Recording) *message {
 	}
 	blocks = append(blocks, block{Type: "context", Elements: []text{{Type: "mrkdwn", Text: "Recording " + escape(rec.RecordingID)}}})
 	plain := strings.SplitN(title, " ", 2)[1] // without the emoji
-	return &message{Text: escape(fmt.Sprintf("%s: %s (room %s)", plain, rec.Filename, rec.RoomID)), Blocks: blocks}
+	return &message{Text: escape(plain + ": " + rec.Filename + " (room " + rec.RoomID + ")"), Blocks: blocks}
 }
 
 func header(s string) block {
@@ -155,14 +214,14 @@ func duration(s float64) string {
 func size(n int64) string {
 	const unit = 1024
 	if n < unit {
-		return fmt.Sprintf("%d B", n)
+		return strconv.FormatInt(n, 10) + " B"
 	}
 	v, i := float64(n)/unit, 0
 	for v >= unit && i < 3 {
 		v /= unit
 		i++
 	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[i])
+	return strconv.FormatFloat(v, 'f', 1, 64) + " " + "KMGT"[i:i+1] + "iB"
 }
 
 func main() {}

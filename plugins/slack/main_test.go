@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 
 	"github.com/lkedge/lkedge/plugins/internal/plugintests"
@@ -52,6 +54,34 @@ func TestFormats(t *testing.T) {
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+// TestAppendJSON holds appendJSON to encoding/json's bytes (HTML escaping
+// off), which the plugin sent before it stopped linking encoding/json.
+func TestAppendJSON(t *testing.T) {
+	odd := "quote \" backslash \\ <b>&amp; ctl \x01\b\f\n\t bad \xff sep \u2028 é😀"
+	for _, m := range []*message{
+		{},
+		{Text: odd},
+		{Text: "t", Blocks: []block{}},
+		{Text: "t", Blocks: []block{{Type: "divider"}}},
+		{Text: "t", Blocks: []block{
+			header(odd),
+			{Type: "section", Fields: []text{field("Room", odd), field("", "")}},
+			{Type: "section", Text: &text{}, Fields: []text{}, Elements: []text{}},
+			{Type: "context", Elements: []text{{Type: "mrkdwn", Text: odd}, {}}},
+		}},
+	} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.appendJSON(nil); !bytes.Equal(got, bytes.TrimSuffix(want.Bytes(), []byte("\n"))) {
+			t.Errorf("appendJSON = %s\nwant         %s", got, want.Bytes())
 		}
 	}
 }
