@@ -306,6 +306,72 @@ func TestPendingCallsSurviveRestart(t *testing.T) {
 	}
 }
 
+// TestResumedCallGetsTheEvent: a call resumed after a restart gets the
+// event byte for byte as the call before the stop would have, here with
+// <, > and & in it, which OpenVidu Meet's recordings carry unescaped and
+// sign as they are.
+func TestResumedCallGetsTheEvent(t *testing.T) {
+	hook := newHookServer(t)
+	dir := setupEmitter(t, `plugins:
+  - name: hook
+    wasm: emitter.wasm
+    events: ["*"]
+    config: {url: "`+hook.URL+`/hook", sleep_ms: "100", mode: event}
+    limits: {instances: 1}
+    allow: ["config:url"]
+`)
+	out := openOutbox(t, dir, nil)
+	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
+	opts.Tasks, opts.DB = "", out.DB()
+	d := newDispatcherOpts(t, opts)
+	var evs []*event.Event
+	want := map[string]string{}
+	for i := range 6 {
+		ev := eventIn(t, "participant_joined", fmt.Sprintf("EV_%d", i), "room <a> & <b>")
+		evs = append(evs, ev)
+		b, err := ev.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "room <a> & <b>") {
+			t.Fatalf("the event's JSON escapes the room name: %s", b)
+		}
+		want[ev.ID] = string(b)
+	}
+	if err := d.Handle(context.Background(), evs, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	hook.waitFor(t, 1, 10*time.Second)
+	if err := d.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(hook.requests()) >= len(evs) {
+		t.Fatal("every call was made before the stop; the test proves nothing")
+	}
+	d = newDispatcherOpts(t, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := hook.requests()
+	if len(got) != len(evs) {
+		t.Fatalf("%d requests, want %d", len(got), len(evs))
+	}
+	for i, r := range got {
+		var ev struct{ ID string }
+		if err := json.Unmarshal([]byte(r.body), &ev); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if r.body != want[ev.ID] {
+			t.Errorf("request %d (%s) got the event as\n%s\nwant\n%s", i, ev.ID, r.body, want[ev.ID])
+		}
+	}
+}
+
 // TestRemovedPluginDropsItsCalls: a plugin removed by a reload has its
 // pending calls dropped with a log line, and is not called again.
 func TestRemovedPluginDropsItsCalls(t *testing.T) {

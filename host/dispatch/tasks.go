@@ -35,11 +35,29 @@ type taskRecord struct {
 	EventID string `json:"event_id"`
 	// Key is the event's order key: a plugin's calls on one key run one at
 	// a time, in order.
-	Key string `json:"key"`
-	// Body is the event as plugins read it: JSON, so stored as it is.
-	Body      json.RawMessage `json:"body"`
-	Attempts  int             `json:"attempts,omitempty"`
-	LastError string          `json:"last_error,omitempty"`
+	Key       string `json:"key"`
+	Attempts  int    `json:"attempts,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	// Body is the event as plugins read it: JSON, stored as it is (encode).
+	Body json.RawMessage `json:"body,omitempty"`
+}
+
+// encode is the record as JSON, with Body copied byte for byte.
+// json.Marshal would rewrite it: it compacts a json.RawMessage and escapes
+// its <, > and &, so a task read back after a restart would hand its plugin
+// other bytes than the event had (meet.recording must reach
+// openvidu-webhook as stored), and it costs a pass over every byte of
+// every event a plugin gets.
+func (r *taskRecord) encode() ([]byte, error) {
+	head := *r
+	head.Body = nil
+	b, err := json.Marshal(&head)
+	if err != nil || len(r.Body) == 0 {
+		return b, err
+	}
+	b = append(b[:len(b)-1], `,"body":`...)
+	b = append(b, r.Body...)
+	return append(b, '}'), nil
 }
 
 // task is a stored task and its place in memory.
@@ -224,7 +242,7 @@ func (q *queue) kick(kq *keyQueue) {
 // is the only one to lose it, and says so in the log.
 func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
 	for _, t := range ts {
-		v, err := json.Marshal(&t.rec)
+		v, err := t.rec.encode()
 		if err != nil {
 			return fmt.Errorf("encode task %s: %w", t.id(), err)
 		}
@@ -322,7 +340,7 @@ func (d *Dispatcher) add(ts []*task, log *slog.Logger) error {
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
 func putTask(b *bolt.Bucket, t *task) error {
-	v, err := json.Marshal(&t.rec)
+	v, err := t.rec.encode()
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", t.id(), err)
 	}

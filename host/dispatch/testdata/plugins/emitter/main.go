@@ -2,8 +2,9 @@
 // its config "url", shaped by its config "mode" (a request the outbox must
 // refuse, in the raw ABI where the SDK would not let it be built), after
 // sleeping "sleep_ms" milliseconds and then keeping the CPU busy for "spin"
-// rounds of arithmetic, with the event id as its body. It
-// fails the event whose id is its config "fail_id".
+// rounds of arithmetic, with the event id as its body (mode "event": the
+// event's JSON as the plugin got it). It fails the event whose id is its
+// config "fail_id".
 package main
 
 import (
@@ -35,6 +36,8 @@ func handle(ev *sdk.Event) error {
 	switch mode := sdk.ConfigOr("mode", ""); mode {
 	case "":
 		return sdk.POST(url).Header("Content-Type", "text/plain").Body([]byte(ev.ID)).Send()
+	case "event":
+		return sdk.POST(url).Header("Content-Type", "application/json").Body(ev.Raw).Send()
 	case "header-crlf":
 		raw = `"headers":[["X-Note","a\r\nX-Injected: 1"]]`
 	case "header-control":
