@@ -19,6 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/lkedge/lkedge/host/deliver"
 	"github.com/lkedge/lkedge/host/event"
 	"github.com/lkedge/lkedge/host/store"
 )
@@ -242,23 +243,32 @@ func TestConcurrencyBound(t *testing.T) {
 	}
 }
 
+// slowEmitter sets up the emitter plugin in its mode, one instance taking
+// 100 ms per call to hook, so that calls are still pending at a stop, and
+// returns the outbox and the options of a dispatcher keeping its tasks in
+// the outbox's file, as the service does.
+func slowEmitter(t *testing.T, hook *hookServer, mode string) (*deliver.Outbox, Options) {
+	t.Helper()
+	dir := setupEmitter(t, `plugins:
+  - name: hook
+    wasm: emitter.wasm
+    events: ["*"]
+    config: {url: "`+hook.URL+`/hook", sleep_ms: "100", mode: "`+mode+`"}
+    limits: {instances: 1}
+    allow: ["config:url"]
+`)
+	out := openOutbox(t, dir, nil)
+	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
+	opts.Tasks, opts.DB = "", out.DB()
+	return out, opts
+}
+
 // TestPendingCallsSurviveRestart: calls not yet made when the dispatcher
 // stops are made after it starts again on the same files, each event's
 // request is delivered once, and a room's requests keep their order.
 func TestPendingCallsSurviveRestart(t *testing.T) {
 	hook := newHookServer(t)
-	dir := setupEmitter(t, `plugins:
-  - name: hook
-    wasm: emitter.wasm
-    events: ["*"]
-    config: {url: "`+hook.URL+`/hook", sleep_ms: "100"}
-    limits: {instances: 1}
-    allow: ["config:url"]
-`)
-	out := openOutbox(t, dir, nil)
-	// As the service keeps them: in the outbox's file.
-	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
-	opts.Tasks, opts.DB = "", out.DB()
+	out, opts := slowEmitter(t, hook, "")
 	d, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -312,17 +322,7 @@ func TestPendingCallsSurviveRestart(t *testing.T) {
 // sign as they are.
 func TestResumedCallGetsTheEvent(t *testing.T) {
 	hook := newHookServer(t)
-	dir := setupEmitter(t, `plugins:
-  - name: hook
-    wasm: emitter.wasm
-    events: ["*"]
-    config: {url: "`+hook.URL+`/hook", sleep_ms: "100", mode: event}
-    limits: {instances: 1}
-    allow: ["config:url"]
-`)
-	out := openOutbox(t, dir, nil)
-	opts := testOptions(dir, out, slog.New(slog.DiscardHandler))
-	opts.Tasks, opts.DB = "", out.DB()
+	out, opts := slowEmitter(t, hook, "event")
 	d := newDispatcherOpts(t, opts)
 	var evs []*event.Event
 	want := map[string]string{}
