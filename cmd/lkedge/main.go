@@ -209,6 +209,7 @@ func serve(args []string) error {
 	}
 	log := newLogger(cfg)
 	slog.SetDefault(log)
+	tuneGC(os.LookupEnv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
