@@ -113,9 +113,9 @@ func (r *Request) JSON(v any) *Request {
 // AppendJSONString appends s to dst as a JSON string, for plugins that
 // build their bodies themselves: in a plugin, encoding/json's reflection
 // is slow even for one string, and a module that does not link it is
-// smaller. The bytes are encoding/json's with HTML escaping off (as JSON
-// does it): invalid UTF-8 becomes U+FFFD; control characters, U+2028 and
-// U+2029 are escaped; <, > and & are not.
+// smaller. The bytes are encoding/json's with HTML escaping off (those of
+// JSON below): invalid UTF-8 becomes U+FFFD; control characters, U+2028
+// and U+2029 are escaped; <, > and & are not.
 func AppendJSONString(dst []byte, s string) []byte { return jsonx.AppendString(dst, s) }
 
 // Sign has the host sign the request at send time.
