@@ -8,6 +8,11 @@ BIN     := bin/lkedge
 # clean run with "context deadline exceeded" as the time runs out
 # (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 60000x
+# Execs a fuzz target may spend shrinking an input it found. Go's default is
+# 60 s per input, spent even on inputs that only add coverage, which no one
+# keeps here: one such minute stalled make test in a run. A crasher is still
+# shrunk, within this bound, and kept under testdata/fuzz.
+FUZZMINIMIZE ?= 2000x
 
 # Real servers for the integration tests, built once and cached by version
 # (a fresh machine pays ~25 minutes for the three builds; see README, Tests).
@@ -53,13 +58,13 @@ unit: clang
 ## check against golang-jwt, the wasm rewrite behind the plugin time limit,
 ## and the SDK's event decoders.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./host/ingest
-	$(GO) test -run '^$$' -fuzz '^FuzzHead$$' -fuzztime $(FUZZTIME) ./host/event
-	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./host/webhook
-	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime $(FUZZTIME) ./host/plugin/internal/interrupt
-	$(GO) test -run '^$$' -fuzz '^FuzzPack$$' -fuzztime $(FUZZTIME) ./host/plugin/internal/datapack
-	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) .
-	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseLazy$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./host/ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzHead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./host/event
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./host/webhook
+	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./host/plugin/internal/interrupt
+	$(GO) test -run '^$$' -fuzz '^FuzzPack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./host/plugin/internal/datapack
+	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
+	cd sdk && $(GO) test -run '^$$' -fuzz '^FuzzParseLazy$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
 
 ## bench: the accept-path load benchmark, lkedge next to the baseline
 ## (not part of make test). The servers run on CPU 0, the generator on CPU 1
