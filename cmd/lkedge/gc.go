@@ -4,9 +4,9 @@ import "runtime/debug"
 
 // gcPercent is lkedge serve's GOGC when the environment sets none. A
 // collection at Go's default of 100 lets the heap grow to twice the live
-// data first, and the peaks come in bursts: at 50 the peak resident memory
-// under load is about 10 MiB lower, for the collector's share of the CPU
-// doubling from a few percent (docs/benchmarks.md, sixth round).
+// data first, and the peaks come in bursts: at 50 the peak is lower, for
+// more frequent collections of a small live heap (what each costs is in
+// docs/benchmarks.md, sixth round).
 const gcPercent = 50
 
 // tuneGC sets gcPercent unless GOGC is set (lookup is os.LookupEnv), as
