@@ -21,7 +21,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"text/template"
 	"time"
 	"unicode/utf8"
 
@@ -469,13 +468,14 @@ func pluginNew(args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("scaffold: %w", err)
 	}
+	fill := strings.NewReplacer("{{.Name}}", name, "{{.SDK}}", sdkDir)
 	for _, t := range tmpls {
 		file := strings.TrimSuffix(path.Base(t), ".tmpl")
-		var b strings.Builder
-		if err := template.Must(template.ParseFS(scaffold, t)).Execute(&b, map[string]string{"Name": name, "SDK": sdkDir}); err != nil {
+		b, err := fs.ReadFile(scaffold, t)
+		if err != nil {
 			return fmt.Errorf("scaffold %s: %w", file, err)
 		}
-		files[file] = b.String()
+		files[file] = fill.Replace(string(b))
 	}
 	src := sdk.Source()
 	err = fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
@@ -503,8 +503,9 @@ func pluginNew(args []string, out io.Writer) error {
 	return err
 }
 
-// scaffold is what plugin new writes: each scaffold/NAME.tmpl is a
-// text/template of {{.Name}} and {{.SDK}} that becomes the file NAME.
+// scaffold is what plugin new writes: each scaffold/NAME.tmpl becomes the
+// file NAME, with {{.Name}} and {{.SDK}} replaced. Plain replacement, not
+// text/template: see TestNoMethodLookupByName.
 //
 //go:embed scaffold/*.tmpl
 var scaffold embed.FS
