@@ -274,13 +274,14 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Shrink closes every plugin's idle instances but one, for a service gone
-// quiet (plugin.Plugin.Shrink), and returns how many it closed.
-func (d *Dispatcher) Shrink() int {
+// Shrink closes, in every plugin, the idle instances beyond one that have
+// been idle for at least idleFor (plugin.Plugin.Shrink), and returns how
+// many it closed.
+func (d *Dispatcher) Shrink(idleFor time.Duration) int {
 	n := 0
 	for _, l := range d.current.Load().plugins {
 		if l.p != nil {
-			n += l.p.Shrink(1)
+			n += l.p.Shrink(1, idleFor)
 			d.m.instances.WithLabelValues(l.conf.Name).Set(float64(l.p.Instances()))
 		}
 	}

@@ -743,7 +743,7 @@ func (d *Dispatcher) Pending() int {
 
 // slot is one call's place under the Concurrency bound. The call gives it
 // up while the plugin sleeps (the bound is about CPU, and a sleeping guest
-// uses none) and at each look at the clock when others wait, so a plugin
+// uses none) and after each stretch of running when others wait, so a plugin
 // that sleeps or spins out its time limit holds up only itself. Only the
 // call's goroutine uses it.
 type slot struct {
@@ -783,8 +783,8 @@ func (s *slot) Wake() { s.take() }
 
 // Yield implements plugin.Sleeper: with calls waiting for a place, this one
 // gives its place up and queues behind them (the semaphore is FIFO), so
-// the calls of a plugin that spins take turns with the others at each of
-// its looks at the clock instead of holding the place to its time limit.
+// the calls of a plugin that spins take turns with the others after each
+// stretch instead of holding the place to its time limit.
 func (s *slot) Yield() {
 	if s.held && s.d.slotWaiters.Load() > 0 {
 		s.give()

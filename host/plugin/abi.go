@@ -114,9 +114,13 @@ func interruptCheck(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 	if now >= c.pauseAt {
 		time.Sleep(min(pauseFor, time.Duration(c.deadline-now)))
-	}
-	if s := c.inst.sleeper; s != nil {
-		s.Yield()
+		// Its stretch run, the call lets the calls waiting for a place go
+		// first. A shorter call keeps its place to the end: had it given
+		// it to a call of the same plugin, that call would have started
+		// an instance of its own, one more warm instance to keep.
+		if s := c.inst.sleeper; s != nil {
+			s.Yield()
+		}
 	}
 	// Off its core for a while, paused or waiting for its place, the call
 	// starts a new stretch.

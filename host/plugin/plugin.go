@@ -160,7 +160,7 @@ type Plugin struct {
 	tables      []interrupt.Table // as the module declares them
 	stop        stopMode
 	slots       chan struct{}
-	idle        chan *instance
+	idle        idlePool
 	live        atomic.Int64 // instances alive, idle or busy
 	started     atomic.Int64 // instances ever started
 	calls       sync.RWMutex
@@ -247,47 +247,31 @@ func (p *Plugin) init(ctx context.Context, wasm []byte) error {
 	}
 	p.code = code
 	p.slots = make(chan struct{}, p.limits.Instances)
-	p.idle = make(chan *instance, p.limits.Instances)
 	inst, err := p.newInstance(ctx)
 	if err != nil {
 		return err
 	}
-	p.idle <- inst
+	p.idle.put(inst)
 	return nil
 }
 
-// Shrink closes the idle instances beyond keep. Each instance holds its
-// linear memory, which never shrinks, at the most it ever grew to: after a
-// burst that took every instance, a quiet plugin need not keep them all
-// warm. A later call that finds none idle starts one, as after a failure.
-// It returns how many it closed.
-func (p *Plugin) Shrink(keep int) int {
+// Shrink closes the idle instances beyond keep that have been idle for at
+// least idleFor. Each instance holds its linear memory, which never
+// shrinks, at the most it ever grew to: after a burst that took every
+// instance, a plugin whose calls one instance carries need not keep them
+// all warm. A later call that finds none idle starts one, as after a
+// failure. It returns how many it closed.
+func (p *Plugin) Shrink(keep int, idleFor time.Duration) int {
 	p.calls.RLock()
 	defer p.calls.RUnlock()
 	if p.closing.Load() {
 		return 0
 	}
-	var idle []*instance
-	for len(idle) < cap(p.idle) {
-		select {
-		case inst := <-p.idle:
-			idle = append(idle, inst)
-			continue
-		default:
-		}
-		break
-	}
-	closed := 0
-	for i, inst := range idle {
-		if i < keep {
-			// There is room: no more instances live than p.idle holds.
-			p.idle <- inst
-			continue
-		}
+	idle := p.idle.take(keep, time.Now().Add(-idleFor))
+	for _, inst := range idle {
 		inst.close()
-		closed++
 	}
-	return closed
+	return len(idle)
 }
 
 // Instances is the number of live instances, idle or in a call.
@@ -333,10 +317,8 @@ func (p *Plugin) Call(ctx context.Context, event []byte, log *slog.Logger) ([]Ac
 		}
 	}
 	defer func() { <-p.slots }()
-	var inst *instance
-	select {
-	case inst = <-p.idle:
-	default:
+	inst := p.idle.get()
+	if inst == nil {
 		var err error
 		if inst, err = p.newInstance(ctx); err != nil {
 			return nil, &CallError{Plugin: p.name, Kind: KindInit, Err: err}
@@ -357,7 +339,7 @@ func (p *Plugin) Call(ctx context.Context, event []byte, log *slog.Logger) ([]Ac
 	if !inst.healthy() {
 		inst.close()
 	} else {
-		p.idle <- inst
+		p.idle.put(inst)
 	}
 	return actions, err
 }
@@ -370,8 +352,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 	p.closed.Do(func() {
 		p.calls.Lock()
 		defer p.calls.Unlock()
-		close(p.idle)
-		for inst := range p.idle {
+		for _, inst := range p.idle.take(0, time.Now()) {
 			inst.close()
 		}
 		err = p.rt.Close(ctx)
@@ -468,9 +449,9 @@ type instance struct {
 
 // Sleeper is a call's place under its caller's bound on how many calls run
 // at once. The bound is about CPU: the call gives its place up while the
-// plugin sleeps (Sleep, then Wake), and offers it at each of its looks at
-// the clock (Yield), so a plugin that sleeps or spins holds up only itself
-// and the calls waiting for a place take turns with it.
+// plugin sleeps (Sleep, then Wake), and offers it after each stretch of
+// running (Yield, see runStretch), so a plugin that sleeps or spins holds
+// up only itself and the calls waiting for a place take turns with it.
 type Sleeper interface {
 	Sleep()
 	Wake()

@@ -292,7 +292,7 @@ func TestConcurrentCalls(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := len(p.idle); n > 3 {
+	if n := p.idle.len(); n > 3 {
 		t.Errorf("%d idle instances, limit 3", n)
 	}
 	if err := p.Close(ctx); err != nil {
@@ -413,36 +413,66 @@ func TestMisbehaviourDoesNotSlowOthers(t *testing.T) {
 	}
 }
 
-// TestShrink: a quiet plugin keeps one warm instance of those a burst
-// started, and calls still get an instance afterwards.
+// TestShrink: a plugin keeps one warm instance of those a burst started,
+// closes only those idle long enough, and calls still get an instance
+// afterwards.
 func TestShrink(t *testing.T) {
 	ctx := context.Background()
-	p, err := Load(ctx, plugintest.Build(t, "testdata/plugins/typical"), Options{
-		Cache: testCache, Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}, Limits: Limits{Instances: 3},
-	})
-	if err != nil {
-		t.Fatal(err)
+	p := loadIdle(t, 3)
+	if closed := p.Shrink(1, time.Hour); closed != 0 || p.Instances() != 3 {
+		t.Errorf("Shrink(1, 1h) closed %d, leaving %d instances; want none closed", closed, p.Instances())
 	}
-	defer p.Close(ctx)
-	for len(p.idle) < 3 {
-		inst, err := p.newInstance(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.idle <- inst
-	}
-	if closed := p.Shrink(1); closed != 2 || p.Instances() != 1 || len(p.idle) != 1 {
-		t.Errorf("Shrink(1) closed %d, leaving %d instances (%d idle); want 2 closed, 1 left idle", closed, p.Instances(), len(p.idle))
+	if closed := p.Shrink(1, 0); closed != 2 || p.Instances() != 1 || p.idle.len() != 1 {
+		t.Errorf("Shrink(1, 0) closed %d, leaving %d instances (%d idle); want 2 closed, 1 left idle", closed, p.Instances(), p.idle.len())
 	}
 	if _, err := p.Call(ctx, readEvent(t), nil); err != nil {
 		t.Fatal(err)
 	}
-	if closed := p.Shrink(0); closed != 1 || p.Instances() != 0 {
-		t.Errorf("Shrink(0) closed %d, leaving %d instances", closed, p.Instances())
+	if closed := p.Shrink(0, 0); closed != 1 || p.Instances() != 0 {
+		t.Errorf("Shrink(0, 0) closed %d, leaving %d instances", closed, p.Instances())
 	}
 	if _, err := p.Call(ctx, readEvent(t), nil); err != nil {
 		t.Errorf("a call after every instance was closed: %v", err)
 	}
+}
+
+// TestCallTakesTheInstanceUsedLast: calls one at a time all run in the
+// same instance, so the others a burst started stay idle and go at the
+// next Shrink. Handed out in turn, every instance would have had a call
+// within the last few milliseconds.
+func TestCallTakesTheInstanceUsedLast(t *testing.T) {
+	ctx := context.Background()
+	p := loadIdle(t, 3)
+	time.Sleep(200 * time.Millisecond)
+	for range 6 {
+		if _, err := p.Call(ctx, readEvent(t), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if closed := p.Shrink(1, 100*time.Millisecond); closed != 2 {
+		t.Errorf("Shrink closed %d instances idle for 100 ms after six calls in a row; want the 2 they did not use", closed)
+	}
+}
+
+// loadIdle loads the typical plugin with n warm idle instances.
+func loadIdle(t *testing.T, n int) *Plugin {
+	t.Helper()
+	ctx := context.Background()
+	p, err := Load(ctx, plugintest.Build(t, "testdata/plugins/typical"), Options{
+		Cache: testCache, Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}, Limits: Limits{Instances: n},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(ctx) })
+	for p.idle.len() < n {
+		inst, err := p.newInstance(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.idle.put(inst)
+	}
+	return p
 }
 
 // TestValidatedDir: a module's verdict is kept in ValidatedDir, and a
@@ -472,4 +502,50 @@ func TestValidatedDir(t *testing.T) {
 		t.Errorf("a kept verdict was not used: %v", err)
 	}
 	validated.Clear()
+}
+
+// countingSleeper counts what a call tells its Sleeper.
+type countingSleeper struct{ sleeps, wakes, yields atomic.Int64 }
+
+func (s *countingSleeper) Sleep() { s.sleeps.Add(1) }
+func (s *countingSleeper) Wake()  { s.wakes.Add(1) }
+func (s *countingSleeper) Yield() { s.yields.Add(1) }
+
+// TestYieldAfterAStretch: a call offers its place only after each
+// runStretch of running. A short call never does; one that spins offers it
+// once per stretch and pause, not at every look at the clock.
+func TestYieldAfterAStretch(t *testing.T) {
+	ctx := context.Background()
+	const spin = 60 * time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		wasm     string
+		config   map[string]string
+		min, max int64
+	}{
+		{"a short call", "typical", map[string]string{"url": "https://example.com/hook"}, 0, 0},
+		// Each stretch is runStretch of running and pauseFor asleep.
+		{"a call that spins to its limit", "misbehave", map[string]string{"mode": "loop"},
+			int64(spin / (4 * (runStretch + pauseFor))), int64(spin/(runStretch+pauseFor)) + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Load(ctx, plugintest.Build(t, "testdata/plugins/"+tc.wasm), Options{
+				Cache: testCache, Name: tc.wasm, Config: tc.config, Limits: Limits{Timeout: spin},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close(ctx)
+			// A first call warms the instance: the next one is what is counted.
+			_, _ = p.Call(ctx, readEvent(t), nil)
+			var s countingSleeper
+			_, _ = p.Call(WithSleeper(ctx, &s), readEvent(t), nil)
+			if n := s.yields.Load(); n < tc.min || n > tc.max {
+				t.Errorf("%d yields, want %d to %d", n, tc.min, tc.max)
+			}
+			if s.sleeps.Load() != s.wakes.Load() {
+				t.Errorf("%d sleeps, %d wakes", s.sleeps.Load(), s.wakes.Load())
+			}
+		})
+	}
 }

@@ -20,13 +20,20 @@ const quietAlloc = 8 << 20
 // few hundred events at once.
 const trimAfter = 16 << 20
 
+// spareIdle is how long a plugin's instance beyond its first may go
+// without a call before it is closed, under load too. Calls take the
+// instance used last, so a spare one only a burst needed sits idle once
+// one instance carries the calls again; starting one again costs a few
+// milliseconds.
+const spareIdle = 10 * time.Second
+
 // trimMemory gives back, once the service has gone quiet after a burst,
 // the memory the burst left it holding: the Go heap's garbage and the free
 // pages it keeps (until the heap would next have doubled, otherwise), the
 // plugins' instances beyond one each, and the outbox file's pages. While
-// it works, only the outbox file's pages are let go, each trimEvery, so
-// that a backlog read back from the file does not stay resident. It
-// returns when ctx ends.
+// it works, the outbox file's pages are let go each trimEvery, so that a
+// backlog read back from the file does not stay resident, and so are the
+// plugins' spare instances idle for spareIdle. It returns when ctx ends.
 func (s *Service) trimMemory(ctx context.Context) {
 	sample := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	allocated := func() uint64 {
@@ -49,9 +56,11 @@ func (s *Service) trimMemory(ctx context.Context) {
 			}
 		}
 		if trim {
-			closed := s.plugins.Shrink()
+			closed := s.plugins.Shrink(0)
 			debug.FreeOSMemory()
 			s.log.Debug("quiet after a burst: memory returned", "instances_closed", closed)
+		} else if closed := s.plugins.Shrink(spareIdle); closed > 0 {
+			s.log.Debug("spare plugin instances closed", "instances_closed", closed, "idle_for", spareIdle)
 		}
 	}
 }
