@@ -71,8 +71,9 @@ type Options struct {
 	Tasks string
 	// Concurrency bounds the plugin calls running at once, all plugins
 	// together, so that wasm never takes every core from accepting
-	// webhooks (default max(1, GOMAXPROCS-1)). With more than one plugin
-	// loaded, one plugin runs at most Concurrency-1 of them.
+	// webhooks (default max(1, GOMAXPROCS-1)). One plugin has at most
+	// Concurrency calls in flight, and with more than one plugin loaded
+	// at most Concurrency-1.
 	Concurrency int
 	// PauseFor is how long a plugin is paused after its calls crashed or
 	// ran out of time five times in a row (default 30 s; doubling while it

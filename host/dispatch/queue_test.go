@@ -232,6 +232,15 @@ func TestConcurrencyBound(t *testing.T) {
 			if got > float64(bound) || got < float64(bound) {
 				t.Errorf("at most %v calls ran at once, want the bound %d reached and never passed", got, bound)
 			}
+			// One plugin has no more calls in flight than can run at once,
+			// all but one slot beside other plugins: one each here, so one
+			// instance each, though a call yields its slot every stretch.
+			for i := range plugins {
+				name := fmt.Sprintf("p%d", i)
+				if n := d.current.Load().find(name).p.Started(); n != 1 {
+					t.Errorf("plugin %s started %d instances, want 1", name, n)
+				}
+			}
 			// No lower bound on the elapsed time: it assumed a call keeps a
 			// core busy for all of its time, but a call running longer than
 			// the plugin package's run stretch spends most of it paused

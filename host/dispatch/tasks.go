@@ -351,15 +351,17 @@ func putTask(b *bolt.Bucket, t *task) error {
 }
 
 // limitLocked is how many of plugin name's keys may run at once: its
-// instances, and when other plugins are loaded at most all but one of the
-// execution slots, so that one plugin never holds every slot.
+// instances, but no more than the execution slots, and when other plugins
+// are loaded at most all but one of them, so that one plugin never holds
+// every slot. A call beyond the slots would only take turns with the
+// others at their yields, and hold a warm instance of its own for it.
 func (d *Dispatcher) limitLocked(name string) int {
 	s := d.current.Load()
 	l := s.find(name)
 	if l == nil || l.p == nil {
 		return 1 // only to drop its tasks
 	}
-	n := l.p.Limits().Instances
+	n := min(l.p.Limits().Instances, d.opts.Concurrency)
 	if len(s.plugins) > 1 && d.opts.Concurrency > 1 {
 		n = min(n, d.opts.Concurrency-1)
 	}
