@@ -225,8 +225,8 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time
 	fmt.Printf("idle after start: %s\n\n", idle)
 	fmt.Println("Time to notify: from lkedge's 200 to the signed webhook at the sink.")
 	fmt.Println()
-	fmt.Println("| phase | accepted | end-to-end events/s | accept p50 | accept p99 | accept max | notify p50 | notify p99 | lkedge CPU/event | versitygw CPU/event | bad signatures | peak RSS |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| phase | accepted | end-to-end events/s | accept p50 | accept p99 | accept max | notify p50 | notify p99 | lkedge CPU/event | lkedge switches/event | versitygw CPU/event | bad signatures | peak RSS |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	var step atomic.Int64
 	phase := func(name string, n, rate int) error {
 		reqs := make([][]request, conns)
@@ -253,6 +253,7 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time
 		}
 		got0 := sk.got.Load()
 		lk0, _ := lk.cpu()
+		sw0, _ := lk.switches()
 		gw0, _ := gw.cpu()
 		c := client(lk.url, conns)
 		var lat []time.Duration
@@ -295,6 +296,7 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time
 		elapsed := sk.lastAt().Sub(start)
 		delivered := sk.got.Load() - got0
 		lk1, _ := lk.cpu()
+		sw1, _ := lk.switches()
 		gw1, _ := gw.cpu()
 		slices.Sort(lat)
 		pct := func(l []time.Duration, p float64) time.Duration {
@@ -305,9 +307,9 @@ func fullPath(lkedgeBin, versitygwBin, pluginWasm, shippedPlugins string, d time
 		}
 		notify := sk.notifyTimes(answered)
 		per := time.Duration(max(delivered, 1))
-		fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f MiB |\n", name, ok.Load(), float64(delivered)/elapsed.Seconds(),
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %.1f | %s | %d | %.0f MiB |\n", name, ok.Load(), float64(delivered)/elapsed.Seconds(),
 			round(pct(lat, 0.5)), round(pct(lat, 0.99)), round(lat[len(lat)-1]), round(pct(notify, 0.5)), round(pct(notify, 0.99)),
-			round((lk1-lk0)/per), round((gw1-gw0)/per), sk.bad.Load(), lk.peakRSS())
+			round((lk1-lk0)/per), float64(sw1-sw0)/float64(per), round((gw1-gw0)/per), sk.bad.Load(), lk.peakRSS())
 		if delivered < ok.Load() {
 			fmt.Printf("  (only %d of %d accepted events reached the sink within 2 minutes)\n", delivered, ok.Load())
 		}

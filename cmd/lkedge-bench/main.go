@@ -174,6 +174,32 @@ func (s *server) cpu() (time.Duration, error) {
 	return time.Duration(ut+st) * 10 * time.Millisecond, nil // USER_HZ is 100 on Linux
 }
 
+// switches is how many times the server's threads have left the CPU so far,
+// voluntarily (to sleep or wait) or not (preempted), summed over
+// /proc/PID/task. Each costs a kernel round trip and a cold cache; the
+// Go runtime's monitor thread polling every 20 µs after a wake-up is among
+// them, and a steady rate pays far more of them per event than a burst.
+func (s *server) switches() (int64, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", s.cmd.Process.Pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("threads of %d: %v", s.cmd.Process.Pid, err)
+	}
+	var n int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // a thread that ended meanwhile
+		}
+		for line := range strings.Lines(string(b)) {
+			if name, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(name, "ctxt_switches") {
+				c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n, nil
+}
+
 // peakRSS is the process's high-water resident set, in MiB.
 func (s *server) peakRSS() float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
