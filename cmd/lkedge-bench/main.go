@@ -181,8 +181,11 @@ func (s *server) cpu() (time.Duration, error) {
 // them, and a steady rate pays far more of them per event than a burst.
 func (s *server) switches() (int64, error) {
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", s.cmd.Process.Pid))
-	if err != nil || len(tasks) == 0 {
-		return 0, fmt.Errorf("threads of %d: %v", s.cmd.Process.Pid, err)
+	if err != nil {
+		return 0, fmt.Errorf("threads of %d: %w", s.cmd.Process.Pid, err)
+	}
+	if len(tasks) == 0 {
+		return 0, fmt.Errorf("no threads of %d under /proc: it has ended", s.cmd.Process.Pid)
 	}
 	var n int64
 	for _, t := range tasks {
