@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/lkedge/lkedge/host/internal/testserver"
 	"github.com/lkedge/lkedge/host/plugin/plugintest"
-	"github.com/lkedge/lkedge/host/webhook"
 )
 
 // TestOneWarmInstancePerPluginOnTwoCores drives the binary on two cores
@@ -57,15 +55,7 @@ func TestOneWarmInstancePerPluginOnTwoCores(t *testing.T) {
 	for r := range rooms {
 		wg.Go(func() {
 			body := fmt.Appendf(nil, `{"event":"participant_joined","id":"EV_inst_%d","room":{"name":"inst-%d"},"participant":{"identity":"p"}}`, r, r)
-			tok, err := webhook.Sign(body, "devkey", "secret", time.Now())
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			req, _ := http.NewRequest(http.MethodPost, proc.URL+"/livekit/webhook", bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/webhook+json")
-			req.Header.Set("Authorization", tok)
-			res, err := http.DefaultClient.Do(req)
+			res, err := postWebhook(http.DefaultClient, proc.URL, body)
 			if err != nil {
 				t.Error(err)
 				return

@@ -110,15 +110,25 @@ func (s *liveKitSender) pick() (int, int, bool) {
 	return i, j, s.rng.Float64() < s.twice
 }
 
-func (s *liveKitSender) post(url string, body []byte) int {
-	req, _ := http.NewRequest(http.MethodPost, url+"/livekit/webhook", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/webhook+json")
+// postWebhook sends body to the webhook endpoint of the lkedge at url as
+// LiveKit does: signed with the tests' key pair, as
+// application/webhook+json.
+func postWebhook(client *http.Client, url string, body []byte) (*http.Response, error) {
 	tok, err := webhook.Sign(body, "devkey", "secret", time.Now())
 	if err != nil {
-		return 0
+		return nil, err
 	}
+	req, err := http.NewRequest(http.MethodPost, url+"/livekit/webhook", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/webhook+json")
 	req.Header.Set("Authorization", tok)
-	res, err := s.client.Do(req)
+	return client.Do(req)
+}
+
+func (s *liveKitSender) post(url string, body []byte) int {
+	res, err := postWebhook(s.client, url, body)
 	if err != nil {
 		return 0 // refused, reset: retried
 	}

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -20,7 +19,6 @@ import (
 	"github.com/lkedge/lkedge/host/livekitapi/livekittest"
 	"github.com/lkedge/lkedge/host/meet"
 	"github.com/lkedge/lkedge/host/store"
-	"github.com/lkedge/lkedge/host/webhook"
 )
 
 // cluster is what several lkedge replicas share: a Consul agent, an S3
@@ -240,14 +238,7 @@ func TestConsulOutage(t *testing.T) {
 			rep = b
 		}
 		body := recordingStep("calm", r, 1)
-		tok, err := webhook.Sign(body, "devkey", "secret", time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest(http.MethodPost, rep.URL+"/livekit/webhook", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/webhook+json")
-		req.Header.Set("Authorization", tok)
-		res, err := http.DefaultClient.Do(req)
+		res, err := postWebhook(http.DefaultClient, rep.URL, body)
 		if err != nil {
 			t.Fatal(err)
 		}
