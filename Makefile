@@ -68,10 +68,12 @@ fuzz:
 
 ## bench: the accept-path load benchmark, lkedge next to the baseline
 ## (not part of make test). The servers run on CPU 0, the generator on CPU 1
-## (with the full path's S3 server).
+## (with the full path's S3 server). Then a plugin call with its time limit
+## beside the same call without, in one process.
 bench: build plugins $(VERSITYGW)
 	$(GO) build -o bin/lkedge-bench ./cmd/lkedge-bench
 	taskset -c 1 bin/lkedge-bench --lkedge $(BIN)
+	cd host/plugin && taskset -c 1 $(GO) test -run '^$$' -bench CallPairs -benchtime 3000x -count 3 .
 
 ## servers: the S3 server (versitygw), LiveKit, Redis and Consul the tests start.
 servers: $(VERSITYGW) $(LIVEKIT) $(CONSUL) redis

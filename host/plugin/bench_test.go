@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lkedge/lkedge/host/internal/proccpu"
 	"github.com/lkedge/lkedge/host/plugin/plugintest"
@@ -49,6 +50,59 @@ func BenchmarkCall(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkCallPairs measures the time limit's share of a call the way
+// BenchmarkCall cannot on a shared machine, where runs minutes apart differ
+// by more than the share: one process loads the typical plugin twice, with
+// no limit and with lkedge's, and each iteration calls both, the first of
+// the two swapped every time. It reports the median of each and the ratio
+// of the medians (limit-x), which the machine's drift moves together.
+func BenchmarkCallPairs(b *testing.B) {
+	event, err := os.ReadFile("../../testdata/events/egress_updated.event.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, dir := range []string{"testdata/plugins/typical", "testdata/plugins/typical-lazy"} {
+		wasm := plugintest.Build(b, dir)
+		b.Run(filepath.Base(dir), func(b *testing.B) {
+			ctx := context.Background()
+			var ps [2]*Plugin
+			for i, mode := range []stopMode{stopNone, stopInterrupt} {
+				testStopMode = mode
+				p, err := Load(ctx, wasm, Options{Name: "typical", Config: map[string]string{"url": "https://example.com/hook"}})
+				testStopMode = stopInterrupt
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close(ctx)
+				ps[i] = p
+			}
+			var took [2][]time.Duration
+			n := 0
+			for b.Loop() {
+				for k := range 2 {
+					i := (n + k) % 2
+					start := time.Now()
+					if _, err := ps[i].Call(ctx, event, nil); err != nil {
+						b.Fatal(err)
+					}
+					took[i] = append(took[i], time.Since(start))
+				}
+				n++
+			}
+			unlimited, limited := median(took[0]), median(took[1])
+			b.ReportMetric(float64(unlimited.Nanoseconds()), "unlimited-ns")
+			b.ReportMetric(float64(limited.Nanoseconds()), "limited-ns")
+			b.ReportMetric(float64(limited)/float64(unlimited), "limit-x")
+		})
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // BenchmarkPlugins is one pooled call, with lkedge's time limit, of
