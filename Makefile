@@ -68,11 +68,13 @@ fuzz:
 
 ## bench: the accept-path load benchmark, lkedge next to the baseline
 ## (not part of make test). The servers run on CPU 0, the generator on CPU 1
-## (with the full path's S3 server). Then a plugin call with its time limit
-## beside the same call without, in one process.
+## (with the full path's S3 server). Then target 3 again, the baseline and
+## lkedge running at once and loaded in turn, and a plugin call with its time
+## limit beside the same call without, in one process.
 bench: build plugins $(VERSITYGW)
 	$(GO) build -o bin/lkedge-bench ./cmd/lkedge-bench
 	taskset -c 1 bin/lkedge-bench --lkedge $(BIN)
+	taskset -c 1 bin/lkedge-bench --lkedge $(BIN) --pairs 8 --duration 2s
 	cd host/plugin && taskset -c 1 $(GO) test -run '^$$' -bench CallPairs -benchtime 3000x -count 3 .
 
 ## servers: the S3 server (versitygw), LiveKit, Redis and Consul the tests start.

@@ -428,6 +428,7 @@ func run() error {
 	fullOnly := flag.Bool("full-only", false, "run only the full-path phase")
 	pluginsFile := flag.String("plugins", "plugins.yaml", "the plugins file of the run with plugins (its modules built by make plugins)")
 	only := flag.String("only", "", "run only the servers whose name contains this (\"full path\" names the full-path phase)")
+	pairsN := flag.Int("pairs", 0, "instead of the phases: alternate this many pairs of closed loops between the baseline and lkedge with no plugins, both running (target 3)")
 	admin := flag.String("admin", "127.0.0.1:0", "LKEDGE_ADMIN_LISTEN of the measured lkedge (e.g. to take a profile)")
 	flag.Parse()
 	var rates []int
@@ -497,6 +498,35 @@ func run() error {
 		specs = nil
 	}
 	specs = slices.DeleteFunc(specs, func(sp spec) bool { return !strings.Contains(sp.name, *only) })
+	if *pairsN > 0 {
+		var both []*server
+		for _, sp := range specs {
+			if !strings.HasPrefix(sp.name, "baseline") && sp.name != "lkedge, no plugins" {
+				continue
+			}
+			addr, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			s, err := start(sp.name, sp.argv(addr), sp.env(addr), addr)
+			if err != nil {
+				return err
+			}
+			defer s.stop()
+			warm, err := mix(2000)
+			if err != nil {
+				return err
+			}
+			if _, err := closedLoop(s, warm, *conns, time.Second); err != nil && !strings.Contains(err.Error(), "ran out") {
+				return err
+			}
+			both = append(both, s)
+		}
+		if len(both) != 2 {
+			return errors.New("--pairs needs the baseline and lkedge with no plugins (check --only)")
+		}
+		return pairs(both[0], both[1], *pairsN, *conns, *duration, *maxRate)
+	}
 	for _, sp := range specs {
 		addr, err := freeAddr()
 		if err != nil {
