@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -75,6 +77,11 @@ type Verifier struct {
 	keys   auth.KeyProvider
 	leeway time.Duration
 	now    func() time.Time
+	// macs keeps used HMACs by secret (a *sync.Pool of hash.Hash each):
+	// hmac.New hashes the key into its two pads every time, where a Reset
+	// of a used one restores them. The secrets are the configured keys',
+	// never a webhook's, so the map stays as small as the key set.
+	macs sync.Map
 }
 
 // NewVerifier accepts tokens issued by any key of keys. leeway tolerates
@@ -130,10 +137,8 @@ func (v *Verifier) Verify(authorization string, body []byte) (string, error) {
 	if secret == "" {
 		return "", &Error{ReasonUnknownKey, fmt.Errorf("no secret for issuer %q", c.issuer)}
 	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(authorization[:len(header)+1+len(payload)]))
 	var sum [sha256.Size]byte
-	if !hmac.Equal(sig, mac.Sum(sum[:0])) {
+	if !hmac.Equal(sig, v.sign(secret, authorization[:len(header)+1+len(payload)], sum[:0])) {
 		return "", &Error{ReasonBadSignature, errors.New("signature is invalid")}
 	}
 	// As golang-jwt: expired is reported before not yet valid, and either
@@ -154,6 +159,20 @@ func (v *Verifier) Verify(authorization string, body []byte) (string, error) {
 		return "", &Error{ReasonChecksum, errors.New("sha256 checksum of body does not match")}
 	}
 	return c.issuer, nil
+}
+
+// sign appends to dst the HMAC-SHA256 of signed under secret.
+func (v *Verifier) sign(secret, signed string, dst []byte) []byte {
+	pool, ok := v.macs.Load(secret)
+	if !ok {
+		pool, _ = v.macs.LoadOrStore(secret, &sync.Pool{New: func() any { return hmac.New(sha256.New, []byte(secret)) }})
+	}
+	mac := pool.(*sync.Pool).Get().(hash.Hash)
+	mac.Write([]byte(signed))
+	dst = mac.Sum(dst)
+	mac.Reset()
+	pool.(*sync.Pool).Put(mac)
+	return dst
 }
 
 func malformed(format string, args ...any) error {

@@ -2,9 +2,11 @@ package webhook
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,5 +144,58 @@ func BenchmarkVerify(b *testing.B) {
 		if _, err := v.Verify(tok, body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestVerifyReusesMACs holds the HMACs a Verifier keeps for reuse to a
+// fresh one's answers: one Verifier, called from several goroutines,
+// checks tokens of two keys and forged tokens (an issuer's name signed with
+// another secret) in turn, so a pooled HMAC that kept any state of its
+// last use, or one shared across secrets, would pass a forgery or refuse a
+// good token.
+func TestVerifyReusesMACs(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	body := []byte(`{"event":"room_started","id":"EV_reuse"}`)
+	sign := func(key, secret string) string {
+		tok, err := Sign(body, key, secret, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	cases := []struct {
+		tok  string
+		want Reason // "" for accepted
+	}{
+		{sign("devkey", "secret"), ""},
+		{sign("rotated", "newsecret"), ""},
+		{sign("devkey", "newsecret"), ReasonBadSignature},
+		{sign("rotated", "secret"), ReasonBadSignature},
+		{sign("devkey", "secret!"), ReasonBadSignature},
+	}
+	v := NewVerifier(keys, 0, fixed(now))
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 500 {
+				c := cases[(g+i)%len(cases)]
+				_, err := v.Verify(c.tok, body)
+				var e *Error
+				switch {
+				case c.want == "" && err != nil:
+					errs <- fmt.Errorf("good token %d refused: %v", (g+i)%len(cases), err)
+					return
+				case c.want != "" && (!errors.As(err, &e) || e.Reason != c.want):
+					errs <- fmt.Errorf("token %d: got %v, want %s", (g+i)%len(cases), err, c.want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
