@@ -489,11 +489,6 @@ func run() error {
 		{"lkedge, plugins.yaml (standard-webhooks on every event)", func(string) []string { return []string{*lkedgeBin, "serve"} }, lkedgeEnv(shipped,
 			"LKEDGE_STANDARD_WEBHOOKS_URL=http://"+sk.addr+"/standard", "LKEDGE_STANDARD_WEBHOOKS_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")},
 	}
-	fmt.Printf("lkedge-bench: %s per phase, closed loop with %d connections, open loop at %v events/s\n", *duration, *conns, rates)
-	fmt.Println("each server alone on CPU 0 with GOMAXPROCS=1; this generator on the other CPU")
-	fmt.Println()
-	fmt.Println("| server | phase | events/s | p50 | p99 | p99.9 | CPU/event | ok | peak RSS |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	if *fullOnly {
 		specs = nil
 	}
@@ -526,6 +521,13 @@ func run() error {
 			return errors.New("--pairs needs the baseline and lkedge with no plugins (check --only)")
 		}
 		return pairs(both[0], both[1], *pairsN, *conns, *duration, *maxRate)
+	}
+	if len(specs) > 0 {
+		fmt.Printf("lkedge-bench: %s per phase, closed loop with %d connections, open loop at %v events/s\n", *duration, *conns, rates)
+		fmt.Println("each server alone on CPU 0 with GOMAXPROCS=1; this generator on the other CPU")
+		fmt.Println()
+		fmt.Println("| server | phase | events/s | p50 | p99 | p99.9 | CPU/event | ok | peak RSS |")
+		fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	}
 	for _, sp := range specs {
 		addr, err := freeAddr()

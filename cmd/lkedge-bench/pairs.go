@@ -13,7 +13,7 @@ import (
 // the server's own, and a pair's ratio of the two is lkedge's events per
 // core over the baseline's; the median of the pairs' ratios is the result.
 func pairs(base, lk *server, n, conns int, d time.Duration, maxRate int) error {
-	fmt.Printf("\npairs: %d alternating closed loops of %s, %d connections, both servers on CPU 0\n\n", n, d, conns)
+	fmt.Printf("pairs: %d alternating closed loops of %s, %d connections, both servers on CPU 0\n\n", n, d, conns)
 	fmt.Println("| pair | baseline CPU/event | lkedge CPU/event | lkedge's events per core over the baseline's |")
 	fmt.Println("|---|---|---|---|")
 	var took [2][]time.Duration
@@ -46,8 +46,12 @@ func pairs(base, lk *server, n, conns int, d time.Duration, maxRate int) error {
 	return nil
 }
 
+// median is the middle value, or the mean of the two middle ones.
 func median[T time.Duration | float64](xs []T) T {
 	s := slices.Clone(xs)
 	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
