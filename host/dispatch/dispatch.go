@@ -289,6 +289,18 @@ func (d *Dispatcher) Shrink(idleFor time.Duration) int {
 	return n
 }
 
+// Receives reports whether a plugin of the current set subscribed to
+// events of type typ in a room Meet owns or not, a plugin off until
+// configured included: its config may arrive before the event is handled.
+func (d *Dispatcher) Receives(typ string, meetOwned bool) bool {
+	for _, l := range d.current.Load().plugins {
+		if l.conf.Receives(typ, meetOwned) {
+			return true
+		}
+	}
+	return false
+}
+
 // Loaded lists the names of the running plugins, those off until
 // configured left out.
 func (d *Dispatcher) Loaded() []string { return d.current.Load().names(false) }

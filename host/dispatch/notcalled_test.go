@@ -46,3 +46,53 @@ func TestWhyNotCalled(t *testing.T) {
 		}
 	}
 }
+
+// Receives answers for the plugin set whether any plugin would be handed an
+// event: it is how an event nobody reads is finished when accepted, so a
+// plugin off until configured counts, since its config may come first.
+func TestReceives(t *testing.T) {
+	const twoPlugins = `plugins:
+  - name: meet-only
+    wasm: typical.wasm
+    events: ["*"]
+  - name: egress-only
+    wasm: typical.wasm
+    events: [egress_ended]
+    rooms: all
+`
+	const unconfigured = `  - name: unconfigured
+    wasm: typical.wasm
+    events: [room_finished]
+    rooms: all
+    config: {url: {env: LKEDGE_TEST_UNSET_URL}}
+    requires: [url]
+`
+	type ask struct {
+		typ   string
+		owned bool
+		want  bool
+	}
+	for _, tt := range []struct {
+		name string
+		file string
+		asks []ask
+	}{
+		{"no plugins", "plugins: []\n", []ask{{"participant_joined", true, false}, {"egress_ended", false, false}}},
+		{"rooms and events", twoPlugins, []ask{
+			{"participant_joined", false, false}, {"participant_joined", true, true},
+			{"egress_ended", false, true}, {"room_finished", false, false},
+		}},
+		{"a plugin off until configured", twoPlugins + unconfigured, []ask{
+			{"room_finished", false, true}, {"participant_joined", false, false},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDispatcher(t, setup(t, tt.file), &outbox{})
+			for _, a := range tt.asks {
+				if got := d.Receives(a.typ, a.owned); got != a.want {
+					t.Errorf("Receives(%s, Meet's: %v) = %v, want %v", a.typ, a.owned, got, a.want)
+				}
+			}
+		})
+	}
+}

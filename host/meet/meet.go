@@ -207,6 +207,23 @@ func (h *Handler) owned(ctx context.Context, ev *event.Event, log *slog.Logger) 
 	return false, nil
 }
 
+// NotMeet reports whether ev shows by itself that it is no Meet room's
+// event: it carries its room, and the room's metadata is empty or names
+// another creator. Handle skips such an event without reading anything.
+// An event that needs a look-up (egress and ingress events name only their
+// room) or whose metadata is not valid (Handle logs it) is not reported.
+func (h *Handler) NotMeet(ev *event.Event) bool {
+	metadata, ok := ev.RoomMetadata()
+	if !ok {
+		return false
+	}
+	if metadata == "" {
+		return true
+	}
+	createdBy, err := field[string]([]byte(metadata), "createdBy")
+	return err == nil && createdBy != h.opts.NameID
+}
+
 func (h *Handler) createdByMeet(metadata string, log *slog.Logger) bool {
 	if metadata == "" {
 		return false

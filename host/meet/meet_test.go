@@ -1193,3 +1193,43 @@ func TestRegressions(t *testing.T) {
 		})
 	}
 }
+
+// NotMeet tells from an event's own body that it is no Meet room's; every
+// event it says so of, Handle finds not owned. What needs a look-up or has
+// metadata Handle must log is left to Handle.
+func TestNotMeet(t *testing.T) {
+	roomEv := func(typ, metadata string) []byte {
+		md := ""
+		if metadata != "" {
+			md = fmt.Sprintf(`,"metadata":%q`, metadata)
+		}
+		return fmt.Appendf(nil, `{"event":%q,"id":"EV_nm_%s","room":{"sid":"RM_nm","name":"standup-42"%s},"participant":{"sid":"PA_nm","identity":"ines"}}`, typ, typ, md)
+	}
+	for _, tt := range []struct {
+		name string
+		body []byte
+		want bool
+	}{
+		{"a room without metadata", roomEv("participant_joined", ""), true},
+		{"another creator", roomEv("room_started", `{"createdBy":"someone-else"}`), true},
+		{"Meet's room", roomEv("participant_joined", meetMD), false},
+		{"metadata that is not JSON", roomEv("participant_left", "not json"), false},
+		{"a createdBy that is not a string", roomEv("room_finished", `{"createdBy":7}`), false},
+		{"metadata that is an array", roomEv("track_published", `["openviduMeet"]`), false},
+		{"an egress event, which names only its room", fmt.Appendf(nil, `{"event":"egress_updated","id":"EV_nm_eg","egressInfo":{"egressId":"EG_nm","roomName":"standup-42","status":"EGRESS_ACTIVE"}}`), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			if got := e.h.NotMeet(decode(t, tt.body)); got != tt.want {
+				t.Fatalf("NotMeet = %v, want %v", got, tt.want)
+			}
+			ev, _, err := e.handle(tt.body)
+			if err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			if tt.want && ev.Meet.Owned {
+				t.Error("NotMeet, yet Handle took the event as Meet's")
+			}
+		})
+	}
+}

@@ -27,7 +27,8 @@ var (
 		Name: "lkedge_webhooks_duplicate_total", Help: "Deliveries of an already accepted event id.",
 	})
 	// EventsProcessed counts events whose processing ended, by outcome
-	// (done, retried, failed).
+	// (done, retried, failed, late, fenced, and skipped: finished when
+	// accepted, because neither Meet nor any plugin reads them).
 	EventsProcessed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lkedge_events_processed_total", Help: "Processing attempts of accepted events, by outcome.",
 	}, []string{"outcome"})

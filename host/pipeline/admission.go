@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -18,8 +19,17 @@ import (
 // what fixes its place in the room's order across replicas. An error means
 // the coordinator could not be reached; the event stays recorded and is
 // admitted in the background (or found to be another replica's), and the
-// webhook should be refused with 503 so the sender retries.
+// webhook should be refused with 503 so the sender retries. An event that
+// Options.Idle says needs nothing is finished instead.
 func (p *Pipeline) Accept(ctx context.Context, ev *event.Event, seq uint64) error {
+	if p.opts.Idle != nil && p.opts.Idle(ev) {
+		metrics.EventsProcessed.WithLabelValues("skipped").Inc()
+		p.journal.MarkDone(seq)
+		if p.log.Enabled(ctx, slog.LevelDebug) {
+			p.log.Debug("event finished when accepted: neither Meet nor any plugin reads it", "event_id", ev.ID, "event", ev.Type, "room", ev.RoomName())
+		}
+		return nil
+	}
 	if err := p.add(ev, seq, true); err != nil {
 		return err
 	}

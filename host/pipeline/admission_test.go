@@ -5,13 +5,17 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/lkedge/lkedge/host/coord"
 	"github.com/lkedge/lkedge/host/event"
+	"github.com/lkedge/lkedge/host/metrics"
 	"github.com/lkedge/lkedge/host/pipeline"
 )
 
@@ -258,4 +262,71 @@ func TestWaitingForATurnHoldsNoWorker(t *testing.T) {
 	}
 	close(release)
 	waitIdle(t, p)
+}
+
+// countingSequencer counts the admissions it is asked for.
+type countingSequencer struct {
+	pipeline.Sequencer
+	mu     sync.Mutex
+	admits []string
+}
+
+func (s *countingSequencer) Admit(ctx context.Context, eventID, orderKey, owner string) (coord.Ticket, error) {
+	s.mu.Lock()
+	s.admits = append(s.admits, eventID)
+	s.mu.Unlock()
+	return s.Sequencer.Admit(ctx, eventID, orderKey, owner)
+}
+
+// An event Options.Idle says needs nothing is finished by Accept itself:
+// marked done, counted as skipped, never admitted, never seen by the stage
+// or the sink; the others of the same room go the whole way, in order.
+func TestIdleEventsFinishWhenAccepted(t *testing.T) {
+	seqr := &countingSequencer{Sequencer: coord.NewInProcess(nil)}
+	j := &fakeJournal{}
+	var staged []string
+	var mu sync.Mutex
+	stage := func(_ context.Context, ev *event.Event, _ *slog.Logger) ([]*event.Event, error) {
+		mu.Lock()
+		staged = append(staged, ev.ID)
+		mu.Unlock()
+		return nil, nil
+	}
+	s := &recSink{}
+	p := pipeline.New(stage, s.sink, j, pipeline.Options{
+		Sequencer: seqr, Logger: quiet,
+		Idle: func(ev *event.Event) bool { return strings.HasPrefix(ev.ID, "idle-") },
+	})
+	run(t, p)
+	skipped0 := testutil.ToFloat64(metrics.EventsProcessed.WithLabelValues("skipped"))
+	for i, id := range []string{"busy-1", "idle-1", "busy-2", "idle-2", "idle-3", "busy-3"} {
+		if err := p.Accept(context.Background(), mkEvent(t, id, "room-of-all"), uint64(i+1)); err != nil {
+			t.Fatalf("Accept(%s): %v", id, err)
+		}
+	}
+	waitIdle(t, p)
+	done, failed := j.snapshot()
+	slices.Sort(done)
+	if want := []uint64{1, 2, 3, 4, 5, 6}; !slices.Equal(done, want) || len(failed) != 0 {
+		t.Errorf("journal: done %v, failed %v; want done %v", done, failed, want)
+	}
+	want := []string{"busy-1", "busy-2", "busy-3"}
+	mu.Lock()
+	gotStaged := slices.Clone(staged)
+	mu.Unlock()
+	seqr.mu.Lock()
+	admits := slices.Clone(seqr.admits)
+	seqr.mu.Unlock()
+	var sunk []string
+	for _, c := range s.snapshot() {
+		sunk = append(sunk, c...)
+	}
+	for name, got := range map[string][]string{"admitted": admits, "staged": gotStaged, "sunk": sunk} {
+		if !slices.Equal(got, want) {
+			t.Errorf("%s %v, want %v", name, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(metrics.EventsProcessed.WithLabelValues("skipped")) - skipped0; got != 3 {
+		t.Errorf("skipped counted %v times, want 3", got)
+	}
 }

@@ -70,6 +70,12 @@ type Options struct {
 	// leave in order even though each replica sends its own.
 	Settle        func(ctx context.Context, eventIDs []string)
 	SettleTimeout time.Duration // default 5 s
+	// Idle, when set, tells from an event alone that processing it would
+	// do nothing: the stage would skip it and the sink call nobody. Accept
+	// then finishes it at once, marked done in the journal, without an
+	// admission or a turn: a webhook nobody reads has no order to keep,
+	// and no other replica's work to wait for. It must not block.
+	Idle func(ev *event.Event) bool
 	// Reload reads an accepted event back from the journal by its seq.
 	// When it is set, admitted events beyond the first InMemory waiting to
 	// be processed keep only their seq, id and ticket, and are read back

@@ -167,11 +167,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 	}
 	secrets.d = plugins
 	log.Info("plugins loaded", "file", cfg.PluginsFile, "plugins", plugins.Loaded(), "off_until_configured", plugins.Dormant())
+	popts := opts.Pipeline
 	sink := opts.Sink
 	if sink == nil {
 		sink = plugins.Handle
+		// A webhook that neither Meet nor a plugin reads is finished when
+		// it is recorded: most of LiveKit's webhooks are of rooms lkedge
+		// does not own, and coordinating them would be all their cost.
+		popts.Idle = func(ev *event.Event) bool { return handler.NotMeet(ev) && !plugins.Receives(ev.Type, false) }
 	}
-	popts := opts.Pipeline
 	popts.Logger = log
 	popts.Sequencer, popts.Replica = co, replica
 	// Past the pipeline's InMemory, a waiting event is read back from the
