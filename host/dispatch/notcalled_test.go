@@ -10,12 +10,9 @@ import (
 	"github.com/lkedge/lkedge/host/event"
 )
 
-// TestWhyNotCalled: a plugin not called for an event says why at debug,
-// once per event: the room is not OpenVidu Meet's (rooms: meet, the
-// default), the event type is not among its events, or a config key it
-// requires has no value.
-func TestWhyNotCalled(t *testing.T) {
-	dir := setup(t, `plugins:
+// meetAndEgress is a plugins file with a plugin on every event of Meet's
+// rooms and one on egress_ended in any room.
+const meetAndEgress = `plugins:
   - name: meet-only
     wasm: typical.wasm
     events: ["*"]
@@ -23,7 +20,14 @@ func TestWhyNotCalled(t *testing.T) {
     wasm: typical.wasm
     events: [egress_ended]
     rooms: all
-  - name: unconfigured
+`
+
+// TestWhyNotCalled: a plugin not called for an event says why at debug,
+// once per event: the room is not OpenVidu Meet's (rooms: meet, the
+// default), the event type is not among its events, or a config key it
+// requires has no value.
+func TestWhyNotCalled(t *testing.T) {
+	dir := setup(t, meetAndEgress+`  - name: unconfigured
     wasm: typical.wasm
     events: ["*"]
     rooms: all
@@ -51,15 +55,6 @@ func TestWhyNotCalled(t *testing.T) {
 // event: it is how an event nobody reads is finished when accepted, so a
 // plugin off until configured counts, since its config may come first.
 func TestReceives(t *testing.T) {
-	const twoPlugins = `plugins:
-  - name: meet-only
-    wasm: typical.wasm
-    events: ["*"]
-  - name: egress-only
-    wasm: typical.wasm
-    events: [egress_ended]
-    rooms: all
-`
 	const unconfigured = `  - name: unconfigured
     wasm: typical.wasm
     events: [room_finished]
@@ -78,11 +73,11 @@ func TestReceives(t *testing.T) {
 		asks []ask
 	}{
 		{"no plugins", "plugins: []\n", []ask{{"participant_joined", true, false}, {"egress_ended", false, false}}},
-		{"rooms and events", twoPlugins, []ask{
+		{"rooms and events", meetAndEgress, []ask{
 			{"participant_joined", false, false}, {"participant_joined", true, true},
 			{"egress_ended", false, true}, {"room_finished", false, false},
 		}},
-		{"a plugin off until configured", twoPlugins + unconfigured, []ask{
+		{"a plugin off until configured", meetAndEgress + unconfigured, []ask{
 			{"room_finished", false, true}, {"participant_joined", false, false},
 		}},
 	} {

@@ -2,8 +2,6 @@ package service
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,7 +9,6 @@ import (
 
 	"github.com/lkedge/lkedge/host/journal"
 	"github.com/lkedge/lkedge/host/metrics"
-	"github.com/lkedge/lkedge/host/plugin/plugintest"
 )
 
 // TestWebhooksNobodyReads: webhooks of a room lkedge does not own, of types
@@ -19,22 +16,7 @@ import (
 // skipped) and left done in the journal; the same room's event a plugin
 // subscribed to, and a Meet room's event, still go the whole way.
 func TestWebhooksNobodyReads(t *testing.T) {
-	f := newFixture(t)
-	wasm := plugintest.Build(t, "../plugin/testdata/plugins/typical")
-	if err := os.WriteFile(filepath.Join(f.dir, "typical.wasm"), wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := newSink(t, 0)
-	t.Setenv("LKEDGE_TEST_HOOK_KEY", "pottery-secret")
-	f.cfg.PluginsFile = writePlugins(t, f.dir, `plugins:
-  - name: typical
-    wasm: typical.wasm
-    events: [room_finished]
-    rooms: all
-    config: {url: "`+s.srv.URL+`/closed"}
-    secrets: {key: {env: LKEDGE_TEST_HOOK_KEY}}
-    allow: ["config:url"]
-`)
+	f, s := withTypical(t, 0, "    events: [room_finished]\n    rooms: all\n")
 	skipped0 := testutil.ToFloat64(metrics.EventsProcessed.WithLabelValues("skipped"))
 	done0 := testutil.ToFloat64(metrics.EventsProcessed.WithLabelValues("done"))
 	url, stop := f.start(t, nil)

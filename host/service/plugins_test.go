@@ -75,25 +75,32 @@ func writePlugins(t testing.TB, dir, yaml string) string {
 
 // withTypicalPlugin is a service fixture whose plugins.yaml runs the typical
 // test plugin on egress_updated, posting to a sink that fails twice first,
-// signed with the secret "hook-secret", under the given delivery policy.
+// under the given delivery policy.
 func withTypicalPlugin(t *testing.T, delivery string) (*fixture, *sink) {
+	t.Helper()
+	return withTypical(t, 2, "    events: [egress_updated]\n    delivery: "+delivery+"\n")
+}
+
+// withTypical is a service fixture whose plugins.yaml runs the typical test
+// plugin with the given further lines of its entry (events, rooms,
+// delivery), posting to a sink that fails its first failures requests,
+// signed with the secret "hook-secret".
+func withTypical(t *testing.T, failures int, entry string) (*fixture, *sink) {
 	t.Helper()
 	f := newFixture(t)
 	wasm := plugintest.Build(t, "../plugin/testdata/plugins/typical")
 	if err := os.WriteFile(filepath.Join(f.dir, "typical.wasm"), wasm, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := newSink(t, 2)
+	s := newSink(t, failures)
 	t.Setenv("LKEDGE_TEST_HOOK_KEY", "hook-secret")
 	f.cfg.PluginsFile = writePlugins(t, f.dir, `plugins:
   - name: typical
     wasm: typical.wasm
-    events: [egress_updated]
     config: {url: "`+s.srv.URL+`/hook"}
     secrets: {key: {env: LKEDGE_TEST_HOOK_KEY}}
     allow: ["config:url"]
-    delivery: `+delivery+`
-`)
+`+entry)
 	return f, s
 }
 
