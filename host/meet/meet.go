@@ -217,24 +217,31 @@ func (h *Handler) NotMeet(ev *event.Event) bool {
 	if !ok {
 		return false
 	}
-	if metadata == "" {
-		return true
-	}
-	createdBy, err := field[string]([]byte(metadata), "createdBy")
-	return err == nil && createdBy != h.opts.NameID
+	meet, err := h.meetCreated(metadata)
+	return err == nil && !meet
 }
 
 func (h *Handler) createdByMeet(metadata string, log *slog.Logger) bool {
-	if metadata == "" {
-		return false
-	}
-	createdBy, err := field[string]([]byte(metadata), "createdBy")
+	meet, err := h.meetCreated(metadata)
 	if err != nil {
 		// QUIRK 2 kept in effect: invalid metadata means "not Meet", logged.
 		log.Debug("room metadata is not a JSON object with a string createdBy; not a Meet room", "err", err)
-		return false
 	}
-	return createdBy == h.opts.NameID
+	return meet
+}
+
+// meetCreated reads a room's metadata as Meet writes it: Meet's rooms carry
+// a JSON object whose createdBy is Meet's name; empty metadata is another
+// creator's room.
+func (h *Handler) meetCreated(metadata string) (bool, error) {
+	if metadata == "" {
+		return false, nil
+	}
+	createdBy, err := field[string]([]byte(metadata), "createdBy")
+	if err != nil {
+		return false, err
+	}
+	return createdBy == h.opts.NameID, nil
 }
 
 // recordingEgress handles egress_started/updated/ended (§5.1). Storage
