@@ -173,8 +173,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Service, error
 		sink = plugins.Handle
 		// A webhook that neither Meet nor a plugin reads is finished when
 		// it is recorded: most of LiveKit's webhooks are of rooms lkedge
-		// does not own, and coordinating them would be all their cost.
-		popts.Idle = func(ev *event.Event) bool { return handler.NotMeet(ev) && !plugins.Receives(ev.Type, false) }
+		// does not own, and coordinating them would be all their cost. The
+		// plugins are asked first: a look at their subscriptions is cheaper
+		// than reading the room's metadata, which a plugin on every event
+		// makes needless.
+		popts.Idle = func(ev *event.Event) bool { return !plugins.Receives(ev.Type, false) && handler.NotMeet(ev) }
 	}
 	popts.Logger = log
 	popts.Sequencer, popts.Replica = co, replica
