@@ -218,7 +218,9 @@ func readyz(url string) (int, string) {
 // Consul no replica can fix an event's place in its room's order, so each
 // answers 503 with Retry-After (LiveKit retries, holding the room's later
 // events back) and /readyz says why; once Consul is back, the retries are
-// accepted and every event is handled once, with nothing lost.
+// accepted and every event is handled once, with nothing lost. A webhook
+// nobody reads has no place to fix: both replicas take it during the
+// outage.
 func TestConsulOutage(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
@@ -249,6 +251,17 @@ func TestConsulOutage(t *testing.T) {
 	}
 	if code, body := readyz(a.URL); code != http.StatusServiceUnavailable || !strings.Contains(body, "coordination") {
 		t.Errorf("/readyz during the outage = %d %q, want 503 naming coordination", code, body)
+	}
+	// A webhook nobody reads needs no coordination: both replicas take it
+	// (a duplicate delivery) while Consul is down, and finish it.
+	unread := []byte(`{"event":"participant_joined","id":"EV_unread_outage","room":{"sid":"RM_fc","name":"film-club"},"participant":{"sid":"PA_9","identity":"noor"}}`)
+	for _, rep := range []*testserver.LKEdgeProcess{a, b} {
+		if code := post(t, rep.URL, unread); code != http.StatusOK {
+			t.Errorf("a webhook nobody reads, during the outage: %d, want 200", code)
+		}
+		if got := metric(t, rep.URL, `lkedge_events_processed_total{outcome="skipped"}`); got != 1 {
+			t.Errorf("webhooks finished when accepted on %s: %v, want 1", rep.URL, got)
+		}
 	}
 	time.Sleep(30*time.Second - time.Since(down))
 	if n := len(c.lk.SentData()); n != rooms {
