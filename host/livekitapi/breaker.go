@@ -2,7 +2,6 @@ package livekitapi
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -44,7 +43,7 @@ func (b *breaker) check() error {
 	until, lastErr := b.until, b.lastErr
 	b.mu.Unlock()
 	if now := b.now(); now.Before(until) {
-		return fmt.Errorf("%w for %s more after: %v", ErrUnreachable, until.Sub(now).Round(time.Millisecond), lastErr)
+		return &unreachableError{left: until.Sub(now), cause: lastErr}
 	}
 	return nil
 }

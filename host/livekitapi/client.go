@@ -116,11 +116,11 @@ func (c *Client) token(room string) (string, error) {
 func (c *Client) GetRoom(ctx context.Context, name string) (*livekit.Room, error) {
 	ctx, err := c.withToken(ctx, "")
 	if err != nil {
-		return nil, fmt.Errorf("livekit ListRooms %s: %w", name, err)
+		return nil, &callError{"ListRooms", name, err}
 	}
 	res, err := c.rooms.ListRooms(ctx, &livekit.ListRoomsRequest{Names: []string{name}})
 	if err != nil {
-		return nil, fmt.Errorf("livekit ListRooms %s: %w", name, err)
+		return nil, &callError{"ListRooms", name, err}
 	}
 	for _, r := range res.Rooms {
 		if r.Name == name {
@@ -136,7 +136,7 @@ func (c *Client) GetRoom(ctx context.Context, name string) (*livekit.Room, error
 func (c *Client) ListActiveEgress(ctx context.Context, room string) ([]*livekit.EgressInfo, error) {
 	ctx, err := c.withToken(ctx, room)
 	if err != nil {
-		return nil, fmt.Errorf("livekit ListEgress %s: %w", room, err)
+		return nil, &callError{"ListEgress", room, err}
 	}
 	res, err := c.egress.ListEgress(ctx, &livekit.ListEgressRequest{RoomName: room, Active: true})
 	if err != nil {
@@ -144,7 +144,7 @@ func (c *Client) ListActiveEgress(ctx context.Context, room string) ([]*livekit.
 		if errors.As(err, &te) && te.Code() == twirp.NotFound {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("livekit ListEgress %s: %w", room, err)
+		return nil, &callError{"ListEgress", room, err}
 	}
 	return res.Items, nil
 }
@@ -156,13 +156,13 @@ func (c *Client) ListActiveEgress(ctx context.Context, room string) ([]*livekit.
 func (c *Client) SendData(ctx context.Context, room, topic string, data []byte, identities []string) error {
 	ctx, err := c.withToken(ctx, room)
 	if err != nil {
-		return fmt.Errorf("livekit SendData %s topic %s: %w", room, topic, err)
+		return &callError{"SendData", room + " topic " + topic, err}
 	}
 	_, err = c.rooms.SendData(ctx, &livekit.SendDataRequest{
 		Room: room, Data: data, Kind: livekit.DataPacket_RELIABLE, Topic: &topic, DestinationIdentities: identities,
 	})
 	if err != nil {
-		return fmt.Errorf("livekit SendData %s topic %s: %w", room, topic, err)
+		return &callError{"SendData", room + " topic " + topic, err}
 	}
 	return nil
 }
@@ -171,14 +171,14 @@ func (c *Client) SendData(ctx context.Context, room, topic string, data []byte, 
 func (c *Client) DeleteRoom(ctx context.Context, room string) error {
 	ctx, err := c.withToken(ctx, room)
 	if err != nil {
-		return fmt.Errorf("livekit DeleteRoom %s: %w", room, err)
+		return &callError{"DeleteRoom", room, err}
 	}
 	if _, err := c.rooms.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room}); err != nil {
 		var te twirp.Error
 		if errors.As(err, &te) && te.Code() == twirp.NotFound {
 			return nil
 		}
-		return fmt.Errorf("livekit DeleteRoom %s: %w", room, err)
+		return &callError{"DeleteRoom", room, err}
 	}
 	return nil
 }
