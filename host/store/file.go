@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -215,7 +216,7 @@ func (f *File) Get(ctx context.Context, key string) (Object, error) {
 	body, err := readRegular(f.bodyPath(key))
 	if err != nil {
 		if isMissing(err) {
-			return Object{}, fmt.Errorf("store: get %q: %w", key, ErrNotFound)
+			return Object{}, &missError{key}
 		}
 		return Object{}, fmt.Errorf("store: get %q: %w", key, err)
 	}
@@ -401,6 +402,17 @@ func (f *File) List(ctx context.Context, prefix string) ([]string, error) {
 
 // isMissing reports whether err means "no object here": the path is absent,
 // a path component is a file, or the path is a directory.
+// missError is Get's answer for a key with no object. Meet's ownership
+// check asks for a room record that most rooms lack, so misses are common,
+// and the caller only tests for ErrNotFound: the text is made when read.
+type missError struct{ key string }
+
+func (e *missError) Error() string {
+	return "store: get " + strconv.Quote(e.key) + ": " + ErrNotFound.Error()
+}
+
+func (e *missError) Unwrap() error { return ErrNotFound }
+
 func isMissing(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) ||
 		errors.Is(err, syscall.EISDIR) || errors.Is(err, errIsDir)

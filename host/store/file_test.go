@@ -384,3 +384,17 @@ func TestNewFileBadBucket(t *testing.T) {
 		t.Error("NewFile with empty dir succeeded, want error")
 	}
 }
+
+// TestFileMissText: a miss's error, made when read, names the key as the
+// other errors do.
+func TestFileMissText(t *testing.T) {
+	s, _ := newFile(t)
+	_, err := s.Get(t.Context(), `meet-x/rooms/r "7"/r.json`)
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get = %v, want ErrNotFound", err)
+	}
+	const want = `store: get "meet-x/rooms/r \"7\"/r.json": store: object not found`
+	if got := err.Error(); got != want {
+		t.Errorf("Error() = %s\nwant      %s", got, want)
+	}
+}
