@@ -36,7 +36,8 @@ type Pipeline interface {
 	// Accept queues a just-recorded event and admits it: once it returns
 	// nil, the event's place in its room's order is fixed across replicas
 	// and the webhook may be answered. An error means the coordinator is
-	// unreachable; the event stays recorded and waits.
+	// unreachable or did not answer in time; the event stays recorded and
+	// waits.
 	Accept(ctx context.Context, ev *event.Event, seq uint64) error
 	// Readmit admits now an event recorded earlier and still waiting for
 	// its admission (the sender's retry of a webhook answered 503).
@@ -69,11 +70,6 @@ const (
 	reasonJournal    = "journal_error"
 	reasonCoord      = "coordination_unavailable"
 )
-
-// admitTimeout bounds the wait for the coordinator before a webhook is
-// refused with 503: the sender retries, and its later events of the room
-// wait behind the retry, so refusing keeps the order.
-const admitTimeout = 3 * time.Second
 
 // ServeWebhook handles POST /livekit/webhook.
 func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
@@ -133,8 +129,8 @@ func (h *Handler) ServeWebhook(ctx *fasthttp.RequestCtx) {
 		h.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonJournal, err)
 		return
 	}
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), admitTimeout)
-	defer cancel()
+	// The pipeline bounds the wait for the coordinator (AdmitTimeout).
+	actx := context.WithoutCancel(ctx)
 	if dup {
 		if err := h.Pipeline.Readmit(actx, ev.ID); err != nil {
 			h.Log.Warn("cannot admit the event: the coordinator is unreachable; the sender retries", evAttrs("err", err)...)

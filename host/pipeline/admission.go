@@ -20,7 +20,8 @@ import (
 // the coordinator could not be reached; the event stays recorded and is
 // admitted in the background (or found to be another replica's), and the
 // webhook should be refused with 503 so the sender retries. An event that
-// Options.Idle says needs nothing is finished instead.
+// Options.Idle says needs nothing is finished instead. The wait for the
+// coordinator is bounded by Options.AdmitTimeout.
 func (p *Pipeline) Accept(ctx context.Context, ev *event.Event, seq uint64) error {
 	if p.opts.Idle != nil && p.opts.Idle(ev) {
 		metrics.EventsProcessed.WithLabelValues("skipped").Inc()
@@ -33,6 +34,8 @@ func (p *Pipeline) Accept(ctx context.Context, ev *event.Event, seq uint64) erro
 	if err := p.add(ev, seq, true); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.AdmitTimeout)
+	defer cancel()
 	return p.admitKey(ctx, ev.OrderKey(), ev.ID)
 }
 
@@ -46,6 +49,8 @@ func (p *Pipeline) Readmit(ctx context.Context, eventID string) error {
 	if !waiting {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.AdmitTimeout)
+	defer cancel()
 	return p.admitKey(ctx, key, eventID)
 }
 

@@ -330,3 +330,40 @@ func TestIdleEventsFinishWhenAccepted(t *testing.T) {
 		t.Errorf("skipped counted %v times, want 3", got)
 	}
 }
+
+// silentSequencer is a coordinator that never answers an admission: each
+// Admit waits until its context ends.
+type silentSequencer struct{ pipeline.Sequencer }
+
+func (silentSequencer) Admit(ctx context.Context, _, _, _ string) (coord.Ticket, error) {
+	<-ctx.Done()
+	return coord.Ticket{}, ctx.Err()
+}
+
+// TestAdmitTimeout: Accept and Readmit give up on a coordinator that does
+// not answer after Options.AdmitTimeout, though their caller's context has
+// no deadline (ingest passes none), so the webhook is refused rather than
+// left hanging.
+func TestAdmitTimeout(t *testing.T) {
+	const bound = 80 * time.Millisecond
+	p := pipeline.New(okStage, (&recSink{}).sink, &fakeJournal{}, pipeline.Options{
+		Sequencer: silentSequencer{coord.NewInProcess(nil)}, AdmitTimeout: bound, Backoff: time.Hour, Logger: quiet,
+	})
+	for _, tc := range []struct {
+		name  string
+		admit func() error
+	}{
+		{"Accept", func() error { return p.Accept(context.Background(), mkEvent(t, "EV_silent1", "room-s"), 1) }},
+		{"Readmit", func() error { return p.Readmit(context.Background(), "EV_silent1") }},
+	} {
+		start := time.Now()
+		err := tc.admit()
+		took := time.Since(start)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s = %v, want the admission's deadline exceeded", tc.name, err)
+		}
+		if took < bound || took > bound+2*time.Second {
+			t.Errorf("%s gave up after %v, want about %v", tc.name, took, bound)
+		}
+	}
+}

@@ -76,6 +76,13 @@ type Options struct {
 	// admission or a turn: a webhook nobody reads has no order to keep,
 	// and no other replica's work to wait for. It must not block.
 	Idle func(ev *event.Event) bool
+	// AdmitTimeout bounds Accept's and Readmit's wait for the coordinator
+	// (default 3 s). The webhook is then refused with 503: the sender
+	// retries, and its later events of the room wait behind the retry, so
+	// refusing keeps the order. The bound is set here, where the
+	// coordinator is called, rather than by the caller: an idle event has
+	// no admission, and its webhook no timer to start and stop.
+	AdmitTimeout time.Duration
 	// Reload reads an accepted event back from the journal by its seq.
 	// When it is set, admitted events beyond the first InMemory waiting to
 	// be processed keep only their seq, id and ticket, and are read back
@@ -155,6 +162,9 @@ func New(stage Stage, sink Sink, j Journal, opts Options) *Pipeline {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.AdmitTimeout <= 0 {
+		opts.AdmitTimeout = 3 * time.Second
 	}
 	if opts.SettleTimeout <= 0 {
 		opts.SettleTimeout = 5 * time.Second
