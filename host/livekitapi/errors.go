@@ -8,10 +8,10 @@ import (
 // The errors of this package are formatted when they are read, not when
 // they are made. While LiveKit is unreachable, every egress event of a room
 // that Meet's store does not know fails its room lookup at once, and the
-// caller counts the failure and logs it at warn: formatting the cause for
-// every event was a tenth of the ownership check's CPU in the load
-// benchmark (docs/benchmarks.md), spent on text that a service logging at
-// error never writes.
+// caller counts the failure and logs it at warn. Formatting the cause for
+// every event showed in the ownership check's profile under load
+// (docs/benchmarks.md), spent on text that a service logging at error
+// never writes.
 
 // callError is a failed call to LiveKit: which call, what it was about and
 // why. Its text is "livekit <call> <subject>: <err>".
